@@ -1,0 +1,74 @@
+"""Fixtures shared by every suite: stores of each backend, a clock, handler registries."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from taskstatus.handlers import Registry
+from taskstatus.model import Task, TaskDefinition, TaskDefinitionSummary, new_task
+from taskstatus.store import Store, make_store
+
+BACKENDS = ["sqlite"]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database of each backend."""
+    return f"sqlite:///{tmp_path}/tasks.db"
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    s = make_store(store_url)
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+@pytest.fixture
+def registry() -> Registry:
+    """An empty registry, so that tests never see each other's handlers."""
+    return Registry()
+
+
+SUMMARY = TaskDefinitionSummary(
+    id="0" * 32,
+    unique_name="noop",
+    description="does nothing",
+    parent_name="noop",
+    executor="tests.noop",
+    arguments={},
+)
+DEFINITION = TaskDefinition(SUMMARY, {"type": "object"})
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def make_task(handler: str = "noop", **options: object) -> Task:
+    """A queued task of the test definition (handler "noop" unless said otherwise)."""
+    summary = (
+        SUMMARY
+        if handler == "noop"
+        else TaskDefinitionSummary("1" * 32, handler, "", handler, f"tests.{handler}", {})
+    )
+    return new_task(
+        handler=handler,
+        definition=summary,
+        arguments=options.pop("arguments", {}),  # type: ignore[arg-type]
+        launcher=options.pop("launcher", "tester"),  # type: ignore[arg-type]
+        now=options.pop("now", None) or now(),  # type: ignore[arg-type]
+        **options,  # type: ignore[arg-type]
+    )
