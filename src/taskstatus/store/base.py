@@ -1,0 +1,205 @@
+"""The Store protocol: what every backend (SQLite, PostgreSQL) does, and the values it trades in.
+
+Stores are async. Worker paths are set-based and batched (claim N, finish N, report N in one
+statement or transaction each); user paths go through `update`, which re-reads and re-applies a
+change when a concurrent write got there first, so no write is lost. Every state change is
+guarded by the lifecycle of `taskstatus.model`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from taskstatus.errors import ConflictError, NotFound, StoreError
+from taskstatus.model import (
+    CompletionStatus,
+    Message,
+    ReturnDetail,
+    Task,
+    TaskDefinition,
+    TaskState,
+)
+from taskstatus.query import TaskQuery
+
+__all__ = [
+    "ApiClient",
+    "ConflictError",
+    "DeleteResult",
+    "Heartbeat",
+    "NotFound",
+    "Outcome",
+    "Page",
+    "Progress",
+    "Recovered",
+    "Store",
+    "StoreError",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[Task]
+    total: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A worker's coalesced report on a running task: the latest state plus new messages."""
+
+    task_id: str
+    progress: str | None
+    percent_complete: int
+    messages: Sequence[Message] = ()
+    attributes: Mapping[str, Any] | None = None
+    returns: Sequence[ReturnDetail] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a run ended. `state` QUEUED with `run_at` is a retry; the lifecycle guards the rest."""
+
+    task_id: str
+    state: TaskState
+    completion_status: CompletionStatus | None
+    progress: str | None = None
+    percent_complete: int | None = None
+    messages: Sequence[Message] = ()
+    attributes: Mapping[str, Any] | None = None
+    returns: Sequence[ReturnDetail] | None = None
+    run_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """What a heartbeat learned: tasks to stop (cancel requested) and tasks no longer ours."""
+
+    cancel: frozenset[str] = frozenset()
+    lost: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """Tasks whose lease expired: put back in the queue, dead, or cancelled (cancel requested)."""
+
+    requeued: list[str] = field(default_factory=list)
+    dead: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteResult:
+    """`deleted` ids; or, with subtasks and no force, nothing deleted and the subtasks."""
+
+    deleted: list[str]
+    blocked_by: list[Task] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiClient:
+    """An OAuth2 client of the HTTP API. The secret is kept only as a salted hash."""
+
+    id: str
+    name: str
+    secret_hash: str
+    scopes: tuple[str, ...]
+    owner: str
+    created: datetime
+    revoked: datetime | None = None
+
+
+class Store(Protocol):
+    """The durable task store. One implementation per database; one contract test suite."""
+
+    url: str
+
+    async def open(self) -> None:
+        """Connect and apply pending schema migrations."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise if the database cannot be reached (readiness)."""
+
+    # --- tasks -------------------------------------------------------------------------------
+
+    async def create(self, task: Task) -> Task:
+        """Store a new task. With an idempotency key already used by the same launcher,
+        store nothing and return the task that has it."""
+
+    async def create_many(self, tasks: Sequence[Task]) -> list[Task]:
+        """`create` for a batch, in one transaction."""
+
+    async def get(self, task_id: str, *, include_deleted: bool = False) -> Task | None: ...
+
+    async def query(self, query: TaskQuery) -> Page: ...
+
+    async def update(
+        self,
+        task_id: str,
+        change: Callable[[Task], Task],
+        *,
+        expected_version: int | None = None,
+    ) -> Task:
+        """Apply `change` to the current task and store the result if nobody wrote in between;
+        otherwise re-read and re-apply. With `expected_version`, a mismatch is a ConflictError.
+        Raises NotFound, or whatever `change` raises (nothing is written then)."""
+
+    async def children(self, task_id: str) -> list[Task]: ...
+
+    async def delete(self, task_id: str, *, force: bool, now: datetime) -> DeleteResult:
+        """Soft-delete a task (and with force, its subtasks), cancelling any that still run."""
+
+    async def purge(self, before: datetime) -> int:
+        """Remove for good the finished or deleted tasks created before `before`."""
+
+    # --- workers -------------------------------------------------------------------------------
+
+    async def claim(
+        self, worker_id: str, limit: int, lease_seconds: float, handlers: Sequence[str]
+    ) -> list[Task]:
+        """Lease up to `limit` due queued tasks of the given handlers, by priority then due time."""
+
+    async def heartbeat(
+        self, worker_id: str, task_ids: Sequence[str], lease_seconds: float
+    ) -> Heartbeat:
+        """Extend the leases this worker still holds and say which tasks it must stop."""
+
+    async def report(self, worker_id: str, reports: Sequence[Progress]) -> None:
+        """Write coalesced progress of tasks this worker holds, in one transaction."""
+
+    async def finish(self, worker_id: str, outcomes: Sequence[Outcome]) -> set[str]:
+        """End runs this worker holds; returns the ids whose outcome was stored (a task
+        cleared or lost meanwhile keeps what the other writer stored)."""
+
+    async def release(self, worker_id: str, task_ids: Sequence[str]) -> None:
+        """Hand leased tasks back to the queue unharmed (the attempt is not counted)."""
+
+    async def recover(self) -> Recovered:
+        """Requeue (or end as dead) the running tasks whose lease has expired."""
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when a task may have become due (a wake-up), or after `timeout` seconds."""
+
+    # --- task definitions and API clients -------------------------------------------------
+
+    async def save_definitions(self, definitions: Sequence[TaskDefinition]) -> None:
+        """Record the handlers a node can run, so that other nodes can validate submissions."""
+
+    async def definition(self, name: str) -> TaskDefinition | None: ...
+
+    async def definitions(self) -> list[TaskDefinition]: ...
+
+    async def save_client(self, client: ApiClient) -> None: ...
+
+    async def client(self, client_id: str) -> ApiClient | None: ...
+
+    async def clients(self) -> list[ApiClient]: ...
+
+    async def revoke_client(self, client_id: str, now: datetime) -> bool: ...
+
+    async def setting(self, key: str, default: Callable[[], str]) -> str:
+        """A cluster-wide value (a signing key, say): the stored one, or `default()` stored
+        atomically by whichever node asks first."""

@@ -1,0 +1,264 @@
+"""Task <-> database row, for every backend. A `Codec` says how a dialect stores times and JSON.
+
+The column order of `task_from_row` is the ``columns`` block of each dialect's SQL file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from taskstatus.model import (
+    CompletionStatus,
+    Message,
+    MessageType,
+    ReturnDetail,
+    Target,
+    TargetType,
+    Task,
+    TaskDefinition,
+    TaskDefinitionSummary,
+    TaskState,
+    TaskType,
+)
+from taskstatus.store.base import ApiClient
+
+
+@dataclass(frozen=True)
+class Codec:
+    """How one database stores times and JSON (text in SQLite, native types in PostgreSQL)."""
+
+    time_in: Callable[[datetime], Any]
+    time_out: Callable[[Any], datetime]
+    json_in: Callable[[Any], Any]
+    json_out: Callable[[Any], Any]
+
+    def opt_time_in(self, value: datetime | None) -> Any:
+        return None if value is None else self.time_in(value)
+
+    def opt_time_out(self, value: Any) -> datetime | None:
+        return None if value is None else self.time_out(value)
+
+    def opt_json_in(self, value: Any) -> Any:
+        return None if value is None else self.json_in(value)
+
+
+def summary_to_json(s: TaskDefinitionSummary) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "unique_name": s.unique_name,
+        "description": s.description,
+        "parent_name": s.parent_name,
+        "executor": s.executor,
+        "arguments": dict(s.arguments),
+    }
+
+
+def summary_from_json(data: Mapping[str, Any]) -> TaskDefinitionSummary:
+    return TaskDefinitionSummary(
+        id=data["id"],
+        unique_name=data["unique_name"],
+        description=data["description"],
+        parent_name=data["parent_name"],
+        executor=data["executor"],
+        arguments=data["arguments"],
+    )
+
+
+def unknown_summary(handler: str) -> TaskDefinitionSummary:
+    """What a task shows when no node has registered its handler's definition (yet)."""
+    return TaskDefinitionSummary(
+        id="", unique_name=handler, description="", parent_name=handler, executor="", arguments={}
+    )
+
+
+def returns_to_json(returns: Sequence[ReturnDetail]) -> list[dict[str, str]]:
+    return [{"name": r.name, "attributeName": r.attribute_name} for r in returns]
+
+
+def message_params(task_id: str, m: Message, codec: Codec) -> dict[str, Any]:
+    return {
+        "id": task_id,
+        "type": m.type.value,
+        "key": m.key,
+        "text": m.text,
+        "locale": m.locale,
+        "parameters": None if m.parameters is None else codec.json_in(list(m.parameters)),
+    }
+
+
+def task_to_params(task: Task, codec: Codec) -> dict[str, Any]:
+    """Every column of `task` (messages are rows of their own: see `message_params`)."""
+    target = task.target
+    return {
+        "id": task.id,
+        "handler": task.handler,
+        "type": task.type.value,
+        "unique_name": task.unique_name,
+        "description": task.description,
+        "parent_name": task.parent_name,
+        "launcher": task.launcher,
+        "target_id": target.id if target else None,
+        "target_type": target.type.value if target and target.type else None,
+        "target_name": target.name if target else None,
+        "created": codec.time_in(task.created),
+        "modified": codec.time_in(task.modified),
+        "launched": codec.opt_time_in(task.launched),
+        "completed": codec.opt_time_in(task.completed),
+        "completion_status": task.completion_status.value if task.completion_status else None,
+        "returns": codec.json_in(returns_to_json(task.returns)),
+        "attributes": codec.json_in(dict(task.attributes)),
+        "progress": task.progress,
+        "percent_complete": task.percent_complete,
+        "state": task.state.value,
+        "arguments": codec.json_in(dict(task.arguments)),
+        "parent_id": task.parent_id,
+        "priority": task.priority,
+        "run_at": codec.opt_time_in(task.run_at or task.created),
+        "attempts": task.attempts,
+        "max_attempts": task.max_attempts,
+        "timeout": task.timeout,
+        "lease_owner": task.lease_owner,
+        "lease_expires": codec.opt_time_in(task.lease_expires),
+        "idempotency_key": task.idempotency_key,
+        "deleted_at": codec.opt_time_in(task.deleted_at),
+        "version": task.version,
+    }
+
+
+def task_from_row(row: Sequence[Any], codec: Codec) -> Task:
+    """A Task from a row in the order of the ``columns`` block."""
+    (
+        id_, handler, definition, type_, unique_name, description, parent_name, launcher,
+        target_id, target_type, target_name, created, modified, launched, completed,
+        completion_status, returns, attributes, progress, percent_complete, state, arguments,
+        parent_id, priority, run_at, attempts, max_attempts, timeout, lease_owner, lease_expires,
+        idempotency_key, deleted_at, version, messages,
+    ) = row  # fmt: skip
+    target = None
+    if target_id is not None or target_type is not None or target_name is not None:
+        target = Target(target_id, TargetType(target_type) if target_type else None, target_name)
+    return Task(
+        id=id_,
+        handler=handler,
+        definition=(
+            summary_from_json(codec.json_out(definition))
+            if definition is not None
+            else unknown_summary(handler)
+        ),
+        type=TaskType(type_),
+        unique_name=unique_name,
+        description=description,
+        parent_name=parent_name,
+        launcher=launcher,
+        target=target,
+        created=codec.time_out(created),
+        modified=codec.time_out(modified),
+        launched=codec.opt_time_out(launched),
+        completed=codec.opt_time_out(completed),
+        completion_status=CompletionStatus(completion_status) if completion_status else None,
+        messages=tuple(
+            Message(
+                type=MessageType(m[0]),
+                key=m[1],
+                text=m[2],
+                locale=m[3],
+                parameters=None if m[4] is None else tuple(m[4]),
+            )
+            for m in codec.json_out(messages)
+        ),
+        returns=tuple(ReturnDetail(r["name"], r["attributeName"]) for r in codec.json_out(returns)),
+        attributes=codec.json_out(attributes),
+        progress=progress,
+        percent_complete=percent_complete,
+        state=TaskState(state),
+        arguments=codec.json_out(arguments),
+        parent_id=parent_id,
+        priority=priority,
+        run_at=codec.opt_time_out(run_at),
+        attempts=attempts,
+        max_attempts=max_attempts,
+        timeout=timeout,
+        lease_owner=lease_owner,
+        lease_expires=codec.opt_time_out(lease_expires),
+        idempotency_key=idempotency_key,
+        deleted_at=codec.opt_time_out(deleted_at),
+        version=version,
+    )
+
+
+def definition_params(d: TaskDefinition, codec: Codec, now: datetime) -> dict[str, Any]:
+    return {
+        "name": d.name,
+        "summary": codec.json_in(summary_to_json(d.summary)),
+        "schema": codec.json_in(dict(d.schema)),
+        "max_attempts": d.max_attempts,
+        "timeout": d.timeout,
+        "updated": codec.time_in(now),
+    }
+
+
+def definition_from_row(row: Sequence[Any], codec: Codec) -> TaskDefinition:
+    summary, schema, max_attempts, timeout = row
+    return TaskDefinition(
+        summary_from_json(codec.json_out(summary)), codec.json_out(schema), max_attempts, timeout
+    )
+
+
+def client_params(c: ApiClient, codec: Codec) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "name": c.name,
+        "secret_hash": c.secret_hash,
+        "scopes": codec.json_in(list(c.scopes)),
+        "owner": c.owner,
+        "created": codec.time_in(c.created),
+        "revoked": codec.opt_time_in(c.revoked),
+    }
+
+
+def client_from_row(row: Sequence[Any], codec: Codec) -> ApiClient:
+    id_, name, secret_hash, scopes, owner, created, revoked = row
+    return ApiClient(
+        id=id_,
+        name=name,
+        secret_hash=secret_hash,
+        scopes=tuple(codec.json_out(scopes)),
+        owner=owner,
+        created=codec.time_out(created),
+        revoked=codec.opt_time_out(revoked),
+    )
+
+
+# The columns a user's change may touch, written by `update` only when they changed.
+MUTABLE_COLUMNS: tuple[str, ...] = (
+    "unique_name", "description", "parent_name", "target_id", "target_type", "target_name",
+    "modified", "launched", "completed", "completion_status", "returns", "attributes",
+    "progress", "percent_complete", "state", "arguments", "priority", "run_at", "attempts",
+    "max_attempts", "timeout", "lease_owner", "lease_expires", "deleted_at",
+)  # fmt: skip
+
+
+def changed_columns(old: Task, new: Task, codec: Codec) -> dict[str, Any]:
+    """The column values of `new` that differ from `old`; raises if `change` broke an invariant
+    a store cannot honour (identity fields, or rewriting stored messages)."""
+    if (new.id, new.handler, new.created, new.launcher, new.type) != (
+        old.id, old.handler, old.created, old.launcher, old.type,
+    ):  # fmt: skip
+        raise ValueError("a change may not alter a task's identity fields")
+    if new.messages[: len(old.messages)] != old.messages:
+        raise ValueError("messages can only be appended")
+    before, after = task_to_params(old, _RAW), task_to_params(new, _RAW)
+    changed = [c for c in MUTABLE_COLUMNS if after[c] != before[c]]
+    encoded = task_to_params(new, codec)
+    return {c: encoded[c] for c in changed}
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+# Compares domain values, whatever a dialect's wrappers (psycopg's Jsonb has no equality).
+_RAW = Codec(time_in=_same, time_out=_same, json_in=_same, json_out=_same)

@@ -1,0 +1,183 @@
+-- SQLite queries, by name. {columns} is the task column list below; {from:STATE} is the list of
+-- states the lifecycle (taskstatus.model.sources) allows STATE to be entered from, {leased} the
+-- states a worker holds a lease in, {pending} and {terminal} what they say. Lists of values are
+-- passed as one JSON array parameter and read with json_each, so each statement text is fixed.
+
+-- name: columns
+tasks.id, tasks.handler,
+(SELECT d.summary FROM definitions d WHERE d.name = tasks.handler) AS definition,
+tasks.type, tasks.unique_name, tasks.description, tasks.parent_name, tasks.launcher,
+tasks.target_id, tasks.target_type, tasks.target_name, tasks.created, tasks.modified,
+tasks.launched, tasks.completed, tasks.completion_status, tasks.returns, tasks.attributes,
+tasks.progress, tasks.percent_complete, tasks.state, tasks.arguments, tasks.parent_id,
+tasks.priority, tasks.run_at, tasks.attempts, tasks.max_attempts, tasks.timeout,
+tasks.lease_owner, tasks.lease_expires, tasks.idempotency_key, tasks.deleted_at, tasks.version,
+(SELECT json_group_array(json_array(m.type, m.key, m.text, m.locale, json(m.parameters)))
+   FROM (SELECT * FROM task_messages m WHERE m.task_id = tasks.id ORDER BY m.seq) m) AS messages
+
+-- name: insert_task
+INSERT INTO tasks (
+    id, handler, type, unique_name, description, parent_name, launcher, target_id, target_type,
+    target_name, created, modified, launched, completed, completion_status, returns, attributes,
+    progress, percent_complete, state, arguments, parent_id, priority, run_at, attempts,
+    max_attempts, timeout, lease_owner, lease_expires, idempotency_key, deleted_at, version)
+VALUES (
+    :id, :handler, :type, :unique_name, :description, :parent_name, :launcher, :target_id,
+    :target_type, :target_name, :created, :modified, :launched, :completed, :completion_status,
+    :returns, :attributes, :progress, :percent_complete, :state, :arguments, :parent_id,
+    :priority, :run_at, :attempts, :max_attempts, :timeout, :lease_owner, :lease_expires,
+    :idempotency_key, :deleted_at, :version)
+ON CONFLICT (launcher, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+
+-- name: get_task
+SELECT {columns} FROM tasks WHERE tasks.id = :id AND (tasks.deleted_at IS NULL OR :include_deleted)
+
+-- name: get_by_idempotency_key
+SELECT {columns} FROM tasks WHERE tasks.launcher = :launcher AND tasks.idempotency_key = :key
+
+-- name: children
+SELECT {columns} FROM tasks
+WHERE tasks.parent_id = :id AND tasks.deleted_at IS NULL
+ORDER BY tasks.created, tasks.id
+
+-- name: tree
+WITH RECURSIVE tree(id) AS (
+    SELECT :id
+    UNION
+    SELECT c.id FROM tasks c JOIN tree ON c.parent_id = tree.id WHERE c.deleted_at IS NULL
+)
+SELECT {columns} FROM tasks WHERE tasks.id IN (SELECT id FROM tree)
+
+-- name: claim
+UPDATE tasks SET
+    state = 'running', lease_owner = :worker, lease_expires = :expires,
+    attempts = attempts + 1, launched = coalesce(launched, :now), modified = :now,
+    version = version + 1
+WHERE id IN (
+    SELECT id FROM tasks
+    WHERE state IN ({from:running}) AND run_at <= :now AND deleted_at IS NULL
+      AND handler IN (SELECT value FROM json_each(:handlers))
+    ORDER BY priority DESC, run_at
+    LIMIT :limit)
+RETURNING {columns}
+
+-- name: extend_leases
+UPDATE tasks SET lease_expires = :expires
+WHERE lease_owner = :worker AND state IN ({leased}) AND id IN (SELECT value FROM json_each(:ids))
+
+-- name: lease_states
+SELECT id, state, lease_owner FROM tasks WHERE id IN (SELECT value FROM json_each(:ids))
+
+-- name: report
+UPDATE tasks SET
+    progress = :progress, percent_complete = :percent_complete,
+    attributes = coalesce(:attributes, attributes), returns = coalesce(:returns, returns),
+    modified = :now, version = version + 1
+WHERE id = :id AND lease_owner = :worker AND state IN ({leased})
+
+-- name: insert_message
+INSERT INTO task_messages (task_id, type, key, text, locale, parameters)
+VALUES (:id, :type, :key, :text, :locale, :parameters)
+
+-- name: insert_message_if_leased
+INSERT INTO task_messages (task_id, type, key, text, locale, parameters)
+SELECT :id, :type, :key, :text, :locale, :parameters
+WHERE EXISTS (
+    SELECT 1 FROM tasks WHERE id = :id AND lease_owner = :worker AND state IN ({leased}))
+
+-- name: finish
+UPDATE tasks SET
+    state = :state, completion_status = :completion_status,
+    completed = CASE WHEN :completion_status IS NULL THEN completed ELSE :now END,
+    progress = coalesce(:progress, progress),
+    percent_complete = coalesce(:percent_complete, percent_complete),
+    attributes = coalesce(:attributes, attributes), returns = coalesce(:returns, returns),
+    run_at = coalesce(:run_at, run_at), lease_owner = NULL, lease_expires = NULL,
+    modified = :now, version = version + 1
+WHERE id = :id AND lease_owner = :worker AND state IN (SELECT value FROM json_each(:sources))
+RETURNING id
+
+-- name: release
+UPDATE tasks SET
+    state = 'queued', lease_owner = NULL, lease_expires = NULL,
+    attempts = max(attempts - 1, 0), modified = :now, version = version + 1
+WHERE lease_owner = :worker AND state = 'running' AND 'running' IN ({from:queued})
+  AND id IN (SELECT value FROM json_each(:ids))
+
+-- name: release_cancelled
+UPDATE tasks SET
+    state = 'cancelled', completion_status = 'TERMINATED', completed = :now,
+    lease_owner = NULL, lease_expires = NULL, modified = :now, version = version + 1
+WHERE lease_owner = :worker AND state = 'cancel_requested'
+  AND 'cancel_requested' IN ({from:cancelled}) AND id IN (SELECT value FROM json_each(:ids))
+
+-- name: recover_requeue
+UPDATE tasks SET
+    state = 'queued', lease_owner = NULL, lease_expires = NULL, modified = :now,
+    version = version + 1
+WHERE state = 'running' AND 'running' IN ({from:queued}) AND lease_expires < :now
+  AND attempts < max_attempts
+RETURNING id, attempts, max_attempts
+
+-- name: recover_dead
+UPDATE tasks SET
+    state = 'dead', completion_status = 'TEMPERROR', completed = :now, lease_owner = NULL,
+    lease_expires = NULL, modified = :now, version = version + 1
+WHERE state = 'running' AND 'running' IN ({from:dead}) AND lease_expires < :now
+  AND attempts >= max_attempts
+RETURNING id, attempts, max_attempts
+
+-- name: recover_cancelled
+UPDATE tasks SET
+    state = 'cancelled', completion_status = 'TERMINATED', completed = :now,
+    lease_owner = NULL, lease_expires = NULL, modified = :now, version = version + 1
+WHERE state = 'cancel_requested' AND 'cancel_requested' IN ({from:cancelled})
+  AND lease_expires < :now
+RETURNING id, attempts, max_attempts
+
+-- name: purge_messages
+DELETE FROM task_messages WHERE task_id IN (
+    SELECT id FROM tasks
+    WHERE created < :before AND (state IN ({terminal}) OR deleted_at IS NOT NULL))
+
+-- name: purge_tasks
+DELETE FROM tasks
+WHERE created < :before AND (state IN ({terminal}) OR deleted_at IS NOT NULL)
+
+-- name: save_definition
+INSERT INTO definitions (name, summary, schema, max_attempts, timeout, updated)
+VALUES (:name, :summary, :schema, :max_attempts, :timeout, :updated)
+ON CONFLICT (name) DO UPDATE SET
+    summary = excluded.summary, schema = excluded.schema, max_attempts = excluded.max_attempts,
+    timeout = excluded.timeout, updated = excluded.updated
+WHERE definitions.summary IS NOT excluded.summary OR definitions.schema IS NOT excluded.schema
+   OR definitions.max_attempts IS NOT excluded.max_attempts
+   OR definitions.timeout IS NOT excluded.timeout
+
+-- name: get_definition
+SELECT summary, schema, max_attempts, timeout FROM definitions WHERE name = :name
+
+-- name: list_definitions
+SELECT summary, schema, max_attempts, timeout FROM definitions ORDER BY name
+
+-- name: save_client
+INSERT INTO api_clients (id, name, secret_hash, scopes, owner, created, revoked)
+VALUES (:id, :name, :secret_hash, :scopes, :owner, :created, :revoked)
+ON CONFLICT (id) DO UPDATE SET
+    name = excluded.name, secret_hash = excluded.secret_hash, scopes = excluded.scopes,
+    owner = excluded.owner, revoked = excluded.revoked
+
+-- name: get_client
+SELECT id, name, secret_hash, scopes, owner, created, revoked FROM api_clients WHERE id = :id
+
+-- name: list_clients
+SELECT id, name, secret_hash, scopes, owner, created, revoked FROM api_clients ORDER BY created, id
+
+-- name: revoke_client
+UPDATE api_clients SET revoked = :now WHERE id = :id AND revoked IS NULL
+
+-- name: insert_setting
+INSERT INTO settings (key, value) VALUES (:key, :value) ON CONFLICT (key) DO NOTHING
+
+-- name: get_setting
+SELECT value FROM settings WHERE key = :key

@@ -1,0 +1,65 @@
+"""Load a dialect's SQL: named blocks from ``sql/<dialect>.sql`` and ordered migrations.
+
+A block starts with a ``-- name: <name>`` line and runs to the next one. ``{columns}`` in a
+block is replaced by the ``columns`` block, the one place a dialect lists a task's columns.
+State lists come from the lifecycle in taskstatus.model, so SQL guards cannot drift from it:
+``{from:STATE}`` is the states STATE may be entered from, ``{leased}``, ``{pending}`` and
+``{terminal}`` the named groups.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib import resources
+
+from taskstatus.model import LEASED_STATES, PENDING_STATES, TERMINAL_STATES, TaskState, sources
+
+_NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+_GUARD = re.compile(r"\{(from:\w+|leased|pending|terminal)\}")
+
+
+def _states(states: Iterable[TaskState]) -> str:
+    return ", ".join(f"'{s.value}'" for s in sorted(states)) or "NULL"
+
+
+def _guard(m: re.Match[str]) -> str:
+    name = m.group(1)
+    if name.startswith("from:"):
+        return _states(sources(TaskState(name[5:])))
+    groups = {"leased": LEASED_STATES, "pending": PENDING_STATES, "terminal": TERMINAL_STATES}
+    return _states(groups[name])
+
+
+def load_queries(dialect: str) -> dict[str, str]:
+    text = resources.files("taskstatus.store").joinpath(f"sql/{dialect}.sql").read_text()
+    parts = _NAME.split(text)
+    queries = {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+    columns = queries.get("columns", "")
+    return {
+        name: _GUARD.sub(_guard, body.replace("{columns}", columns))
+        for name, body in queries.items()
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def load_migrations(dialect: str) -> list[Migration]:
+    """The dialect's migrations (``NNNN_name.sql``), in version order."""
+    folder = resources.files("taskstatus.store").joinpath(f"migrations/{dialect}")
+    found = []
+    for entry in folder.iterdir():
+        m = re.fullmatch(r"(\d{4})_(\w+)\.sql", entry.name)
+        if m:
+            found.append(Migration(int(m.group(1)), m.group(2), entry.read_text()))
+    found.sort(key=lambda mig: mig.version)
+    versions = [mig.version for mig in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise RuntimeError(f"{dialect} migrations are not numbered 1..n: {versions}")
+    return found

@@ -1,0 +1,573 @@
+"""The embedded store: one SQLite file in WAL mode.
+
+Writes run on one thread, each in a ``BEGIN IMMEDIATE`` transaction, which also serializes the
+writers of several processes sharing the file; reads run on a small pool of reader connections,
+which WAL never blocks. The sqlite3 module releases the GIL while SQLite works, so the event loop
+keeps serving while a statement runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import orjson
+
+from taskstatus.model import (
+    Task,
+    TaskDefinition,
+    TaskState,
+    cancel,
+    sources,
+)
+from taskstatus.query import TaskQuery
+from taskstatus.store.base import (
+    ApiClient,
+    ConflictError,
+    DeleteResult,
+    Heartbeat,
+    NotFound,
+    Outcome,
+    Page,
+    Progress,
+    Recovered,
+)
+from taskstatus.store.leases import lost_lease_message, sort_heartbeat
+from taskstatus.store.rows import (
+    Codec,
+    changed_columns,
+    client_from_row,
+    client_params,
+    definition_from_row,
+    definition_params,
+    message_params,
+    returns_to_json,
+    task_from_row,
+    task_to_params,
+)
+from taskstatus.store.sqlfiles import load_migrations, load_queries
+from taskstatus.store.sqlfilter import SqlDialect, compile_order, compile_where
+from taskstatus.store.wakeups import Wakeups
+
+T = TypeVar("T")
+
+_Q = load_queries("sqlite")
+
+
+def _time_in(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _json_in(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+CODEC = Codec(
+    time_in=_time_in,
+    time_out=datetime.fromisoformat,
+    json_in=_json_in,
+    json_out=orjson.loads,
+)
+DIALECT = SqlDialect(
+    placeholder="?",
+    encode_time=_time_in,
+    encode_json=_json_in,
+    json_placeholder="json(?)",
+    like="LIKE",
+)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def path_of(url: str) -> str:
+    """``sqlite:///relative.db``, ``sqlite:////abs/path.db`` or a plain path -> a file path."""
+    if url.startswith("sqlite:///"):
+        return url[len("sqlite:///") :]
+    if url.startswith("sqlite://"):
+        raise ValueError(f"not a SQLite URL (use sqlite:///path/to/file.db): {url}")
+    return url
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into statements, the way SQLite's own parser sees them."""
+    out, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                out.append(buf.strip())
+            buf = ""
+    if buf.strip() and not all(
+        ln.strip().startswith("--") or not ln.strip() for ln in buf.splitlines()
+    ):
+        raise ValueError(f"incomplete statement at the end of a migration: {buf.strip()[:80]}")
+    return out
+
+
+class SQLiteStore:
+    """The Store protocol on one SQLite file (see taskstatus.store.base for the contract)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        synchronous: str = "NORMAL",
+        readers: int = 2,
+        busy_timeout: float = 30.0,
+    ) -> None:
+        self.url = url
+        self.path = os.path.abspath(path_of(url))
+        self._synchronous = synchronous
+        self._busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._readers = ThreadPoolExecutor(readers, thread_name_prefix="sqlite-reader")
+        self._wakeups = Wakeups.for_key(self.path)
+        self._opened = False
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self.path,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=self._busy_timeout,
+                cached_statements=256,
+            )
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            conn.execute("PRAGMA temp_store = MEMORY")
+            conn.execute("PRAGMA cache_size = -65536")
+            self._local.conn = conn
+            with self._connections_lock:
+                self._connections.append(conn)
+        return conn
+
+    def _in_tx(self, fn: Callable[[sqlite3.Connection], T], immediate: bool) -> T:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        try:
+            result = fn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, self._in_tx, fn, True)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._in_tx, fn, False)
+
+    @staticmethod
+    def _task(conn: sqlite3.Connection, task_id: str, include_deleted: bool) -> Task | None:
+        row = conn.execute(
+            _Q["get_task"], {"id": task_id, "include_deleted": include_deleted}
+        ).fetchone()
+        return task_from_row(row, CODEC) if row else None
+
+    # --- lifecycle of the store -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._opened:
+            return
+        directory = os.path.dirname(self.path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writer, self._migrate)
+        self._opened = True
+
+    def _migrate(self) -> None:
+        conn = self._conn()
+        conn.execute("PRAGMA journal_mode = WAL")
+        for migration in load_migrations("sqlite"):
+            conn.execute("BEGIN IMMEDIATE")  # the lock makes nodes that start together take turns
+            try:
+                (current,) = conn.execute("PRAGMA user_version").fetchone()
+                if current < migration.version:
+                    for statement in _statements(migration.sql):
+                        conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version = {migration.version:d}")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    async def close(self) -> None:
+        self._wakeups.close()
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        with self._connections_lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+
+    async def ping(self) -> None:
+        await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    # --- tasks ----------------------------------------------------------------------------------
+
+    async def create(self, task: Task) -> Task:
+        return (await self.create_many([task]))[0]
+
+    async def create_many(self, tasks: Sequence[Task]) -> list[Task]:
+        if not tasks:
+            return []
+
+        def run(conn: sqlite3.Connection) -> list[Task]:
+            conn.executemany(_Q["insert_task"], [task_to_params(t, CODEC) for t in tasks])
+            messages = [message_params(t.id, m, CODEC) for t in tasks for m in t.messages]
+            if messages:
+                conn.executemany(_Q["insert_message"], messages)
+            out = []
+            for t in tasks:  # an idempotency key already in use yields the task that has it
+                if t.idempotency_key is None:
+                    out.append(t)
+                    continue
+                row = conn.execute(
+                    _Q["get_by_idempotency_key"],
+                    {"launcher": t.launcher, "key": t.idempotency_key},
+                ).fetchone()
+                out.append(task_from_row(row, CODEC))
+            return out
+
+        created = await self._write(run)
+        self._wakeups.notify()
+        return created
+
+    async def get(self, task_id: str, *, include_deleted: bool = False) -> Task | None:
+        return await self._read(lambda conn: self._task(conn, task_id, include_deleted))
+
+    async def query(self, query: TaskQuery) -> Page:
+        where, params = compile_where(query.where, DIALECT)
+        if not query.include_deleted:
+            where = f"({where}) AND tasks.deleted_at IS NULL"
+        order = compile_order(query.sort)
+        limit = -1 if query.limit is None else query.limit
+        select = (
+            f"SELECT {_Q['columns']} FROM tasks WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?"
+        )
+
+        def run(conn: sqlite3.Connection) -> Page:
+            rows = conn.execute(select, [*params, limit, query.offset]).fetchall()
+            total = None
+            if query.count:
+                (total,) = conn.execute(
+                    f"SELECT count(*) FROM tasks WHERE {where}", params
+                ).fetchone()
+            return Page([task_from_row(r, CODEC) for r in rows], total)
+
+        return await self._read(run)
+
+    async def update(
+        self,
+        task_id: str,
+        change: Callable[[Task], Task],
+        *,
+        expected_version: int | None = None,
+    ) -> Task:
+        def run(conn: sqlite3.Connection) -> Task:
+            old = self._task(conn, task_id, include_deleted=False)
+            if old is None:
+                raise NotFound(task_id)
+            if expected_version is not None and old.version != expected_version:
+                raise ConflictError(
+                    f"task {task_id} is at version {old.version}, not {expected_version}"
+                )
+            new = change(old)
+            return self._store_change(conn, old, new)
+
+        # BEGIN IMMEDIATE holds the write lock from the read to the write: nobody can slip in.
+        return await self._write(run)
+
+    @staticmethod
+    def _store_change(conn: sqlite3.Connection, old: Task, new: Task) -> Task:
+        columns = changed_columns(old, new, CODEC)
+        added = new.messages[len(old.messages) :]
+        if not columns and not added:
+            return old
+        columns["version"] = old.version + 1
+        assignments = ", ".join(f"{c} = :{c}" for c in columns)
+        cursor = conn.execute(
+            f"UPDATE tasks SET {assignments} WHERE id = :_id AND version = :_version",
+            {**columns, "_id": old.id, "_version": old.version},
+        )
+        if cursor.rowcount != 1:
+            raise ConflictError(f"task {old.id} changed during the update")
+        if added:
+            conn.executemany(
+                _Q["insert_message"], [message_params(old.id, m, CODEC) for m in added]
+            )
+        return replace(new, version=old.version + 1)
+
+    async def children(self, task_id: str) -> list[Task]:
+        def run(conn: sqlite3.Connection) -> list[Task]:
+            rows = conn.execute(_Q["children"], {"id": task_id}).fetchall()
+            return [task_from_row(r, CODEC) for r in rows]
+
+        return await self._read(run)
+
+    async def delete(self, task_id: str, *, force: bool, now: datetime) -> DeleteResult:
+        def run(conn: sqlite3.Connection) -> DeleteResult:
+            root = self._task(conn, task_id, include_deleted=False)
+            if root is None:
+                raise NotFound(task_id)
+            kids = [task_from_row(r, CODEC) for r in conn.execute(_Q["children"], {"id": task_id})]
+            if kids and not force:
+                return DeleteResult(deleted=[], blocked_by=kids)
+            tree = [task_from_row(r, CODEC) for r in conn.execute(_Q["tree"], {"id": task_id})]
+            for task in tree:
+                gone = cancel(task, now) if task.pending else task
+                self._store_change(conn, task, replace(gone, deleted_at=now, modified=now))
+            return DeleteResult(deleted=[t.id for t in tree])
+
+        return await self._write(run)
+
+    async def purge(self, before: datetime) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            params = {"before": _time_in(before)}
+            conn.execute(_Q["purge_messages"], params)
+            return conn.execute(_Q["purge_tasks"], params).rowcount
+
+        return await self._write(run)
+
+    # --- workers --------------------------------------------------------------------------------
+
+    async def claim(
+        self, worker_id: str, limit: int, lease_seconds: float, handlers: Sequence[str]
+    ) -> list[Task]:
+        if limit <= 0 or not handlers:
+            return []
+
+        def run(conn: sqlite3.Connection) -> list[Task]:
+            now = _now()
+            rows = conn.execute(
+                _Q["claim"],
+                {
+                    "worker": worker_id,
+                    "expires": _time_in(now + timedelta(seconds=lease_seconds)),
+                    "now": _time_in(now),
+                    "handlers": _json_in(list(handlers)),
+                    "limit": limit,
+                },
+            ).fetchall()
+            return [task_from_row(r, CODEC) for r in rows]
+
+        tasks = await self._write(run)
+        tasks.sort(key=lambda t: (-t.priority, t.run_at or t.created))
+        return tasks
+
+    async def heartbeat(
+        self, worker_id: str, task_ids: Sequence[str], lease_seconds: float
+    ) -> Heartbeat:
+        if not task_ids:
+            return Heartbeat()
+        ids = _json_in(list(task_ids))
+
+        def run(conn: sqlite3.Connection) -> Heartbeat:
+            expires = _time_in(_now() + timedelta(seconds=lease_seconds))
+            conn.execute(_Q["extend_leases"], {"expires": expires, "worker": worker_id, "ids": ids})
+            states = {
+                row[0]: (row[1], row[2]) for row in conn.execute(_Q["lease_states"], {"ids": ids})
+            }
+            return sort_heartbeat(worker_id, task_ids, states)
+
+        return await self._write(run)
+
+    async def report(self, worker_id: str, reports: Sequence[Progress]) -> None:
+        if not reports:
+            return
+
+        def run(conn: sqlite3.Connection) -> None:
+            now = _time_in(_now())
+            conn.executemany(
+                _Q["report"],
+                [
+                    {
+                        "id": r.task_id,
+                        "worker": worker_id,
+                        "progress": r.progress,
+                        "percent_complete": r.percent_complete,
+                        "attributes": None if r.attributes is None else _json_in(r.attributes),
+                        "returns": None
+                        if r.returns is None
+                        else _json_in(returns_to_json(r.returns)),
+                        "now": now,
+                    }
+                    for r in reports
+                ],
+            )
+            messages = [
+                {**message_params(r.task_id, m, CODEC), "worker": worker_id}
+                for r in reports
+                for m in r.messages
+            ]
+            if messages:
+                conn.executemany(_Q["insert_message_if_leased"], messages)
+
+        await self._write(run)
+
+    async def finish(self, worker_id: str, outcomes: Sequence[Outcome]) -> set[str]:
+        if not outcomes:
+            return set()
+
+        def run(conn: sqlite3.Connection) -> set[str]:
+            now = _time_in(_now())
+            done: set[str] = set()
+            for o in outcomes:
+                row = conn.execute(
+                    _Q["finish"],
+                    {
+                        "id": o.task_id,
+                        "worker": worker_id,
+                        "state": o.state.value,
+                        "completion_status": o.completion_status.value
+                        if o.completion_status
+                        else None,
+                        "progress": o.progress,
+                        "percent_complete": o.percent_complete,
+                        "attributes": None if o.attributes is None else _json_in(o.attributes),
+                        "returns": None
+                        if o.returns is None
+                        else _json_in(returns_to_json(o.returns)),
+                        "run_at": None if o.run_at is None else _time_in(o.run_at),
+                        "sources": _json_in([s.value for s in sources(o.state)]),
+                        "now": now,
+                    },
+                ).fetchone()
+                if row is not None:
+                    done.add(o.task_id)
+            messages = [
+                message_params(o.task_id, m, CODEC)
+                for o in outcomes
+                if o.task_id in done
+                for m in o.messages
+            ]
+            if messages:
+                conn.executemany(_Q["insert_message"], messages)
+            return done
+
+        done = await self._write(run)
+        if any(o.state is TaskState.QUEUED for o in outcomes):
+            self._wakeups.notify()
+        return done
+
+    async def release(self, worker_id: str, task_ids: Sequence[str]) -> None:
+        if not task_ids:
+            return
+        params = {"worker": worker_id, "ids": _json_in(list(task_ids))}
+
+        def run(conn: sqlite3.Connection) -> None:
+            now = _time_in(_now())
+            conn.execute(_Q["release"], {**params, "now": now})
+            conn.execute(_Q["release_cancelled"], {**params, "now": now})
+
+        await self._write(run)
+        self._wakeups.notify()
+
+    async def recover(self) -> Recovered:
+        def run(conn: sqlite3.Connection) -> Recovered:
+            now = _now()
+            params = {"now": _time_in(now)}
+            requeued = conn.execute(_Q["recover_requeue"], params).fetchall()
+            dead = conn.execute(_Q["recover_dead"], params).fetchall()
+            cancelled = conn.execute(_Q["recover_cancelled"], params).fetchall()
+            notes = [
+                message_params(tid, lost_lease_message(attempts, most, fate), CODEC)
+                for fate, rows in (("requeued", requeued), ("dead", dead), ("cancelled", cancelled))
+                for tid, attempts, most in rows
+            ]
+            if notes:
+                conn.executemany(_Q["insert_message"], notes)
+            return Recovered(
+                requeued=[r[0] for r in requeued],
+                dead=[r[0] for r in dead],
+                cancelled=[r[0] for r in cancelled],
+            )
+
+        recovered = await self._write(run)
+        if recovered.requeued:
+            self._wakeups.notify()
+        return recovered
+
+    async def wait_for_work(self, timeout: float) -> None:
+        await self._wakeups.wait(timeout)
+
+    # --- definitions, clients, settings -----------------------------------------------------
+
+    async def save_definitions(self, definitions: Sequence[TaskDefinition]) -> None:
+        if not definitions:
+            return
+        now = _now()
+        rows = [definition_params(d, CODEC, now) for d in definitions]
+        await self._write(lambda conn: conn.executemany(_Q["save_definition"], rows))
+
+    async def definition(self, name: str) -> TaskDefinition | None:
+        def run(conn: sqlite3.Connection) -> TaskDefinition | None:
+            row = conn.execute(_Q["get_definition"], {"name": name}).fetchone()
+            return definition_from_row(row, CODEC) if row else None
+
+        return await self._read(run)
+
+    async def definitions(self) -> list[TaskDefinition]:
+        def run(conn: sqlite3.Connection) -> list[TaskDefinition]:
+            return [definition_from_row(r, CODEC) for r in conn.execute(_Q["list_definitions"])]
+
+        return await self._read(run)
+
+    async def save_client(self, client: ApiClient) -> None:
+        params = client_params(client, CODEC)
+        await self._write(lambda conn: conn.execute(_Q["save_client"], params))
+
+    async def client(self, client_id: str) -> ApiClient | None:
+        def run(conn: sqlite3.Connection) -> ApiClient | None:
+            row = conn.execute(_Q["get_client"], {"id": client_id}).fetchone()
+            return client_from_row(row, CODEC) if row else None
+
+        return await self._read(run)
+
+    async def clients(self) -> list[ApiClient]:
+        def run(conn: sqlite3.Connection) -> list[ApiClient]:
+            return [client_from_row(r, CODEC) for r in conn.execute(_Q["list_clients"])]
+
+        return await self._read(run)
+
+    async def revoke_client(self, client_id: str, now: datetime) -> bool:
+        params = {"id": client_id, "now": _time_in(now)}
+        return await self._write(
+            lambda conn: conn.execute(_Q["revoke_client"], params).rowcount == 1
+        )
+
+    async def setting(self, key: str, default: Callable[[], str]) -> str:
+        def get(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(_Q["get_setting"], {"key": key}).fetchone()
+            return None if row is None else str(row[0])
+
+        value = await self._read(get)
+        if value is not None:
+            return value
+
+        def put(conn: sqlite3.Connection) -> str:
+            conn.execute(_Q["insert_setting"], {"key": key, "value": default()})
+            stored = get(conn)
+            assert stored is not None
+            return stored
+
+        return await self._write(put)
