@@ -1,0 +1,187 @@
+"""Handlers: Python functions registered as task definitions with ``@handler``.
+
+A handler is called as ``fn(ctx, args)``: `ctx` is the TaskContext, `args` the validated
+arguments (an instance of the pydantic model given as ``arguments=``, or a dict when a JSON
+schema or nothing was given). Its definition (name, description, executor import path and the
+JSON schema of its arguments) is what tasks show as taskDefinitionSummary and what other nodes
+use to validate submissions.
+"""
+
+from __future__ import annotations
+
+import inspect
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import jsonschema
+import pydantic
+
+from taskstatus.errors import InvalidArguments, UnknownHandler
+from taskstatus.model import TaskDefinition, TaskDefinitionSummary
+
+if TYPE_CHECKING:
+    from taskstatus.worker.context import TaskContext
+
+__all__ = ["REGISTRY", "Handler", "Registry", "handler", "validate_with_schema"]
+
+# Definition ids are derived from the name, so every node agrees on them without talking.
+_DEFINITION_NS = uuid.UUID("5b7f2d0e-8c1a-4d5e-9f3b-7a6c2e1d0f49")
+
+HandlerFn = Callable[["TaskContext", Any], Any]
+
+
+def validate_with_schema(name: str, schema: Mapping[str, Any], arguments: Any) -> dict[str, Any]:
+    """Check `arguments` against a JSON schema; every violation is listed with its path."""
+    if not isinstance(arguments, Mapping):
+        raise InvalidArguments(name, ["arguments must be a JSON object"])
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(dict(arguments)), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise InvalidArguments(
+            name,
+            [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors],
+        )
+    return dict(arguments)
+
+
+@dataclass(frozen=True)
+class Handler:
+    """A registered handler. Calling it calls the function (handy in tests)."""
+
+    name: str
+    fn: HandlerFn
+    description: str
+    schema: Mapping[str, Any]
+    model: type[pydantic.BaseModel] | None = None
+    retry_on: tuple[type[BaseException], ...] = ()
+    max_attempts: int | None = None
+    timeout: float | None = None
+    is_async: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "is_async", inspect.iscoroutinefunction(self.fn))
+
+    def __call__(self, ctx: TaskContext, args: Any) -> Any:
+        return self.fn(ctx, args)
+
+    @property
+    def executor(self) -> str:
+        return f"{self.fn.__module__}.{self.fn.__qualname__}"
+
+    @property
+    def definition(self) -> TaskDefinition:
+        properties = self.schema.get("properties", {})
+        summary = TaskDefinitionSummary(
+            id=uuid.uuid5(_DEFINITION_NS, self.name).hex,
+            unique_name=self.name,
+            description=self.description,
+            parent_name=self.name,
+            executor=self.executor,
+            arguments=dict(properties) if isinstance(properties, Mapping) else {},
+        )
+        return TaskDefinition(summary, self.schema, self.max_attempts, self.timeout)
+
+    def validate(self, arguments: Any) -> dict[str, Any]:
+        """The arguments as they will be stored (JSON), or InvalidArguments."""
+        if self.model is None:
+            return validate_with_schema(self.name, self.schema, arguments)
+        try:
+            return self.model.model_validate(arguments).model_dump(mode="json")
+        except pydantic.ValidationError as e:
+            raise InvalidArguments(
+                self.name,
+                [
+                    f"{'/'.join(map(str, err['loc'])) or '(root)'}: {err['msg']}"
+                    for err in e.errors()
+                ],
+            ) from None
+
+    def parse(self, arguments: Mapping[str, Any]) -> Any:
+        """What the function receives: a model instance, or the dict."""
+        if self.model is None:
+            return dict(arguments)
+        return self.model.model_validate(arguments)
+
+
+class Registry:
+    """Handlers by name. Workers run the handlers of their registry and nothing else."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Handler] = {}
+
+    def add(self, h: Handler) -> Handler:
+        existing = self._handlers.get(h.name)
+        if existing is not None and existing.executor != h.executor:
+            raise ValueError(f"handler name {h.name!r} is already taken by {existing.executor}")
+        self._handlers[h.name] = h
+        return h
+
+    def get(self, name: str) -> Handler | None:
+        return self._handlers.get(name)
+
+    def require(self, name: str) -> Handler:
+        h = self._handlers.get(name)
+        if h is None:
+            raise UnknownHandler(name, sorted(self._handlers))
+        return h
+
+    def names(self) -> list[str]:
+        return sorted(self._handlers)
+
+    def __iter__(self) -> Iterator[Handler]:
+        return iter(list(self._handlers.values()))
+
+    def __len__(self) -> int:
+        return len(self._handlers)
+
+
+REGISTRY = Registry()
+
+
+def _schema_of(arguments: type[pydantic.BaseModel] | Mapping[str, Any] | None) -> Mapping[str, Any]:
+    if arguments is None:
+        return {"type": "object"}
+    if isinstance(arguments, type) and issubclass(arguments, pydantic.BaseModel):
+        return arguments.model_json_schema()
+    if isinstance(arguments, Mapping):
+        jsonschema.Draft202012Validator.check_schema(arguments)
+        return dict(arguments)
+    raise TypeError("arguments= takes a pydantic model class or a JSON schema (a dict)")
+
+
+def handler(
+    name: str,
+    *,
+    description: str = "",
+    arguments: type[pydantic.BaseModel] | Mapping[str, Any] | None = None,
+    retry_on: tuple[type[BaseException], ...] = (),
+    max_attempts: int | None = None,
+    timeout: float | None = None,
+    registry: Registry | None = None,
+) -> Callable[[HandlerFn], Handler]:
+    """Register a function as the task definition `name`.
+
+    ``retry_on`` lists the exceptions that are transient: the task is retried with exponential
+    backoff up to its max attempts (raising ``taskstatus.Retry`` does the same from anywhere).
+    ``max_attempts`` and ``timeout`` (seconds) are defaults a submission may override.
+    """
+    schema = _schema_of(arguments)
+    model = arguments if isinstance(arguments, type) else None
+
+    def register(fn: HandlerFn) -> Handler:
+        first_line = (inspect.getdoc(fn) or "").strip().split("\n")[0]
+        h = Handler(
+            name=name,
+            fn=fn,
+            description=description or first_line,
+            schema=schema,
+            model=model,
+            retry_on=retry_on,
+            max_attempts=max_attempts,
+            timeout=timeout,
+        )
+        return (registry if registry is not None else REGISTRY).add(h)
+
+    return register

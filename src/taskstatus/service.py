@@ -1,0 +1,204 @@
+"""The operations every interface offers (Python API, CLI, HTTP dialects), each rule once.
+
+Submitting resolves the handler (this process's registry first, then the definitions other
+nodes stored), validates the arguments against it and stores nothing when either fails.
+Cancelling and clearing go through the lifecycle in taskstatus.model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from taskstatus.errors import NotFound, UnknownHandler, WaitTimeout
+from taskstatus.handlers import REGISTRY, Handler, Registry, validate_with_schema
+from taskstatus.model import (
+    CompletionStatus,
+    Target,
+    Task,
+    TaskDefinition,
+    TaskType,
+    cancel,
+    clear,
+    new_task,
+)
+from taskstatus.query import TaskQuery
+from taskstatus.store.base import DeleteResult, Page, Store
+
+__all__ = ["Submission", "TaskService", "utcnow"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """Options of a submission besides the handler and its arguments."""
+
+    launcher: str
+    target: Target | None = None
+    parent: Task | str | None = None
+    idempotency_key: str | None = None
+    run_at: datetime | timedelta | None = None
+    priority: int = 0
+    max_attempts: int | None = None
+    timeout: float | None = None
+    type: TaskType = TaskType.QUEUED_TASK
+    unique_name: str | None = None
+    description: str | None = None
+
+
+class TaskService:
+    """Task operations over one store, with the handlers this process knows."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry = REGISTRY,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.clock = clock
+
+    async def publish_definitions(self) -> None:
+        """Store this process's handler definitions so that every node can validate them."""
+        await self.store.save_definitions([h.definition for h in self.registry])
+
+    async def resolve(self, handler: Handler | str) -> tuple[TaskDefinition, Handler | None]:
+        """The definition of `handler`, and the local Handler when this process has it."""
+        if isinstance(handler, Handler):
+            return handler.definition, handler
+        local = self.registry.get(handler)
+        if local is not None:
+            return local.definition, local
+        stored = await self.store.definition(handler)
+        if stored is None:
+            known = {*self.registry.names(), *(d.name for d in await self.store.definitions())}
+            raise UnknownHandler(handler, sorted(known))
+        return stored, None
+
+    async def prepare(
+        self, handler: Handler | str, arguments: Mapping[str, Any], options: Submission
+    ) -> Task:
+        """A validated task ready to store, or UnknownHandler / InvalidArguments."""
+        return (await self.prepare_many(handler, [arguments], options))[0]
+
+    async def prepare_many(
+        self,
+        handler: Handler | str,
+        arguments: Sequence[Mapping[str, Any]],
+        options: Submission,
+    ) -> list[Task]:
+        definition, local = await self.resolve(handler)
+        validated = [
+            local.validate(a)
+            if local
+            else validate_with_schema(definition.name, definition.schema, a)
+            for a in arguments
+        ]
+        parent = await self._parent(options.parent)
+        now = self.clock()
+        run_at = options.run_at
+        if isinstance(run_at, timedelta):
+            run_at = now + run_at
+        base_key = options.idempotency_key
+        return [
+            new_task(
+                handler=definition.name,
+                definition=definition.summary,
+                arguments=args,
+                launcher=options.launcher,
+                now=now,
+                type=options.type,
+                unique_name=options.unique_name,
+                description=options.description,
+                target=options.target,
+                parent_id=parent.id if parent else None,
+                parent_name=parent.unique_name if parent else None,
+                priority=options.priority,
+                run_at=run_at,
+                max_attempts=options.max_attempts or definition.max_attempts or 3,
+                timeout=options.timeout if options.timeout is not None else definition.timeout,
+                # one key for a batch: each task gets it suffixed with its index
+                idempotency_key=(
+                    None
+                    if base_key is None
+                    else base_key
+                    if len(validated) == 1
+                    else f"{base_key}:{i}"
+                ),
+            )
+            for i, args in enumerate(validated)
+        ]
+
+    async def _parent(self, parent: Task | str | None) -> Task | None:
+        if parent is None or isinstance(parent, Task):
+            return parent
+        found = await self.store.get(parent)
+        if found is None:
+            raise NotFound(parent)
+        return found
+
+    async def submit(
+        self, handler: Handler | str, arguments: Mapping[str, Any], options: Submission
+    ) -> Task:
+        return await self.store.create(await self.prepare(handler, arguments, options))
+
+    async def submit_many(
+        self,
+        handler: Handler | str,
+        arguments: Sequence[Mapping[str, Any]],
+        options: Submission,
+    ) -> list[Task]:
+        """Validate every item first; store all of them in one transaction, or none."""
+        return await self.store.create_many(await self.prepare_many(handler, arguments, options))
+
+    async def get(self, task_id: str, *, include_deleted: bool = False) -> Task:
+        task = await self.store.get(task_id, include_deleted=include_deleted)
+        if task is None:
+            raise NotFound(task_id)
+        return task
+
+    async def query(self, query: TaskQuery) -> Page:
+        return await self.store.query(query)
+
+    async def cancel(self, task_id: str, *, expected_version: int | None = None) -> Task:
+        """Cancel a queued task, or ask a running one to stop. IllegalTransition if finished."""
+        return await self.store.update(
+            task_id, lambda t: cancel(t, self.clock()), expected_version=expected_version
+        )
+
+    async def clear(
+        self, task_id: str, status: CompletionStatus, completed: datetime | None = None
+    ) -> Task:
+        """End a pending task by hand with `status`; its worker is told to stop."""
+        return await self.store.update(task_id, lambda t: clear(t, status, completed, self.clock()))
+
+    async def delete(self, task_id: str, *, force: bool) -> DeleteResult:
+        return await self.store.delete(task_id, force=force, now=self.clock())
+
+    async def purge(self, older_than: timedelta) -> int:
+        return await self.store.purge(self.clock() - older_than)
+
+    async def wait(self, task_id: str, timeout: float | None = None) -> Task:
+        """The task once it is terminal; WaitTimeout after `timeout` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.01
+        while True:
+            task = await self.get(task_id)
+            if task.terminal:
+                return task
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise WaitTimeout(task_id, timeout or 0.0)
+                delay = min(delay, left)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.25)

@@ -1,0 +1,508 @@
+"""The worker: claims due tasks in batches and runs their handlers.
+
+One fetch loop plus three side tasks:
+
+- the fetch loop claims up to the free slots at once, and sleeps until a wake-up (a submit in
+  this process, or NOTIFY on PostgreSQL), a poll interval, a free slot or a stop;
+- the writer writes outcomes as soon as they exist and coalesced progress every
+  `flush_interval`, each as one batch, in order (a run's progress never lands after its end);
+- the heartbeat extends the leases of running tasks and delivers cancellation;
+- recovery requeues (or ends as dead) the tasks of workers whose lease expired.
+
+Async handlers run on the event loop and are cancelled at their next await; sync handlers run
+in a thread pool and see cancellation through `ctx.cancelled` / `ctx.check_cancelled()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import orjson
+
+from taskstatus.handlers import REGISTRY, Handler, Registry
+from taskstatus.model import CompletionStatus, Message, MessageType, Task, TaskState
+from taskstatus.service import Submission, TaskService, utcnow
+from taskstatus.store.base import Outcome, Progress, Store
+from taskstatus.worker.context import Retry, TaskCancelled, TaskContext
+
+__all__ = ["Worker", "WorkerOptions"]
+
+log = logging.getLogger("taskstatus.worker")
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    concurrency: int = 10
+    lease_seconds: float = 30.0
+    poll_interval: float = 1.0
+    flush_interval: float = 0.25
+    heartbeat_interval: float | None = None  # default: min(lease / 3, 1 s)
+    recover_interval: float | None = None  # default: min(lease / 2, 15 s)
+    grace_period: float = 30.0
+    claim_batch: int = 500
+    retry_base: float = 1.0
+    retry_max: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if self.lease_seconds <= 0:
+            raise ValueError("lease_seconds must be positive")
+
+    @property
+    def heartbeat_every(self) -> float:
+        return self.heartbeat_interval or min(self.lease_seconds / 3, 1.0)
+
+    @property
+    def recover_every(self) -> float:
+        return self.recover_interval or max(0.1, min(self.lease_seconds / 2, 15.0))
+
+
+class _TimedOut(Exception):
+    """The run used up its timeout (distinct from a TimeoutError the handler raises itself)."""
+
+
+def _jsonable(value: Any) -> Any:
+    """What a handler returned, as JSON (anything orjson cannot encode becomes its str)."""
+    return orjson.loads(orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS))
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class _Run:
+    ctx: TaskContext
+    handler: Handler
+    future: asyncio.Task[Outcome | None]
+
+
+class Worker:
+    """Runs the handlers of `registry` on the tasks of `store`. `await run()`, then `stop()`."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry = REGISTRY,
+        options: WorkerOptions | None = None,
+        *,
+        worker_id: str | None = None,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.options = options or WorkerOptions()
+        self.id = worker_id or new_worker_id()
+        self.service = TaskService(store, registry)
+        self._running: dict[str, _Run] = {}
+        self._outcomes: list[Outcome] = []
+        self._handback: list[str] = []
+        self._threads = ThreadPoolExecutor(
+            self.options.concurrency, thread_name_prefix="taskstatus-handler"
+        )
+        self._stopping: asyncio.Event | None = None
+        self._slot_freed: asyncio.Event | None = None
+        self._write_now: asyncio.Event | None = None
+        self._last_progress_flush = 0.0
+        self.ready = asyncio.Event()
+
+    # --- control ------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop claiming; running tasks get `grace_period` to finish, the rest are handed back."""
+        if self._stopping is not None:
+            self._stopping.set()
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    async def run(self) -> None:
+        self._stopping = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._write_now = asyncio.Event()
+        if not len(self.registry):
+            raise RuntimeError("this worker has no handlers: import a module that defines some")
+        await self.service.publish_definitions()
+        side = {
+            "heartbeat": asyncio.create_task(self._every(self.options.heartbeat_every, self._beat)),
+            "recovery": asyncio.create_task(self._every(self.options.recover_every, self._recover)),
+        }
+        writer = asyncio.create_task(self._writer())
+        log.info(
+            "worker %s started: %d handlers, concurrency %d, lease %gs",
+            self.id,
+            len(self.registry),
+            self.options.concurrency,
+            self.options.lease_seconds,
+        )
+        self.ready.set()
+        try:
+            await self._fetch(self.registry.names())
+            await self._wind_down()
+        finally:
+            for task in side.values():
+                task.cancel()
+            await asyncio.gather(*side.values(), return_exceptions=True)
+            self._write_now.set()
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+            await self._flush(final=True)
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            log.info("worker %s stopped", self.id)
+
+    # --- fetching -------------------------------------------------------------------------------
+
+    async def _fetch(self, handlers: list[str]) -> None:
+        assert self._stopping is not None and self._slot_freed is not None
+        errors = 0
+        while not self._stopping.is_set():
+            free = self.options.concurrency - len(self._running)
+            if free <= 0:
+                self._slot_freed.clear()
+                await _first(self._slot_freed.wait(), self._stopping.wait())
+                continue
+            try:
+                claimed = await self.store.claim(
+                    self.id,
+                    min(free, self.options.claim_batch),
+                    self.options.lease_seconds,
+                    handlers,
+                )
+                errors = 0
+            except Exception:
+                errors += 1
+                log.exception("claiming failed; retrying")
+                await _first(asyncio.sleep(min(0.1 * 2**errors, 5.0)), self._stopping.wait())
+                continue
+            for task in claimed:
+                self._start(task)
+            if not claimed:
+                await _first(
+                    self.store.wait_for_work(self.options.poll_interval), self._stopping.wait()
+                )
+
+    def _start(self, task: Task) -> None:
+        handler = self.registry.require(task.handler)
+        ctx = TaskContext(task, loop=asyncio.get_running_loop(), submit=self._submit_child)
+        future = asyncio.create_task(self._execute(handler, task, ctx), name=f"task {task.id}")
+        self._running[task.id] = _Run(ctx, handler, future)
+        future.add_done_callback(lambda f: self._done(task.id, f))
+
+    def _done(self, task_id: str, future: asyncio.Task[Outcome | None]) -> None:
+        assert self._slot_freed is not None and self._write_now is not None
+        self._running.pop(task_id, None)
+        self._slot_freed.set()
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:
+            log.error("task %s: the worker failed to end the run", task_id, exc_info=exc)
+            return
+        outcome = future.result()
+        if outcome is not None:
+            self._outcomes.append(outcome)
+            self._write_now.set()
+
+    async def _submit_child(
+        self, handler: Handler | str, arguments: Mapping[str, Any], *, parent: Task, **options: Any
+    ) -> Task:
+        options.setdefault("launcher", parent.launcher)
+        return await self.service.submit(handler, arguments, Submission(parent=parent, **options))
+
+    # --- running one task -----------------------------------------------------------------------
+
+    async def _execute(self, handler: Handler, task: Task, ctx: TaskContext) -> Outcome | None:
+        try:
+            args = handler.parse(task.arguments)
+        except Exception as e:
+            return _end(
+                ctx,
+                TaskState.FAILED,
+                CompletionStatus.ERROR,
+                f"invalid arguments: {e}",
+                "taskstatus.arguments",
+            )
+        try:
+            if handler.is_async:
+                result = await self._run_async(handler, ctx, args, task.timeout)
+            else:
+                result = await self._run_sync(handler, ctx, args, task.timeout)
+        except TaskCancelled:
+            return self._stopped(ctx)
+        except _TimedOut:
+            ctx.request_stop("timeout")
+            return _end(
+                ctx,
+                TaskState.FAILED,
+                CompletionStatus.ERROR,
+                f"the task timed out after {task.timeout:g} s",
+                "taskstatus.timeout",
+            )
+        except Exception as e:
+            if ctx.stop_reason in ("cancel", "lost", "shutdown"):
+                return self._stopped(ctx)
+            return self._failed(handler, task, ctx, e)
+        if ctx.stop_reason in ("lost", "shutdown"):
+            return self._stopped(ctx)
+        return self._succeeded(ctx, result)
+
+    @staticmethod
+    async def _run_async(
+        handler: Handler, ctx: TaskContext, args: Any, timeout: float | None
+    ) -> Any:
+        deadline = asyncio.timeout(timeout)
+        try:
+            async with deadline:
+                return await handler.fn(ctx, args)
+        except TimeoutError:
+            if deadline.expired():
+                raise _TimedOut from None
+            raise
+        except asyncio.CancelledError:
+            if ctx.stop_reason is None:  # not a stop we asked for: the worker is being torn down
+                raise
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            raise TaskCancelled(ctx.stop_reason) from None
+
+    async def _run_sync(
+        self, handler: Handler, ctx: TaskContext, args: Any, timeout: float | None
+    ) -> Any:
+        future = asyncio.get_running_loop().run_in_executor(self._threads, handler.fn, ctx, args)
+        # A thread cannot be interrupted: on timeout stop waiting and tell the handler to stop.
+        done, _ = await asyncio.wait({future}, timeout=timeout)
+        if not done:
+            raise _TimedOut
+        return future.result()
+
+    def _stopped(self, ctx: TaskContext) -> Outcome | None:
+        reason = ctx.stop_reason or "cancel"
+        if reason == "lost":  # another writer owns the task now (cleared, deleted or recovered)
+            return None
+        if reason == "shutdown":
+            self._handback.append(ctx.id)
+            return None
+        return _end(
+            ctx,
+            TaskState.CANCELLED,
+            CompletionStatus.TERMINATED,
+            "the task was cancelled while running",
+            "taskstatus.cancelled",
+            MessageType.INFO,
+        )
+
+    def _succeeded(self, ctx: TaskContext, result: Any) -> Outcome:
+        attributes = ctx.attributes
+        if isinstance(result, Mapping):
+            attributes.update(result)
+        elif result is not None:
+            attributes["result"] = result
+        progress, _, messages, returns = ctx.final_state()
+        return Outcome(
+            task_id=ctx.id,
+            state=TaskState.SUCCEEDED,
+            completion_status=CompletionStatus.WARNING if ctx.warned else CompletionStatus.SUCCESS,
+            progress=progress,
+            percent_complete=100,
+            messages=messages,
+            attributes=_jsonable(attributes),
+            returns=returns,
+        )
+
+    def _failed(
+        self, handler: Handler, task: Task, ctx: TaskContext, exc: BaseException
+    ) -> Outcome:
+        retryable = isinstance(exc, (Retry, *handler.retry_on))
+        # A Retry is the handler's own words; other exceptions are named by their type.
+        what = str(exc) if isinstance(exc, Retry) else f"{type(exc).__name__}: {exc}".rstrip(": ")
+        attempt = f"attempt {task.attempts} of {task.max_attempts}"
+        if retryable and task.attempts < task.max_attempts:
+            delay = (
+                exc.delay
+                if isinstance(exc, Retry) and exc.delay is not None
+                else self._backoff(task.attempts)
+            )
+            progress, percent, messages, _ = ctx.final_state()
+            note = Message(
+                MessageType.WARN,
+                f"{attempt} failed: {what}; retrying in {delay:.3g} s",
+                "taskstatus.retry",
+            )
+            return Outcome(
+                task_id=ctx.id,
+                state=TaskState.QUEUED,
+                completion_status=None,
+                progress=progress,
+                percent_complete=percent,
+                messages=(*messages, note),
+                attributes=_jsonable(ctx.attributes),
+                run_at=utcnow() + timedelta(seconds=delay),
+            )
+        if retryable:
+            return _end(
+                ctx,
+                TaskState.FAILED,
+                CompletionStatus.TEMPERROR,
+                f"{attempt} failed: {what}; no attempts are left",
+                "taskstatus.retry",
+            )
+        log.warning(
+            "task %s (%s) failed: %s",
+            task.id,
+            task.handler,
+            "".join(traceback.format_exception(exc)).rstrip(),
+        )
+        return _end(ctx, TaskState.FAILED, CompletionStatus.ERROR, what, "taskstatus.error")
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with jitter: base * 2^(attempt-1), capped, +-20%."""
+        delay = min(self.options.retry_max, self.options.retry_base * 2.0 ** (attempt - 1))
+        return delay * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
+
+    # --- side tasks -----------------------------------------------------------------------------
+
+    async def _every(self, seconds: float, job: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await job()
+            except Exception:
+                log.exception("%s failed; trying again in %gs", job.__name__, seconds)
+
+    async def _beat(self) -> None:
+        ids = list(self._running)
+        if not ids:
+            return
+        beat = await self.store.heartbeat(self.id, ids, self.options.lease_seconds)
+        for task_id in beat.lost:
+            self._deliver_stop(task_id, "lost")
+        for task_id in beat.cancel:
+            self._deliver_stop(task_id, "cancel")
+
+    def _deliver_stop(self, task_id: str, reason: str) -> None:
+        run = self._running.get(task_id)
+        if run is None or run.ctx.stop_reason is not None:
+            return
+        log.info("task %s: stopping (%s)", task_id, reason)
+        run.ctx.request_stop(reason)
+        if run.handler.is_async:
+            run.future.cancel()
+
+    async def _recover(self) -> None:
+        found = await self.store.recover()
+        if found.requeued or found.dead or found.cancelled:
+            log.warning(
+                "recovered tasks of lost workers: %d requeued, %d dead, %d cancelled",
+                len(found.requeued),
+                len(found.dead),
+                len(found.cancelled),
+            )
+
+    async def _writer(self) -> None:
+        assert self._write_now is not None
+        while True:
+            with_timeout = self.options.flush_interval
+            await _first(self._write_now.wait(), asyncio.sleep(with_timeout))
+            self._write_now.clear()
+            await self._flush(final=False)
+
+    async def _flush(self, *, final: bool) -> None:
+        """Write due progress, then outcomes: one batch each, retried until stored."""
+        now = time.monotonic()
+        reports: list[Progress] = []
+        if final or now - self._last_progress_flush >= self.options.flush_interval:
+            self._last_progress_flush = now
+            reports = [r for run in list(self._running.values()) if (r := run.ctx.drain())]
+        outcomes, self._outcomes = self._outcomes, []
+        attempt = 0
+        while reports or outcomes:
+            try:
+                if reports:
+                    await self.store.report(self.id, reports)
+                    reports = []
+                if outcomes:
+                    await self.store.finish(self.id, outcomes)
+                    outcomes = []
+            except Exception:
+                attempt += 1
+                if final and attempt >= 3:
+                    log.exception(
+                        "could not store %d outcomes; their leases will expire and "
+                        "the tasks will be run again",
+                        len(outcomes),
+                    )
+                    return
+                log.exception("writing to the store failed; retrying")
+                await asyncio.sleep(min(0.1 * 2**attempt, 5.0))
+
+    # --- stopping --------------------------------------------------------------------------------
+
+    async def _wind_down(self) -> None:
+        """Let running tasks finish within the grace period; hand the rest back."""
+        if self._running:
+            log.info(
+                "stopping: waiting up to %gs for %d running tasks",
+                self.options.grace_period,
+                len(self._running),
+            )
+            futures = [run.future for run in self._running.values()]
+            await asyncio.wait(futures, timeout=self.options.grace_period)
+        leftover = list(self._running)
+        for task_id in leftover:
+            self._deliver_stop(task_id, "shutdown")
+        still = [run.future for run in self._running.values() if run.handler.is_async]
+        if still:
+            await asyncio.wait(still, timeout=5.0)
+        # Sync handlers cannot be interrupted; their tasks are handed back all the same.
+        handback = sorted({*self._handback, *self._running})
+        self._handback.clear()
+        if handback:
+            await self._flush(final=True)
+            await self.store.release(self.id, handback)
+            log.info("handed %d unfinished tasks back to the queue", len(handback))
+
+
+def _end(
+    ctx: TaskContext,
+    state: TaskState,
+    status: CompletionStatus,
+    text: str,
+    key: str,
+    kind: MessageType = MessageType.ERROR,
+) -> Outcome:
+    progress, percent, messages, returns = ctx.final_state()
+    return Outcome(
+        task_id=ctx.id,
+        state=state,
+        completion_status=status,
+        progress=progress,
+        percent_complete=percent,
+        messages=(*messages, Message(kind, text, key)),
+        attributes=_jsonable(ctx.attributes),
+        returns=returns,
+    )
+
+
+async def _first(*aws: Awaitable[Any]) -> None:
+    """Wait until the first of `aws` completes; cancel the others."""
+    futures = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for f in futures:
+            f.cancel()
+        await asyncio.gather(*futures, return_exceptions=True)

@@ -1,0 +1,403 @@
+"""The worker runtime in-process: outcomes, retries, timeouts, cancellation, progress, subtasks."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from taskstatus.handlers import Registry, handler
+from taskstatus.model import CompletionStatus, MessageType, Task, TaskState, clear
+from taskstatus.service import Submission, TaskService, utcnow
+from taskstatus.store import Store
+from taskstatus.worker import Retry, TaskCancelled, TaskContext, Worker, WorkerOptions
+
+pytestmark = pytest.mark.anyio
+
+FAST = WorkerOptions(
+    concurrency=8,
+    lease_seconds=5,
+    poll_interval=0.05,
+    flush_interval=0.05,
+    retry_base=0.1,
+    grace_period=1.0,
+)
+
+
+@asynccontextmanager
+async def worker(
+    store: Store, registry: Registry, options: WorkerOptions = FAST
+) -> AsyncIterator[Worker]:
+    w = Worker(store, registry, options)
+    running = asyncio.create_task(w.run())
+    await asyncio.wait_for(w.ready.wait(), 5)
+    try:
+        yield w
+    finally:
+        w.stop()
+        await asyncio.wait_for(running, 10)
+
+
+async def submit(
+    store: Store, registry: Registry, name: str, args: dict[str, Any] | None = None, **options: Any
+) -> Task:
+    service = TaskService(store, registry)
+    return await service.submit(name, args or {}, Submission(launcher="test", **options))
+
+
+async def wait(store: Store, task_id: str, timeout: float = 10) -> Task:
+    return await TaskService(store).wait(task_id, timeout)
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_success_stores_result_progress_messages_returns(
+    store: Store, registry: Registry
+) -> None:
+    @handler("ok", registry=registry)
+    async def ok(ctx: TaskContext, args: dict[str, Any]) -> dict[str, Any]:
+        ctx.progress("working", 40)
+        ctx.info("hello", key="greeting", parameters=[{"who": "you"}])
+        ctx.set_attribute("side", True)
+        ctx.add_return("Count", "count")
+        return {"count": args["n"] * 2}
+
+    async with worker(store, registry):
+        task = await submit(store, registry, "ok", {"n": 21})
+        done = await wait(store, task.id)
+    assert done.state is TaskState.SUCCEEDED
+    assert done.completion_status is CompletionStatus.SUCCESS
+    assert done.attributes == {"count": 42, "side": True}
+    assert done.percent_complete == 100
+    assert done.progress == "working"
+    assert [(m.type, m.text, m.key, m.parameters) for m in done.messages] == [
+        (MessageType.INFO, "hello", "greeting", ({"who": "you"},))
+    ]
+    assert [(r.name, r.attribute_name) for r in done.returns] == [("Count", "count")]
+    assert done.attempts == 1
+    assert done.launched is not None and done.completed is not None
+
+
+async def test_a_warning_makes_the_outcome_warning(store: Store, registry: Registry) -> None:
+    @handler("warns", registry=registry)
+    def warns(ctx: TaskContext, args: dict[str, Any]) -> None:
+        ctx.warn("something odd")
+
+    async with worker(store, registry):
+        done = await wait(store, (await submit(store, registry, "warns")).id)
+    assert done.completion_status is CompletionStatus.WARNING
+    assert done.state is TaskState.SUCCEEDED
+
+
+async def test_non_dict_and_non_json_results(store: Store, registry: Registry) -> None:
+    @handler("values", registry=registry)
+    def values(ctx: TaskContext, args: dict[str, Any]) -> Any:
+        return {"when": {1, 2}} if args["odd"] else 7
+
+    async with worker(store, registry):
+        a = await submit(store, registry, "values", {"odd": False})
+        b = await submit(store, registry, "values", {"odd": True})
+        assert (await wait(store, a.id)).attributes == {"result": 7}
+        assert (await wait(store, b.id)).attributes == {"when": "{1, 2}"}
+
+
+async def test_an_exception_fails_the_task_with_its_message(
+    store: Store, registry: Registry
+) -> None:
+    @handler("boom", registry=registry)
+    def boom(ctx: TaskContext, args: dict[str, Any]) -> None:
+        ctx.progress("step 1", 30)
+        raise KeyError("no such account")
+
+    async with worker(store, registry):
+        done = await wait(store, (await submit(store, registry, "boom")).id)
+    assert done.state is TaskState.FAILED
+    assert done.completion_status is CompletionStatus.ERROR
+    assert done.percent_complete == 30
+    assert done.messages[-1].type is MessageType.ERROR
+    assert "KeyError" in done.messages[-1].text and "no such account" in done.messages[-1].text
+    assert done.attempts == 1  # not retryable: no second run
+
+
+async def test_retryable_errors_back_off_exponentially(store: Store, registry: Registry) -> None:
+    """Two transient failures, then success: three attempts, each wait at least the stated
+    delay, the second delay twice the first (within jitter)."""
+    starts: list[float] = []
+
+    @handler("flaky", registry=registry, retry_on=(ConnectionError,), max_attempts=3)
+    def flaky(ctx: TaskContext, args: dict[str, Any]) -> str:
+        starts.append(time.monotonic())
+        if ctx.attempt < 3:
+            raise ConnectionError(f"refused on attempt {ctx.attempt}")
+        return "ok"
+
+    async with worker(store, registry):
+        done = await wait(store, (await submit(store, registry, "flaky")).id)
+    assert done.completion_status is CompletionStatus.SUCCESS
+    assert done.attempts == 3
+    retries = [m for m in done.messages if m.key == "taskstatus.retry"]
+    assert len(retries) == 2
+    delays = [float(re.search(r"retrying in ([\d.]+) s", m.text).group(1)) for m in retries]  # type: ignore[union-attr]
+    assert 0.08 <= delays[0] <= 0.12
+    assert 0.16 <= delays[1] <= 0.24
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert all(gap >= delay * 0.95 for gap, delay in zip(gaps, delays, strict=True))
+
+
+async def test_retries_exhausted_is_temperror(store: Store, registry: Registry) -> None:
+    @handler("always", registry=registry)
+    def always(ctx: TaskContext, args: dict[str, Any]) -> None:
+        raise Retry("still down", delay=0.01)
+
+    async with worker(store, registry):
+        done = await wait(store, (await submit(store, registry, "always", max_attempts=2)).id)
+    assert (done.state, done.completion_status, done.attempts) == (
+        TaskState.FAILED,
+        CompletionStatus.TEMPERROR,
+        2,
+    )
+    assert "no attempts are left" in done.messages[-1].text
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+async def test_timeout_ends_the_task_as_error(store: Store, registry: Registry, kind: str) -> None:
+    saw_stop = threading.Event()
+
+    if kind == "async":
+
+        @handler("slow", registry=registry)
+        async def slow(ctx: TaskContext, args: dict[str, Any]) -> None:
+            await asyncio.sleep(30)
+
+    else:
+
+        @handler("slow", registry=registry)
+        def slow_sync(ctx: TaskContext, args: dict[str, Any]) -> None:
+            for _ in range(3000):
+                if ctx.cancelled:
+                    saw_stop.set()
+                    return
+                time.sleep(0.01)
+
+    async with worker(store, registry):
+        started = time.monotonic()
+        done = await wait(store, (await submit(store, registry, "slow", timeout=0.3)).id)
+        assert time.monotonic() - started < 5
+        if kind == "sync":
+            await wait_for(saw_stop.is_set)  # the thread was told to stop
+    assert (done.state, done.completion_status) == (TaskState.FAILED, CompletionStatus.ERROR)
+    assert done.messages[-1].key == "taskstatus.timeout"
+    assert "timed out after 0.3 s" in done.messages[-1].text
+
+
+async def test_a_handlers_own_timeout_error_is_a_plain_failure(
+    store: Store, registry: Registry
+) -> None:
+    @handler("net", registry=registry, retry_on=(TimeoutError,), max_attempts=2)
+    async def net(ctx: TaskContext, args: dict[str, Any]) -> None:
+        raise TimeoutError("upstream took too long")
+
+    async with worker(store, registry, replace(FAST, retry_base=0.01)):
+        done = await wait(store, (await submit(store, registry, "net", timeout=30)).id)
+    assert done.completion_status is CompletionStatus.TEMPERROR  # retried, not "timed out"
+    assert done.attempts == 2
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+async def test_cancel_a_running_task(store: Store, registry: Registry, kind: str) -> None:
+    started = threading.Event()
+
+    if kind == "async":
+
+        @handler("long", registry=registry)
+        async def long(ctx: TaskContext, args: dict[str, Any]) -> None:
+            started.set()
+            await asyncio.sleep(60)
+
+    else:
+
+        @handler("long", registry=registry)
+        def long_sync(ctx: TaskContext, args: dict[str, Any]) -> None:
+            started.set()
+            while True:
+                ctx.check_cancelled()
+                time.sleep(0.01)
+
+    opts = replace(FAST, heartbeat_interval=0.05)
+    async with worker(store, registry, opts):
+        task = await submit(store, registry, "long")
+        await wait_for(started.is_set)
+        asked = await TaskService(store).cancel(task.id)
+        assert asked.state is TaskState.CANCEL_REQUESTED
+        done = await wait(store, task.id, 5)
+    assert (done.state, done.completion_status) == (
+        TaskState.CANCELLED,
+        CompletionStatus.TERMINATED,
+    )
+    assert done.messages[-1].key == "taskstatus.cancelled"
+
+
+async def test_clearing_a_running_task_stops_its_handler(store: Store, registry: Registry) -> None:
+    """A v2024 clear makes the task terminal at once; the handler is told to stop and its
+    late outcome does not overwrite the user's."""
+    started, stopped = threading.Event(), threading.Event()
+
+    @handler("long", registry=registry)
+    async def long(ctx: TaskContext, args: dict[str, Any]) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        finally:
+            stopped.set()
+
+    opts = replace(FAST, heartbeat_interval=0.05)
+    async with worker(store, registry, opts) as w:
+        task = await submit(store, registry, "long")
+        await wait_for(started.is_set)
+        await store.update(task.id, lambda t: clear(t, CompletionStatus.WARNING, None, utcnow()))
+        await wait_for(stopped.is_set)
+        await wait_for(lambda: w.running == 0)
+    done = await store.get(task.id)
+    assert done is not None
+    assert done.completion_status is CompletionStatus.WARNING
+    assert done.messages == ()
+
+
+async def test_progress_is_coalesced(store: Store, registry: Registry) -> None:
+    """10,000 progress reports and 2,000 messages in half a second take a handful of writes
+    (each write bumps the version), and nothing reported is lost."""
+
+    @handler("chatty", registry=registry)
+    async def chatty(ctx: TaskContext, args: dict[str, Any]) -> None:
+        for i in range(10_000):
+            ctx.progress(f"item {i}", i // 100)
+            if i % 5 == 0:
+                ctx.info(f"m{i}")
+            if i % 1000 == 0:
+                await asyncio.sleep(0.05)
+
+    async with worker(store, registry, replace(FAST, flush_interval=0.1)):
+        done = await wait(store, (await submit(store, registry, "chatty")).id)
+    assert done.completion_status is CompletionStatus.SUCCESS
+    assert done.progress == "item 9999"
+    assert [m.text for m in done.messages] == [f"m{i}" for i in range(0, 10_000, 5)]
+    assert done.version < 20, f"{done.version - 1} writes for 12,000 reports"
+
+
+async def test_subtasks(store: Store, registry: Registry) -> None:
+    @handler("child", registry=registry)
+    def child(ctx: TaskContext, args: dict[str, Any]) -> int:
+        return int(args["i"])
+
+    @handler("parent", registry=registry)
+    async def parent(ctx: TaskContext, args: dict[str, Any]) -> dict[str, Any]:
+        kids = [await ctx.submit("child", {"i": i}) for i in range(3)]
+        return {"kids": [k.id for k in kids]}
+
+    @handler("sync-parent", registry=registry)
+    def sync_parent(ctx: TaskContext, args: dict[str, Any]) -> dict[str, Any]:
+        return {"kid": ctx.submit_sync("child", {"i": 9}).id}
+
+    async with worker(store, registry):
+        p = await wait(store, (await submit(store, registry, "parent")).id)
+        s = await wait(store, (await submit(store, registry, "sync-parent")).id)
+        kids = [await wait(store, k) for k in [*p.attributes["kids"], s.attributes["kid"]]]
+    assert [k.parent_id for k in kids] == [p.id, p.id, p.id, s.id]
+    assert all(k.parent_name == "parent" for k in kids[:3])
+    assert [k.attributes["result"] for k in kids] == [0, 1, 2, 9]
+    assert {k.id for k in await store.children(p.id)} == set(p.attributes["kids"])
+    assert all(k.launcher == "test" for k in kids)
+
+
+async def test_an_idle_worker_wakes_on_submit_not_on_poll(store: Store, registry: Registry) -> None:
+    """With a 30 s poll interval, a task submitted in this process still starts at once."""
+    started = asyncio.Event()
+
+    @handler("ping", registry=registry)
+    async def ping(ctx: TaskContext, args: dict[str, Any]) -> None:
+        started.set()
+
+    opts = replace(FAST, poll_interval=30)
+    async with worker(store, registry, opts):
+        await asyncio.sleep(0.2)  # the worker is idle, waiting
+        await submit(store, registry, "ping")
+        await asyncio.wait_for(started.wait(), 5)
+
+
+async def test_concurrency_is_respected(store: Store, registry: Registry) -> None:
+    now_running, peak = 0, 0
+
+    @handler("busy", registry=registry)
+    async def busy(ctx: TaskContext, args: dict[str, Any]) -> None:
+        nonlocal now_running, peak
+        now_running += 1
+        peak = max(peak, now_running)
+        await asyncio.sleep(0.05)
+        now_running -= 1
+
+    service = TaskService(store, registry)
+    opts = replace(FAST, concurrency=3)
+    async with worker(store, registry, opts):
+        tasks = await service.submit_many("busy", [{}] * 20, Submission(launcher="t"))
+        for t in tasks:
+            assert (await wait(store, t.id)).completion_status is CompletionStatus.SUCCESS
+    assert peak == 3
+
+
+async def test_graceful_stop_finishes_short_tasks_and_hands_back_long_ones(
+    store: Store, registry: Registry
+) -> None:
+    started = asyncio.Event()
+
+    @handler("short", registry=registry)
+    async def short(ctx: TaskContext, args: dict[str, Any]) -> None:
+        await started.wait()
+        await asyncio.sleep(0.2)
+
+    @handler("long", registry=registry)
+    async def long(ctx: TaskContext, args: dict[str, Any]) -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    w = Worker(store, registry, replace(FAST, grace_period=1.0))
+    run = asyncio.create_task(w.run())
+    a = await submit(store, registry, "short")
+    b = await submit(store, registry, "long")
+    await asyncio.wait_for(started.wait(), 5)
+    await wait_for(lambda: w.running == 2)
+    w.stop()
+    await asyncio.wait_for(run, 10)
+    ga, gb = await store.get(a.id), await store.get(b.id)
+    assert ga is not None and gb is not None
+    assert ga.completion_status is CompletionStatus.SUCCESS
+    assert (gb.state, gb.attempts, gb.lease_owner) == (TaskState.QUEUED, 0, None)
+
+
+async def test_check_cancelled_raises(store: Store, registry: Registry) -> None:
+    """TaskCancelled raised by the handler itself (without a cancel) ends as TERMINATED."""
+
+    @handler("quits", registry=registry)
+    def quits(ctx: TaskContext, args: dict[str, Any]) -> None:
+        raise TaskCancelled("gave up")
+
+    async with worker(store, registry):
+        done = await wait(store, (await submit(store, registry, "quits")).id)
+    assert done.completion_status is CompletionStatus.TERMINATED
+
+
+async def test_worker_needs_handlers(store: Store, registry: Registry) -> None:
+    with pytest.raises(RuntimeError, match="no handlers"):
+        await Worker(store, registry, FAST).run()
