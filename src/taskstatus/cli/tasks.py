@@ -1,0 +1,298 @@
+"""Task commands: submit, get, list, cancel, watch, purge, definitions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from taskstatus.cli import DATABASE_DEFAULT, Database, Imports, app, fail, load_modules, out, run
+from taskstatus.connection import AsyncConnection
+from taskstatus.model import CompletionStatus, Target, TargetType, Task, TaskState
+from taskstatus.views import iso, task_status
+
+# `watch` exits with the task's outcome (2 is taken by usage errors).
+EXIT_CODES = {
+    CompletionStatus.SUCCESS: 0,
+    CompletionStatus.ERROR: 1,
+    CompletionStatus.WARNING: 3,
+    CompletionStatus.TERMINATED: 4,
+    CompletionStatus.TEMPERROR: 5,
+}
+
+Json = Annotated[bool, typer.Option("--json", help="Print the v2024 TaskStatus JSON")]
+
+
+def _arguments(text: str | None) -> dict[str, Any]:
+    if text is None:
+        return {}
+    if text.startswith("@"):
+        text = Path(text[1:]).read_text()
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        fail(f"arguments are not valid JSON: {e}")
+    if not isinstance(value, dict):
+        fail("arguments must be a JSON object, like '{\"seconds\": 5}'")
+    return value
+
+
+def _print_json(value: Any) -> None:
+    out.print_json(orjson.dumps(value).decode())
+
+
+def _state_style(task: Task) -> str:
+    return {
+        TaskState.SUCCEEDED: "green",
+        TaskState.FAILED: "red",
+        TaskState.DEAD: "red",
+        TaskState.CANCELLED: "yellow",
+        TaskState.CANCEL_REQUESTED: "yellow",
+        TaskState.RUNNING: "cyan",
+    }.get(task.state, "")
+
+
+@app.command()
+def submit(
+    handler: Annotated[str, typer.Argument(help="Name of the handler (task definition)")],
+    arguments: Annotated[
+        str | None, typer.Argument(help="Arguments as a JSON object, or @file.json")
+    ] = None,
+    database: Database = DATABASE_DEFAULT,
+    imports: Imports = None,
+    target_id: Annotated[str | None, typer.Option(help="Id of what the task acts on")] = None,
+    target_type: Annotated[TargetType | None, typer.Option(help="APPLICATION or IDENTITY")] = None,
+    target_name: Annotated[str | None, typer.Option(help="Name of what the task acts on")] = None,
+    priority: Annotated[int, typer.Option(help="Higher runs sooner")] = 0,
+    max_attempts: Annotated[int | None, typer.Option(min=1, help="Runs allowed in all")] = None,
+    timeout: Annotated[float | None, typer.Option(min=0.001, help="Seconds a run may take")] = None,
+    delay: Annotated[float | None, typer.Option(min=0, help="Start no sooner than in N s")] = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="Submitting the same key again returns the same task")
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="Wait for the task to end")] = False,
+    as_json: Json = False,
+) -> None:
+    """Submit a task and print its id."""
+    load_modules(imports)
+    args = _arguments(arguments)
+    target = None
+    if target_id or target_type or target_name:
+        target = Target(target_id, target_type, target_name)
+
+    async def go() -> Task:
+        async with AsyncConnection(database) as conn:
+            task = await conn.submit(
+                handler,
+                args,
+                target=target,
+                priority=priority,
+                max_attempts=max_attempts,
+                timeout=timeout,
+                run_at=timedelta(seconds=delay) if delay else None,
+                idempotency_key=idempotency_key,
+            )
+            return await conn.wait(task.id) if wait else task
+
+    task = run(go())
+    if as_json:
+        _print_json(task_status(task))
+    else:
+        out.print(task.id)
+    if wait and task.completion_status is not None:
+        raise typer.Exit(EXIT_CODES[task.completion_status])
+
+
+@app.command()
+def get(
+    task_id: Annotated[str, typer.Argument(help="Task id")],
+    database: Database = DATABASE_DEFAULT,
+    as_json: Json = False,
+) -> None:
+    """Show one task: its state, progress, messages and result."""
+
+    async def go() -> Task:
+        async with AsyncConnection(database) as conn:
+            return await conn.get(task_id)
+
+    task = run(go())
+    if as_json:
+        _print_json(task_status(task))
+        return
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    status = task.completion_status.value if task.completion_status else "-"
+    rows: list[tuple[str, str | Text]] = [
+        ("id", task.id),
+        ("name", task.unique_name),
+        ("handler", task.handler),
+        ("state", Text(task.state.value, style=_state_style(task)) + f" ({status})"),
+        ("progress", f"{task.percent_complete}% {task.progress or ''}"),
+        ("attempts", f"{task.attempts} of {task.max_attempts}"),
+        ("launcher", task.launcher),
+        (
+            "target",
+            f"{task.target.type or ''} {task.target.name or ''} {task.target.id or ''}"
+            if task.target
+            else "-",
+        ),
+        ("parent", task.parent_id or "-"),
+        ("created", iso(task.created) or ""),
+        ("launched", iso(task.launched) or "-"),
+        ("completed", iso(task.completed) or "-"),
+        ("arguments", orjson.dumps(dict(task.arguments)).decode()),
+        ("attributes", orjson.dumps(dict(task.attributes)).decode()),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    out.print(table)
+    for m in task.messages:
+        colour = {"ERROR": "red", "WARN": "yellow"}.get(m.type.value, "dim")
+        out.print(Text("  ") + Text(f"{m.type.value:5}", style=colour) + f" {m.text}")
+
+
+@app.command("list")
+def list_(
+    database: Database = DATABASE_DEFAULT,
+    filters: Annotated[
+        str | None,
+        typer.Option(
+            "--filter", "-f", help='e.g. completionStatus eq "ERROR" and type eq "QUARTZ"'
+        ),
+    ] = None,
+    sorters: Annotated[
+        str, typer.Option("--sort", "-s", help="e.g. -created,uniqueName")
+    ] = "-created",
+    pending: Annotated[
+        bool | None, typer.Option("--pending/--completed", help="Only one kind")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=0, max=10000)] = 50,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    as_json: Json = False,
+) -> None:
+    """List tasks, filtered and sorted with the standard collection syntax."""
+    text = filters
+    if pending is not None:
+        kind = "completionStatus isnull" if pending else "completionStatus pr"
+        text = f"{kind} and ({filters})" if filters else kind
+
+    async def go() -> tuple[list[Task], int]:
+        async with AsyncConnection(database) as conn:
+            found = await conn.query(text, sorters, limit=limit, offset=offset)
+            return found, await conn.count(text)
+
+    tasks, total = run(go())
+    if as_json:
+        _print_json([task_status(t) for t in tasks])
+        return
+    table = Table(title=f"{len(tasks)} of {total} tasks", title_justify="left")
+    table.add_column("id", no_wrap=True, min_width=32)
+    table.add_column("name", overflow="fold")
+    table.add_column("state", no_wrap=True)
+    table.add_column("%", justify="right", no_wrap=True)
+    table.add_column("created", no_wrap=True)
+    for t in tasks:
+        status = f" {t.completion_status.value}" if t.completion_status else ""
+        table.add_row(
+            t.id,
+            t.unique_name,
+            Text(t.state.value, style=_state_style(t)) + status,
+            str(t.percent_complete),
+            t.created.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+    out.print(table)
+
+
+@app.command()
+def cancel(
+    task_id: Annotated[str, typer.Argument(help="Task id")],
+    database: Database = DATABASE_DEFAULT,
+) -> None:
+    """Cancel a queued task, or ask a running one to stop."""
+
+    async def go() -> Task:
+        async with AsyncConnection(database) as conn:
+            return await conn.cancel(task_id)
+
+    task = run(go())
+    out.print(f"{task.id} {task.state.value}")
+
+
+@app.command()
+def watch(
+    task_id: Annotated[str, typer.Argument(help="Task id")],
+    database: Database = DATABASE_DEFAULT,
+    interval: Annotated[float, typer.Option(min=0.05, help="Seconds between looks")] = 0.5,
+) -> None:
+    """Follow a task with a live progress bar; exit with its outcome (0 SUCCESS, 1 ERROR,
+    3 WARNING, 4 TERMINATED, 5 TEMPERROR)."""
+
+    async def go() -> Task:
+        async with AsyncConnection(database) as conn:
+            task = await conn.get(task_id)
+            columns = (
+                TextColumn("[bold]{task.fields[name]}"),
+                BarColumn(),
+                TaskProgressColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.description}"),
+            )
+            with Progress(*columns, console=out, transient=False) as bar:
+                row = bar.add_task("", total=100, name=task.unique_name)
+                while True:
+                    latest = task.messages[-1].text if task.messages else ""
+                    text = " | ".join(p for p in (task.progress or "", latest) if p)
+                    bar.update(row, completed=task.percent_complete, description=text)
+                    if task.terminal:
+                        return task
+                    await asyncio.sleep(interval)
+                    task = await conn.get(task_id)
+
+    task = run(go())
+    assert task.completion_status is not None
+    out.print(f"{task.id} {task.state.value} ({task.completion_status.value})")
+    raise typer.Exit(EXIT_CODES[task.completion_status])
+
+
+@app.command()
+def purge(
+    database: Database = DATABASE_DEFAULT,
+    older_than_days: Annotated[
+        float, typer.Option(min=0, envvar="TASKSTATUS_RETENTION_DAYS", help="Retention window")
+    ] = 90.0,
+) -> None:
+    """Delete for good the finished (or deleted) tasks older than the retention window."""
+
+    async def go() -> int:
+        async with AsyncConnection(database) as conn:
+            return await conn.service.purge(timedelta(days=older_than_days))
+
+    out.print(f"purged {run(go())} tasks")
+
+
+@app.command()
+def definitions(
+    database: Database = DATABASE_DEFAULT,
+    imports: Imports = None,
+) -> None:
+    """List the handlers (task definitions) known to this database."""
+    load_modules(imports)
+
+    async def go() -> list[tuple[str, str, str]]:
+        async with AsyncConnection(database) as conn:
+            found = await conn.store.definitions()
+            return [(d.name, d.summary.executor, d.summary.description) for d in found]
+
+    table = Table("name", "executor", "description")
+    for row in run(go()):
+        table.add_row(*row)
+    out.print(table)

@@ -1,0 +1,170 @@
+"""The taskstatus command, run as a real process: output, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from taskstatus import connect
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMANDS = ["submit", "get", "list", "cancel", "watch", "purge", "definitions", "worker", "migrate"]
+
+
+def ts(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "taskstatus", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    """A database where a node has published the demo handlers (as `serve` does)."""
+    import taskstatus.demo  # noqa: F401 - registers the demo handlers in this process
+
+    url = f"sqlite:///{tmp_path}/cli.db"
+    with connect(url):
+        pass
+    return url
+
+
+def test_every_command_has_help() -> None:
+    top = ts("--help", check=True).stdout
+    for command in COMMANDS:
+        assert command in top
+        assert "--database" in ts(command, "--help", check=True).stdout
+
+
+def test_submit_get_list_cancel(db: str) -> None:
+    """A submitted demo task is queued (no worker runs); get, list and cancel see it."""
+    task_id = ts(
+        "submit",
+        "Sleep",
+        '{"seconds": 3}',
+        "--database",
+        db,
+        "--target-id",
+        "src-1",
+        "--target-type",
+        "APPLICATION",
+        "--priority",
+        "4",
+        check=True,
+    ).stdout.strip()
+    assert len(task_id) == 32
+
+    shown = json.loads(ts("get", task_id, "--database", db, "--json", check=True).stdout)
+    assert shown["id"] == task_id
+    assert shown["completionStatus"] is None
+    assert shown["target"] == {"id": "src-1", "type": "APPLICATION", "name": None}
+    assert shown["taskDefinitionSummary"]["uniqueName"] == "Sleep"
+
+    table = ts("list", "--database", db, "--pending", check=True).stdout
+    assert task_id in table and "queued" in table
+    listed = json.loads(
+        ts("list", "--database", db, "-f", 'sourceId eq "src-1"', "--json", check=True).stdout
+    )
+    assert [t["id"] for t in listed] == [task_id]
+    assert (
+        json.loads(ts("list", "--database", db, "--completed", "--json", check=True).stdout) == []
+    )
+
+    cancelled = ts("cancel", task_id, "--database", db, check=True).stdout
+    assert cancelled.strip() == f"{task_id} cancelled"
+    watched = ts("watch", task_id, "--database", db)
+    assert watched.returncode == 4  # TERMINATED
+    assert "TERMINATED" in watched.stdout
+
+
+def test_watch_and_submit_wait_exit_with_the_outcome(db: str) -> None:
+    """With a worker running, --wait and watch exit 1 for an ERROR and 0 for a SUCCESS."""
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "taskstatus", "worker", "--database", db, "--poll-interval", "0.05"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        failed = ts("submit", "Failing Task", "--database", db, "--wait")
+        assert failed.returncode == 1
+        ok = ts("submit", "Sleep", '{"seconds": 0.1}', "--database", db, "--wait", "--json")
+        assert ok.returncode == 0, ok.stderr
+        done = json.loads(ok.stdout)
+        assert done["completionStatus"] == "SUCCESS"
+        assert ts("watch", done["id"], "--database", db).returncode == 0
+    finally:
+        worker.terminate()
+        worker.wait(20)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["submit", "Nope"], "error: unknown handler 'Nope'"),
+        (["submit", "Sleep", '{"seconds": "x"}'], "error: invalid arguments for 'Sleep': seconds:"),
+        (["submit", "Sleep", "{not json"], "error: arguments are not valid JSON"),
+        (["submit", "Sleep", "[1]"], "error: arguments must be a JSON object"),
+        (["get", "0" * 32], "error: no task with id"),
+        (["cancel", "0" * 32], "error: no task with id"),
+        (
+            ["list", "-f", 'id eq "a" and'],
+            "error: filters: expected a field name but found the end at column 14",
+        ),
+        (["list", "-f", "size gt 3"], "error: filters: unsupported field 'size'"),
+        (["list", "-s", "bogus"], "error: sorters: cannot sort by 'bogus'"),
+        (
+            ["submit", "Sleep", "--import", "no.such.module"],
+            "error: cannot import 'no.such.module'",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_and_nonzero(db: str, args: list[str], message: str) -> None:
+    result = ts(*args, "--database", db)
+    assert result.returncode == 1
+    assert result.stderr.startswith(message), result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_database_url_is_one_line() -> None:
+    result = ts("list", "--database", "mysql://nowhere/db")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: unsupported database URL")
+    assert result.stderr.count("\n") == 1
+
+
+def test_usage_errors_exit_2() -> None:
+    result = ts("submit")
+    assert result.returncode == 2
+    assert "Missing argument" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_purge(db: str) -> None:
+    """A finished task inside the window stays; with a zero-day window it goes."""
+    task_id = ts("submit", "Sleep", "--database", db, check=True).stdout.strip()
+    ts("cancel", task_id, "--database", db, check=True)
+    assert ts("purge", "--database", db, check=True).stdout.strip() == "purged 0 tasks"
+    assert (
+        ts("purge", "--database", db, "--older-than-days", "0", check=True).stdout.strip()
+        == "purged 1 tasks"
+    )
+    assert ts("get", task_id, "--database", db).returncode == 1
+
+
+def test_definitions_lists_demo_handlers(db: str) -> None:
+    out = ts("definitions", "--database", db, check=True).stdout
+    for name in ("Cloud Account Aggregation", "Failing Task", "Sleep", "Fan Out"):
+        assert name in out
