@@ -24,7 +24,7 @@ $(VENV)/.dev: pyproject.toml $(VENV)/.runtime
 	touch $@
 
 serve: $(VENV)/.runtime
-	$(BIN)/taskstatus worker $(ARGS)
+	$(BIN)/taskstatus serve $(ARGS)
 
 worker: $(VENV)/.runtime
 	$(BIN)/taskstatus worker $(ARGS)

@@ -6,6 +6,7 @@ environment when another ASGI server runs the app.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,3 +33,26 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(30.0, gt=0, description="How long a claim lasts unrenewed")
     poll_interval: float = Field(1.0, gt=0, description="Idle poll, a safety net for wake-ups")
     grace_period: float = Field(30.0, ge=0, description="Seconds running tasks get on shutdown")
+
+    # HTTP API
+    host: str = Field("127.0.0.1", description="Address to listen on")
+    port: int = Field(8000, ge=0, le=65535, description="Port to listen on")
+    retention_days: float = Field(90.0, gt=0, description="Older tasks are not returned")
+    rate_limit: float = Field(100.0, ge=0, description="Requests/s per client (0: no limit)")
+    rate_burst: int = Field(200, ge=1, description="Requests a client may make at once")
+    token_rate_limit: float = Field(5.0, ge=0, description="Token requests/s per address")
+    require_experimental_header: bool = Field(
+        False, description="Refuse v2024 requests without X-SailPoint-Experimental: true"
+    )
+    token_ttl: float = Field(3600.0, gt=0, description="Access token lifetime in seconds")
+    jwt_secret: str | None = Field(
+        None,
+        min_length=32,
+        description="HS256 key (32+ characters); by default one is created and shared through "
+        "the database",
+    )
+    max_body_bytes: int = Field(1_048_576, ge=1, description="Larger request bodies are refused")
+    credentials_file: Path = Field(
+        Path("taskstatus-credentials.json"),
+        description="Where the first start writes the admin client's credentials (mode 0600)",
+    )

@@ -12,7 +12,18 @@ import pytest
 from taskstatus import connect
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMANDS = ["submit", "get", "list", "cancel", "watch", "purge", "definitions", "worker", "migrate"]
+COMMANDS = [
+    "serve",
+    "submit",
+    "get",
+    "list",
+    "cancel",
+    "watch",
+    "purge",
+    "definitions",
+    "worker",
+    "migrate",
+]
 
 
 def ts(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
@@ -168,3 +179,33 @@ def test_definitions_lists_demo_handlers(db: str) -> None:
     out = ts("definitions", "--database", db, check=True).stdout
     for name in ("Cloud Account Aggregation", "Failing Task", "Sleep", "Fan Out"):
         assert name in out
+
+
+def test_clients_create_list_revoke(db: str) -> None:
+    created = ts("clients", "create", "svc", "--scope", "tasks:read", "--scope", "tasks:write",
+                 "--json", "--database", db, check=True)  # fmt: skip
+    creds = json.loads(created.stdout)
+    assert set(creds) == {"client_id", "client_secret"}
+    assert len(creds["client_secret"]) >= 40
+
+    listed = json.loads(ts("clients", "list", "--json", "--database", db, check=True).stdout)
+    assert [(c["client_id"], c["name"], c["scopes"], c["owner"], c["revoked"]) for c in listed] == [
+        (creds["client_id"], "svc", ["tasks:read", "tasks:write"], "svc", None)
+    ]
+    assert creds["client_secret"] not in ts("clients", "list", "--database", db, check=True).stdout
+
+    duplicate = ts("clients", "create", "svc", "--database", db)
+    assert duplicate.returncode == 1
+    assert duplicate.stderr.startswith("error: an active client is already named 'svc'")
+    bad = ts("clients", "create", "other", "--scope", "tasks:everything", "--database", db)
+    assert bad.returncode == 1
+    assert bad.stderr.startswith(
+        "error: scopes must be some of tasks:read, tasks:write, tasks:admin"
+    )
+
+    revoked = ts("clients", "revoke", creds["client_id"], "--database", db, check=True)
+    assert revoked.stdout.strip() == f"{creds['client_id']} revoked"
+    again = ts("clients", "revoke", creds["client_id"], "--database", db, check=True)
+    assert "already revoked" in again.stdout
+    unknown = ts("clients", "revoke", "nobody", "--database", db)
+    assert (unknown.returncode, unknown.stderr.strip()) == (1, "error: no client with id nobody")

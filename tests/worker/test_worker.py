@@ -70,7 +70,7 @@ async def test_success_stores_result_progress_messages_returns(
     @handler("ok", registry=registry)
     async def ok(ctx: TaskContext, args: dict[str, Any]) -> dict[str, Any]:
         ctx.progress("working", 40)
-        ctx.info("hello", key="greeting", parameters=[{"who": "you"}])
+        ctx.info("hello", key="greeting", parameters=[{"who": "you"}, 3, None])
         ctx.set_attribute("side", True)
         ctx.add_return("Count", "count")
         return {"count": args["n"] * 2}
@@ -84,7 +84,7 @@ async def test_success_stores_result_progress_messages_returns(
     assert done.percent_complete == 100
     assert done.progress == "working"
     assert [(m.type, m.text, m.key, m.parameters) for m in done.messages] == [
-        (MessageType.INFO, "hello", "greeting", ({"who": "you"},))
+        (MessageType.INFO, "hello", "greeting", ({"who": "you"}, "3", None))
     ]
     assert [(r.name, r.attribute_name) for r in done.returns] == [("Count", "count")]
     assert done.attempts == 1

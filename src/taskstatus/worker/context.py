@@ -34,6 +34,12 @@ class Retry(Exception):
 SubmitFn = Callable[..., Awaitable[Task]]
 
 
+def _parameter(value: Any) -> Any:
+    """Message parameters are objects or strings (what TaskStatus clients can read): a number
+    or a flag is kept as its text."""
+    return value if value is None or isinstance(value, dict | str) else str(value)
+
+
 class TaskContext:
     """The handle a handler gets for the task it runs."""
 
@@ -90,7 +96,7 @@ class TaskContext:
             type=kind,
             text=str(text),
             key=key,
-            parameters=None if parameters is None else tuple(parameters),
+            parameters=None if parameters is None else tuple(_parameter(p) for p in parameters),
         )
         with self._lock:
             self._messages.append(message)

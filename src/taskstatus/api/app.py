@@ -1,0 +1,110 @@
+"""The ASGI application: ``create_app(settings)``.
+
+Its lifespan opens the store (applying migrations), publishes this process's handler
+definitions, loads the shared signing key, creates the admin client on the first start of an
+empty database, and runs in-process workers when ``concurrency`` > 0. Run it with
+``taskstatus serve``, or under any ASGI server: ``uvicorn --factory taskstatus.api:create_app``
+(settings then come from TASKSTATUS_* environment variables).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from importlib.metadata import version
+
+from fastapi import FastAPI
+
+from taskstatus.api import errors, health, oauth, v2024
+from taskstatus.api.auth import Auth
+from taskstatus.api.deps import ApiState
+from taskstatus.api.ratelimit import RateLimiter
+from taskstatus.credentials import bootstrap_admin
+from taskstatus.handlers import REGISTRY, Registry
+from taskstatus.service import TaskService, utcnow
+from taskstatus.settings import Settings
+from taskstatus.store import Store, make_store
+from taskstatus.worker import Worker, WorkerOptions
+
+log = logging.getLogger("taskstatus.api")
+
+# The task-status resource under every prefix its SDKs call: sailpoint 1.4.2 has the five
+# operations under each of these; sailpoint 2.x calls /task-status/v1 (docs/api.md).
+TASK_STATUS_PREFIXES = ("/v2024", "/v2025", "/v2026", "/beta")
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    registry: Registry = REGISTRY,
+    store: Store | None = None,
+) -> FastAPI:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        st = store or make_store(settings.database)
+        await st.open()
+        service = TaskService(st, registry)
+        await service.publish_definitions()
+        auth = await Auth.create(st, settings.jwt_secret, token_ttl=settings.token_ttl)
+        issued = await bootstrap_admin(st, settings.credentials_file, utcnow())
+        if issued is not None:
+            print(
+                "First start: created the admin API client (all scopes).\n"
+                f"  client_id:     {issued.client.id}\n"
+                f"  client_secret: {issued.secret}\n"
+                f"  saved to {settings.credentials_file.resolve()} (mode 0600); "
+                "the secret is not shown again.",
+                flush=True,
+            )
+        app.state.api = ApiState(
+            settings=settings,
+            service=service,
+            auth=auth,
+            limiter=RateLimiter(settings.rate_limit, settings.rate_burst),
+            token_limiter=RateLimiter(
+                settings.token_rate_limit, max(1, int(settings.token_rate_limit * 4))
+            ),
+        )
+        worker, running = None, None
+        if settings.concurrency > 0 and len(registry):
+            worker = Worker(
+                st,
+                registry,
+                WorkerOptions(
+                    concurrency=settings.concurrency,
+                    lease_seconds=settings.lease_seconds,
+                    poll_interval=settings.poll_interval,
+                    grace_period=settings.grace_period,
+                ),
+            )
+            running = asyncio.create_task(worker.run(), name="in-process worker")
+        try:
+            yield
+        finally:
+            if worker is not None and running is not None:
+                worker.stop()
+                await asyncio.gather(running, return_exceptions=True)
+            await st.close()
+
+    app = FastAPI(
+        title="taskstatus",
+        version=version("taskstatus"),
+        description="Long-running background tasks: the task-status (v2024), task CRUD (v2) "
+        "and Jira-style async task dialects over one task store.",
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url="/redoc",
+    )
+    errors.install(app)
+    app.add_middleware(errors.RequestGuard, max_body=settings.max_body_bytes)
+    app.include_router(health.router)
+    app.include_router(oauth.router)
+    for prefix in TASK_STATUS_PREFIXES:
+        app.include_router(v2024.router(prefix))
+    app.include_router(v2024.router("", "/task-status/v1", pending=False))
+    return app

@@ -1,0 +1,250 @@
+"""The task-status dialect (seeds 000-002): /v2024/task-status and its newer-SDK prefixes.
+
+Translation only: query parameters become a `TaskQuery`, tasks become TaskStatus documents
+(`views.task_status`), a PATCH body becomes `patch.apply_patch` run inside the store's
+optimistic update. Lists:
+
+- ``/task-status/pending-tasks``: tasks without a completionStatus, oldest first;
+- ``/task-status``: completed tasks, newest first, unless ``filters`` itself says which
+  completionStatus it wants (the newest SDK lists pending tasks with
+  ``filters=completionStatus isnull``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Header, Query, Request
+from starlette.responses import Response
+
+from taskstatus.api.access import check_visible, visible
+from taskstatus.api.auth import Principal
+from taskstatus.api.deps import Reader, State, Writer, api_state
+from taskstatus.api.errors import ApiError, CasedResponse, json_response
+from taskstatus.api.schemas import ERRORS, JsonPatchOperation, TaskStatus
+from taskstatus.fields import TASK_STATUS
+from taskstatus.model import Task
+from taskstatus.patch import apply_patch
+from taskstatus.query import (
+    And,
+    Condition,
+    Expr,
+    Not,
+    Op,
+    Or,
+    SortKey,
+    TaskField,
+    TaskQuery,
+    all_of,
+    parse_bound,
+    parse_sorters,
+)
+from taskstatus.service import utcnow
+from taskstatus.views import task_status
+
+MAX_LIMIT = 250
+PENDING = Condition(TaskField.COMPLETION_STATUS, Op.ISNULL)
+COMPLETED = Condition(TaskField.COMPLETION_STATUS, Op.PR)
+OLDEST_FIRST = (SortKey(TaskField.CREATED),)
+NEWEST_FIRST = (SortKey(TaskField.CREATED, descending=True),)
+PATCH_TYPES = ("application/json-patch+json", "application/json")
+
+Offset = Annotated[int, Query(ge=0, description="Offset into the full result set")]
+Limit = Annotated[int, Query(ge=0, le=MAX_LIMIT, description="Max number of results to return")]
+Count = Annotated[
+    bool, Query(description="If true, X-Total-Count carries the total ignoring limit and offset")
+]
+Filters = Annotated[
+    str | None,
+    Query(
+        description='Standard collection filter, e.g. completionStatus in ("ERROR","WARNING"). '
+        "id, sourceId, completionStatus, type: eq, in (and more: see docs/api.md)"
+    ),
+]
+Sorters = Annotated[str | None, Query(description="e.g. -created")]
+
+
+async def experimental(
+    request: Request,
+    x_sailpoint_experimental: Annotated[
+        str | None, Header(description="Send true; required only when the server says so")
+    ] = "true",
+) -> None:
+    """The seeds mark these endpoints experimental; the header is required only if configured."""
+    if api_state(request).settings.require_experimental_header and (
+        (x_sailpoint_experimental or "").lower() != "true"
+        or "x-sailpoint-experimental" not in request.headers
+    ):
+        raise ApiError(
+            400, ["this endpoint is experimental: send the header X-SailPoint-Experimental: true"]
+        )
+
+
+def _mentions(expr: Expr | None, field: TaskField) -> bool:
+    if expr is None:
+        return False
+    if isinstance(expr, Condition):
+        return expr.field is field
+    if isinstance(expr, And | Or):
+        return any(_mentions(e, field) for e in expr.items)
+    if isinstance(expr, Not):
+        return _mentions(expr.item, field)
+    return False
+
+
+async def _page(
+    state: State,
+    principal: Principal,
+    where: Expr | None,
+    sort: Any,
+    offset: int,
+    limit: int,
+    count: bool,
+) -> tuple[list[Task], dict[str, str]]:
+    query = TaskQuery(
+        where=all_of(where, visible(principal, state.cutoff())),
+        sort=sort,
+        offset=offset,
+        limit=limit,
+        count=count,
+    )
+    page = await state.service.query(query)
+    headers = {"X-Total-Count": str(page.total)} if page.total is not None else {}
+    return page.items, headers
+
+
+def router(prefix: str, resource: str = "/task-status", *, pending: bool = True) -> APIRouter:
+    """The task-status operations at `prefix` + `resource`: the five of the seeds under /v2024
+    (also /v2025, /v2026, /beta, which sailpoint 1.4.2 calls), or, for sailpoint 2.x, list,
+    get and patch at /task-status/v1 (pending=False: 2.x has no pending-tasks operation)."""
+    name = (prefix + resource).strip("/").replace("/", "_").replace("-", "_")
+    r = APIRouter(
+        prefix=prefix + resource,
+        tags=[f"Task Management ({prefix.strip('/') or resource.strip('/')})"],
+        dependencies=[Depends(experimental)],
+        responses=ERRORS,
+    )
+
+    if pending:
+
+        @r.get(
+            "/pending-tasks",
+            summary="Retrieve pending task status list",
+            response_model=list[TaskStatus],
+            operation_id=f"get_pending_tasks_{name}",
+        )
+        async def get_pending_tasks(
+            state: State,
+            principal: Reader,
+            offset: Offset = 0,
+            limit: Limit = MAX_LIMIT,
+            count: Count = False,
+        ) -> Response:
+            """Tasks without a completionStatus (queued, running, cancelling), oldest first."""
+            tasks, headers = await _page(
+                state, principal, PENDING, OLDEST_FIRST, offset, limit, count
+            )
+            return json_response(200, [task_status(t) for t in tasks], headers)
+
+        @r.head(
+            "/pending-tasks",
+            summary="Retrieve pending task list headers",
+            operation_id=f"get_pending_task_headers_{name}",
+        )
+        async def get_pending_task_headers(
+            state: State,
+            principal: Reader,
+            offset: Offset = 0,
+            limit: Limit = MAX_LIMIT,
+            count: Count = False,
+        ) -> Response:
+            """The headers of the pending list (X-Total-Count with count=true), no body."""
+            _, headers = await _page(state, principal, PENDING, OLDEST_FIRST, offset, limit, count)
+            return CasedResponse(status_code=200, media_type="application/json", headers=headers)
+
+    @r.get(
+        "",
+        summary="Retrieve task status list",
+        response_model=list[TaskStatus],
+        operation_id=f"get_task_status_list_{name}",
+    )
+    async def get_task_status_list(
+        state: State,
+        principal: Reader,
+        limit: Limit = MAX_LIMIT,
+        offset: Offset = 0,
+        count: Count = False,
+        filters: Filters = None,
+        sorters: Sorters = None,
+    ) -> Response:
+        """Completed tasks, newest first, unless the filter names a completionStatus."""
+        where = parse_bound(filters, TASK_STATUS)
+        if not _mentions(where, TaskField.COMPLETION_STATUS):
+            where = all_of(COMPLETED, where)
+        sort = parse_sorters(sorters, TASK_STATUS) or NEWEST_FIRST
+        tasks, headers = await _page(state, principal, where, sort, offset, limit, count)
+        return json_response(200, [task_status(t) for t in tasks], headers)
+
+    @r.get(
+        "/{id}",
+        summary="Get task status by id",
+        response_model=TaskStatus,
+        operation_id=f"get_task_status_{name}",
+    )
+    async def get_task_status(id: str, state: State, principal: Reader) -> Response:
+        """One task, or 404."""
+        task = check_visible(principal, await state.service.get(id), state.cutoff())
+        return json_response(200, task_status(task))
+
+    @r.patch(
+        "/{id}",
+        summary="Update task status by id",
+        response_model=TaskStatus,
+        operation_id=f"update_task_status_{name}",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json-patch+json": {
+                        "schema": {
+                            "type": "array",
+                            "items": JsonPatchOperation.model_json_schema(by_alias=True),
+                        },
+                        "example": [
+                            {"op": "replace", "path": "/completionStatus", "value": "TERMINATED"},
+                            {
+                                "op": "replace",
+                                "path": "/completed",
+                                "value": "2024-01-01T00:00:00Z",
+                            },
+                        ],
+                    }
+                },
+            }
+        },
+    )
+    async def update_task_status(
+        id: str,
+        request: Request,
+        state: State,
+        principal: Writer,
+    ) -> Response:
+        """Apply a JSON Patch atomically. Setting completionStatus (and completed) on a
+        pending task clears it; its worker is told to stop."""
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media not in PATCH_TYPES:
+            raise ApiError(
+                415, [f"send the patch as application/json-patch+json, not {media or 'nothing'}"]
+            )
+        try:
+            operations = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as e:
+            raise ApiError(400, [f"the body is not valid JSON: {e}"]) from None
+        cutoff, now = state.cutoff(), utcnow()
+        task = await state.service.store.update(
+            id, lambda t: apply_patch(check_visible(principal, t, cutoff), operations, now)
+        )
+        return json_response(200, task_status(task))
+
+    return r

@@ -1,0 +1,93 @@
+"""serve: the HTTP API with in-process workers, on uvicorn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import uvicorn
+
+from taskstatus.cli import DATABASE_DEFAULT, Database, Imports, app, configure_logging, load_modules
+from taskstatus.cli.workers import (
+    Demo,
+    GracePeriod,
+    LeaseSeconds,
+    PollInterval,
+    exit_past_stuck_threads,
+)
+from taskstatus.settings import Settings
+
+_D = {name: f.default for name, f in Settings.model_fields.items()}
+
+
+def _opt(name: str, help: str, **kw: Any) -> Any:
+    return typer.Option(envvar=f"TASKSTATUS_{name.upper()}", help=help, **kw)
+
+
+@app.command()
+def serve(
+    database: Database = DATABASE_DEFAULT,
+    imports: Imports = None,
+    host: Annotated[str, _opt("host", "Address to listen on")] = _D["host"],
+    port: Annotated[int, _opt("port", "Port to listen on", min=0, max=65535)] = _D["port"],
+    concurrency: Annotated[
+        int, _opt("concurrency", "In-process worker slots (0: serve the API only)", min=0)
+    ] = _D["concurrency"],
+    lease_seconds: LeaseSeconds = _D["lease_seconds"],
+    grace_period: GracePeriod = _D["grace_period"],
+    poll_interval: PollInterval = _D["poll_interval"],
+    retention_days: Annotated[
+        float, _opt("retention_days", "Older tasks are not returned", min=0.0001)
+    ] = _D["retention_days"],
+    rate_limit: Annotated[
+        float, _opt("rate_limit", "Requests/s per client (0: no limit)", min=0)
+    ] = _D["rate_limit"],
+    rate_burst: Annotated[int, _opt("rate_burst", "Burst per client", min=1)] = _D["rate_burst"],
+    require_experimental_header: Annotated[
+        bool,
+        _opt("require_experimental_header", "Refuse v2024 calls without X-SailPoint-Experimental"),
+    ] = _D["require_experimental_header"],
+    token_ttl: Annotated[float, _opt("token_ttl", "Access token lifetime (s)", min=1)] = _D[
+        "token_ttl"
+    ],
+    credentials_file: Annotated[
+        Path, _opt("credentials_file", "Where the first start writes the admin credentials")
+    ] = _D["credentials_file"],
+    access_log: Annotated[bool, typer.Option(help="Log every request")] = True,
+    demo: Demo = True,
+) -> None:
+    """Serve the HTTP API (with in-process workers) until SIGTERM or SIGINT."""
+    from taskstatus.api import create_app
+
+    configure_logging()
+    if demo:
+        import taskstatus.demo  # noqa: F401 - registers the demo handlers
+    load_modules(imports)
+    settings = Settings(
+        database=database,
+        host=host,
+        port=port,
+        concurrency=concurrency,
+        lease_seconds=lease_seconds,
+        grace_period=grace_period,
+        poll_interval=poll_interval,
+        retention_days=retention_days,
+        rate_limit=rate_limit,
+        rate_burst=rate_burst,
+        require_experimental_header=require_experimental_header,
+        token_ttl=token_ttl,
+        credentials_file=credentials_file,
+    )
+    config = uvicorn.Config(
+        create_app(settings),
+        host=host,
+        port=port,
+        http="h11",  # h11 writes header names as given (X-Total-Count: see api/errors.py)
+        log_config=None,  # uvicorn's loggers go through ours
+        access_log=access_log,
+        server_header=False,
+        timeout_graceful_shutdown=int(grace_period) + 5,
+    )
+    uvicorn.Server(config).run()
+    exit_past_stuck_threads()

@@ -1,0 +1,139 @@
+"""A real HTTP server per test: uvicorn on a loopback port, in a thread of the test process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+import taskstatus.demo  # noqa: F401 - the demo handlers, as `serve` has them
+from taskstatus.api import create_app
+from taskstatus.connection import Connection, connect
+from taskstatus.credentials import IssuedClient, new_client
+from taskstatus.service import utcnow
+from taskstatus.settings import Settings
+from taskstatus.store import make_store
+
+
+@dataclass
+class Server:
+    url: str
+    database: str
+    client_id: str
+    client_secret: str
+    settings: Settings
+    _tokens: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def token(self, client_id: str | None = None, secret: str | None = None, **form: str) -> str:
+        key = (client_id or self.client_id, secret or self.client_secret)
+        if key not in self._tokens or form:
+            r = httpx.post(
+                f"{self.url}/oauth/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": key[0],
+                    "client_secret": key[1],
+                    **form,
+                },
+            )
+            assert r.status_code == 200, r.text
+            if form:
+                return str(r.json()["access_token"])
+            self._tokens[key] = r.json()["access_token"]
+        return self._tokens[key]
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        """An HTTP client authenticated as the admin (or with `token`)."""
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {token or self.token()}"}
+        )
+
+    def connect(self) -> Connection:
+        """The Python API on the server's database (tasks launched by 'admin')."""
+        return connect(self.database, launcher="admin")
+
+    def new_client(self, name: str, *scopes: str, owner: str | None = None) -> tuple[str, str]:
+        """A new API client (id, secret) with `scopes`."""
+
+        async def create() -> IssuedClient:
+            store = make_store(self.database)
+            await store.open()
+            try:
+                issued = new_client(name, scopes, owner, utcnow())
+                await store.save_client(issued.client)
+                return issued
+            finally:
+                await store.close()
+
+        issued = asyncio.run(create())
+        return issued.client.id, issued.secret
+
+
+class _ThreadServer(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # the test process keeps its own
+        pass
+
+
+def run_server(settings: Settings) -> Iterator[Server]:
+    config = uvicorn.Config(
+        create_app(settings),
+        host="127.0.0.1",
+        port=0,
+        http="h11",
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
+    server = _ThreadServer(config)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    creds = json.loads(settings.credentials_file.read_text())
+    try:
+        yield Server(
+            f"http://127.0.0.1:{port}",
+            settings.database,
+            creds["client_id"],
+            creds["client_secret"],
+            settings,
+        )
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def settings_for(store_url: str, tmp_path: Path, **overrides: Any) -> Settings:
+    base: dict[str, Any] = {
+        "database": store_url,
+        "credentials_file": tmp_path / "credentials.json",
+        "concurrency": 4,
+        "poll_interval": 0.05,
+        "lease_seconds": 5,
+        "grace_period": 1,
+        "rate_limit": 0,
+    }
+    return Settings(**{**base, **overrides})
+
+
+@pytest.fixture
+def server(store_url: str, tmp_path: Path) -> Iterator[Server]:
+    yield from run_server(settings_for(store_url, tmp_path))
+
+
+@pytest.fixture
+def idle_server(store_url: str, tmp_path: Path) -> Iterator[Server]:
+    """A server without workers: submitted tasks stay queued."""
+    yield from run_server(settings_for(store_url, tmp_path, concurrency=0))

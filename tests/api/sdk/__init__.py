@@ -1,0 +1,1 @@
+"""Scripts run by the official SDKs' own interpreters (never imported by pytest)."""
