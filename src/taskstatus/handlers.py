@@ -9,6 +9,7 @@ use to validate submissions.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import jsonschema
+import orjson
 import pydantic
 
 from taskstatus.errors import InvalidArguments, UnknownHandler
@@ -32,11 +34,16 @@ _DEFINITION_NS = uuid.UUID("5b7f2d0e-8c1a-4d5e-9f3b-7a6c2e1d0f49")
 HandlerFn = Callable[["TaskContext", Any], Any]
 
 
+@functools.lru_cache(maxsize=256)
+def _validator(schema_json: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(orjson.loads(schema_json))
+
+
 def validate_with_schema(name: str, schema: Mapping[str, Any], arguments: Any) -> dict[str, Any]:
     """Check `arguments` against a JSON schema; every violation is listed with its path."""
     if not isinstance(arguments, Mapping):
         raise InvalidArguments(name, ["arguments must be a JSON object"])
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _validator(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS).decode())
     errors = sorted(validator.iter_errors(dict(arguments)), key=lambda e: list(e.absolute_path))
     if errors:
         raise InvalidArguments(

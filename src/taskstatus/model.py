@@ -134,12 +134,18 @@ _STATUSES: Mapping[TaskState, frozenset[CompletionStatus]] = {
 class IllegalTransition(Exception):
     """A state change the lifecycle does not allow; nothing was changed."""
 
-    def __init__(self, current: TaskState, target: TaskState, task_id: str | None = None) -> None:
+    def __init__(
+        self,
+        current: TaskState,
+        target: TaskState,
+        task_id: str | None = None,
+        reason: str | None = None,
+    ) -> None:
         self.current = current
         self.target = target
         self.task_id = task_id
-        where = f"task {task_id} " if task_id else ""
-        super().__init__(f"{where}cannot go from {current.value} to {target.value}")
+        where = f"task {task_id} " if task_id else "the task "
+        super().__init__(reason or f"{where}cannot go from {current.value} to {target.value}")
 
 
 class InvalidTaskChange(ValueError):
@@ -353,6 +359,13 @@ def cancel(task: Task, now: datetime) -> Task:
     """Cancel: a queued task ends at once; a running one is asked to stop. Idempotent."""
     if task.state is TaskState.CANCEL_REQUESTED:
         return task
+    if task.terminal:
+        raise IllegalTransition(
+            task.state,
+            TaskState.CANCELLED,
+            task.id,
+            f"task {task.id} has already finished ({task.state.value}); it cannot be cancelled",
+        )
     if task.state is TaskState.QUEUED:
         return _to(task, TaskState.CANCELLED, now, completion_status=CompletionStatus.TERMINATED)
     return _to(task, TaskState.CANCEL_REQUESTED, now)

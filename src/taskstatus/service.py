@@ -53,6 +53,15 @@ class Submission:
     description: str | None = None
 
 
+def _check(
+    definition: TaskDefinition, local: Handler | None, arguments: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Validate with the local handler (its pydantic model) or the stored JSON schema."""
+    if local is not None:
+        return local.validate(arguments)
+    return validate_with_schema(definition.name, definition.schema, arguments)
+
+
 class TaskService:
     """Task operations over one store, with the handlers this process knows."""
 
@@ -83,6 +92,12 @@ class TaskService:
             known = {*self.registry.names(), *(d.name for d in await self.store.definitions())}
             raise UnknownHandler(handler, sorted(known))
         return stored, None
+
+    async def validate(
+        self, handler: Handler | str, arguments: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """`arguments` as they will be stored, checked against the handler's schema."""
+        return _check(*await self.resolve(handler), arguments)
 
     async def prepare(
         self, handler: Handler | str, arguments: Mapping[str, Any], options: Submission

@@ -17,7 +17,7 @@ from importlib.metadata import version
 
 from fastapi import FastAPI
 
-from taskstatus.api import errors, health, oauth, v2024
+from taskstatus.api import errors, health, jira, oauth, v2, v2024
 from taskstatus.api.auth import Auth
 from taskstatus.api.deps import ApiState
 from taskstatus.api.ratelimit import RateLimiter
@@ -107,4 +107,6 @@ def create_app(
     for prefix in TASK_STATUS_PREFIXES:
         app.include_router(v2024.router(prefix))
     app.include_router(v2024.router("", "/task-status/v1", pending=False))
+    app.include_router(v2.router)
+    app.include_router(jira.router)
     return app

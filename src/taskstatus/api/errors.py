@@ -65,11 +65,13 @@ class ApiError(Exception):
         *,
         message: str | None = None,
         headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         self.status = status
         self.causes = list(causes)
         self.message = message or GENERIC.get(status, "The request failed.")
         self.headers = headers or {}
+        self.extra = extra or {}  # more fields for the body, e.g. v2's related subtasks
         super().__init__("; ".join(self.causes) or self.message)
 
 
@@ -137,7 +139,7 @@ def _respond(request: Request, error: ApiError) -> Response:
         tid,
         error,
     )
-    body = error_body(error.status, tid, error.message, error.causes)
+    body = {**error_body(error.status, tid, error.message, error.causes), **error.extra}
     return json_response(error.status, body, {**error.headers, "X-Tracking-Id": tid})
 
 

@@ -1,0 +1,151 @@
+"""Jira's long-running task resource (seed 004): /rest/api/{2,3}/task/{taskId}[/cancel].
+
+Translation only: `views.jira_task` shows the task; cancel is the lifecycle's `cancel`. Jira
+clients authenticate with HTTP Basic, here an API client's id and secret, or a Bearer token.
+Every error, from authentication on, is in Jira's shape ``{"errorMessages": [...],
+"errors": {}}`` (the tracking id is in the X-Tracking-Id header and the server log).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, Field
+from starlette.responses import Response
+
+from taskstatus.api.access import check_visible
+from taskstatus.api.auth import Principal
+from taskstatus.api.deps import State, caller
+from taskstatus.api.errors import (
+    RateLimited,
+    Unauthorized,
+    as_api_error,
+    json_response,
+    tracking_id,
+)
+from taskstatus.credentials import READ, WRITE
+from taskstatus.model import cancel
+from taskstatus.service import utcnow
+from taskstatus.views import jira_task
+
+log = logging.getLogger("taskstatus.api")
+
+
+class JiraErrors(BaseModel):
+    errorMessages: list[str]
+    errors: dict[str, str] = Field(default_factory=dict)
+
+
+class JiraTask(BaseModel):
+    """Jira's TaskProgressBean."""
+
+    self: str
+    id: str
+    description: str
+    status: Literal[
+        "ENQUEUED", "RUNNING", "COMPLETE", "FAILED", "CANCEL_REQUESTED", "CANCELLED", "DEAD"
+    ]
+    message: str | None = None
+    result: Any = Field(None, description="The task's result, once it has finished")
+    submittedBy: int = Field(description="A numeric id of the launcher (stable per name)")
+    submittedByName: str = Field(description="The launcher's name")
+    progress: int = Field(description="Percentage complete")
+    elapsedRuntime: int = Field(description="Milliseconds")
+    submitted: int = Field(description="Epoch milliseconds")
+    started: int | None = None
+    finished: int | None = None
+    lastUpdate: int
+
+
+def _jira_error(request: Request, exc: Exception) -> Response:
+    tid = tracking_id(request)
+    headers = {"X-Tracking-Id": tid}
+    if isinstance(exc, Unauthorized):
+        status, messages = 401, [exc.body["error"]]
+        headers["WWW-Authenticate"] = 'Basic realm="taskstatus"'
+    elif isinstance(exc, RateLimited):
+        status, messages = 429, ["Rate limit exceeded"]
+        headers["Retry-After"] = str(exc.retry_after)
+    elif isinstance(exc, RequestValidationError):
+        status, messages = 400, [str(e.get("msg")) for e in exc.errors()]
+    else:
+        error = as_api_error(exc)
+        if error is None:
+            log.exception("%s %s -> 500 trackingId=%s", request.method, request.url.path, tid)
+            status, messages = 500, ["An internal error occurred."]
+        else:
+            status, messages = error.status, error.causes or [error.message]
+    if status < 500:
+        log.info(
+            "%s %s -> %d trackingId=%s: %s",
+            request.method,
+            request.url.path,
+            status,
+            tid,
+            "; ".join(messages),
+        )
+    return json_response(status, {"errorMessages": messages, "errors": {}}, headers)
+
+
+class JiraRoute(APIRoute):
+    """Routes whose errors, dependencies' included, come in Jira's shape."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def jira_handler(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except Exception as exc:
+                return _jira_error(request, exc)
+
+        return jira_handler
+
+
+router = APIRouter(
+    prefix="/rest/api/{version}/task",
+    tags=["Jira async task"],
+    route_class=JiraRoute,
+    responses={
+        400: {"model": JiraErrors},
+        401: {"model": JiraErrors},
+        403: {"model": JiraErrors},
+        404: {"model": JiraErrors},
+        429: {"model": JiraErrors},
+    },
+)
+Version = Literal["2", "3"]
+JiraReader = Annotated[Principal, Depends(caller(READ, allow_basic=True))]
+JiraWriter = Annotated[Principal, Depends(caller(WRITE, allow_basic=True))]
+
+
+@router.get("/{taskId}", summary="Get task", response_model=JiraTask)
+async def get_task(
+    version: Version, taskId: str, request: Request, state: State, principal: JiraReader
+) -> Response:
+    """The task's progress; 404 for unknown tasks and for tasks past the retention window."""
+    task = check_visible(principal, await state.service.get(taskId), state.cutoff())
+    url = request.url_for("get_task", version=version, taskId=task.id)
+    return json_response(200, jira_task(task, str(url), utcnow()))
+
+
+@router.post(
+    "/{taskId}/cancel",
+    summary="Cancel task",
+    status_code=202,
+    responses={202: {"description": "Cancellation requested"}},
+)
+async def cancel_task(
+    version: Version, taskId: str, state: State, principal: JiraWriter
+) -> Response:
+    """Cancel a queued task, or ask a running one to stop (202). A finished task: 400."""
+    cutoff, now = state.cutoff(), utcnow()
+    await state.service.store.update(
+        taskId, lambda t: cancel(check_visible(principal, t, cutoff), now)
+    )
+    return Response(status_code=202)

@@ -1,0 +1,280 @@
+"""The task CRUD dialect (seed 003): /v2/task/{index,create,view,update,delete}.
+
+Translation only. Statuses map onto the lifecycle as DESIGN.md says (pending = queued,
+cancelling = cancel requested, failed = failed or dead); a status change in an update is the
+lifecycle's own operation (cancelled = `model.cancel`; completed or failed = `model.clear`).
+Errors are the ErrorResponseDto of every other endpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response
+
+from taskstatus.api.access import check_visible, visible
+from taskstatus.api.deps import Reader, State, Writer
+from taskstatus.api.errors import ApiError, json_response
+from taskstatus.api.schemas import ERRORS, ErrorResponseDto
+from taskstatus.model import CompletionStatus, Target, Task, TaskState, cancel, clear
+from taskstatus.query import And, Condition, Expr, Op, SortKey, TaskField, TaskQuery, all_of
+from taskstatus.service import Submission, utcnow
+from taskstatus.views import CRUD_STATUS, crud_task
+
+router = APIRouter(prefix="/v2/task", tags=["Task (v2)"], responses=ERRORS)
+
+MAX_PER_PAGE = 250
+MILLISECOND = timedelta(milliseconds=1)
+# The lifecycle states each v2 status stands for.
+STATES: dict[str, tuple[TaskState, ...]] = {}
+for _state, _name in CRUD_STATUS.items():
+    STATES[_name] = (*STATES.get(_name, ()), _state)
+# What a user may set `status` to, as a lifecycle operation.
+SETTABLE = {"cancelled", "completed", "failed"}
+FIELDS: dict[str, TaskField] = {
+    "task_id": TaskField.ID,
+    "handler": TaskField.HANDLER,
+    "user_id": TaskField.LAUNCHER,
+    "entity_id": TaskField.TARGET_ID,
+    "status": TaskField.STATE,
+    "request": TaskField.ARGUMENTS,
+    "response": TaskField.ATTRIBUTES,
+    "created_at": TaskField.CREATED,
+    "updated_at": TaskField.MODIFIED,
+}
+
+
+class CrudTask(BaseModel):
+    """A task as this dialect shows it."""
+
+    task_id: str = Field(description="The unique identifier for the task.")
+    handler: str = Field(description="The name of the handler assigned to the task.")
+    user_id: str = Field(description="The user (launcher) associated with the task.")
+    entity_id: str | None = Field(description="The entity (target) the task acts on.")
+    status: str = Field(description="pending, running, cancelling, completed, failed, cancelled")
+    request: dict[str, Any] = Field(description="The task's arguments.")
+    response: dict[str, Any] | None = Field(description="The task's result (attributes).")
+    created_at: str
+    updated_at: str
+    progress: str | None = None
+    percent_complete: int = 0
+    parent_id: str | None = None
+    deleted_at: str | None = Field(None, description="Set on historized (deleted) tasks.")
+
+
+class CreateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    handler: str = Field(description="A registered handler")
+    request: dict[str, Any] = Field(default_factory=dict, description="Checked against its schema")
+    user_id: str | None = Field(None, description="The launcher; only tasks:admin may name another")
+    entity_id: str | None = Field(None, description="What the task acts on (its target id)")
+    status: str | None = Field(None, description="If given, pending")
+
+
+class UpdateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: str | None = Field(None, description="cancelled, completed or failed")
+    request: dict[str, Any] | None = Field(None, description="New arguments (queued tasks only)")
+    entity_id: str | None = Field(None, description="New target id (queued tasks only)")
+    response: dict[str, Any] | None = Field(None, description="Replace the result")
+
+
+class IndexBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    filter: dict[str, Any] = Field(default_factory=dict, description="Exact match on task fields")
+    per_page: int = Field(20, alias="per-page", description=f"1 to {MAX_PER_PAGE}")
+    page: int = Field(1, description="From 1")
+    sort: str = Field("-created_at", description="A field; a leading minus sorts descending")
+    historized: bool = Field(False, description="Also return deleted (historized) tasks")
+
+
+def _parse_time(name: str, value: Any) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise ApiError(400, [f"filter.{name}: must be an ISO 8601 date-time with a time zone"])
+    return parsed
+
+
+def _condition(name: str, value: Any) -> Expr:
+    field = FIELDS.get(name)
+    if field is None:
+        raise ApiError(400, [f"filter.{name}: unknown field (known: {', '.join(FIELDS)})"])
+    if value is None:
+        return Condition(field, Op.ISNULL)
+    if name == "status":
+        if value not in STATES:
+            raise ApiError(400, [f"filter.status: {value!r} is not a status ({', '.join(STATES)})"])
+        return Condition(field, Op.IN, STATES[value])
+    if name in ("request", "response"):
+        return Condition(field, Op.EQ, (value,))
+    if name in ("created_at", "updated_at"):
+        # Times are shown to the millisecond: a shown value matches its whole millisecond.
+        start = _parse_time(name, value)
+        start = start.replace(microsecond=start.microsecond // 1000 * 1000)
+        return And(
+            (Condition(field, Op.GE, (start,)), Condition(field, Op.LT, (start + MILLISECOND,)))
+        )
+    if not isinstance(value, str):
+        raise ApiError(400, [f"filter.{name}: must be a string"])
+    return Condition(field, Op.EQ, (value,))
+
+
+def _sort(text: str) -> tuple[SortKey, ...]:
+    name = text.removeprefix("-")
+    field = FIELDS.get(name)
+    if field is None or name in ("request", "response"):
+        sortable = ", ".join(n for n in FIELDS if n not in ("request", "response"))
+        raise ApiError(400, [f"sort: cannot sort by {name!r} (sortable: {sortable})"])
+    return (SortKey(field, descending=text.startswith("-")),)
+
+
+@router.post(
+    "/index",
+    summary="A filtered, sorted page of tasks",
+    response_model=list[CrudTask],
+)
+async def index(body: IndexBody, state: State, principal: Reader) -> Response:
+    """Exact match on any task field (several combine with and); pages from 1; the
+    X-Pagination-* headers carry the page, the page count, the page size and the total."""
+    if not 1 <= body.per_page <= MAX_PER_PAGE:
+        raise ApiError(400, [f"per-page: must be from 1 to {MAX_PER_PAGE}, not {body.per_page}"])
+    if body.page < 1:
+        raise ApiError(400, [f"page: must be 1 or more, not {body.page}"])
+    where = all_of(*(_condition(k, v) for k, v in body.filter.items()))
+    page = await state.service.query(
+        TaskQuery(
+            where=all_of(where, visible(principal, state.cutoff())),
+            sort=_sort(body.sort),
+            offset=(body.page - 1) * body.per_page,
+            limit=body.per_page,
+            count=True,
+            include_deleted=body.historized,
+        )
+    )
+    total = page.total or 0
+    headers = {
+        "X-Pagination-Current-Page": str(body.page),
+        "X-Pagination-Page-Count": str(-(-total // body.per_page)),
+        "X-Pagination-Per-Page": str(body.per_page),
+        "X-Pagination-Total-Count": str(total),
+    }
+    return json_response(200, [crud_task(t) for t in page.items], headers)
+
+
+@router.post(
+    "/create",
+    summary="Submit a task",
+    status_code=201,
+    response_model=CrudTask,
+)
+async def create(body: CreateBody, state: State, principal: Writer) -> Response:
+    """`handler` must name a registered handler and `request` pass its schema, else 400 and
+    nothing is stored."""
+    if body.status not in (None, "pending"):
+        raise ApiError(400, [f"status: a new task is pending, not {body.status!r}"])
+    launcher = body.user_id or principal.owner
+    if launcher != principal.owner and not principal.admin:
+        raise ApiError(403, ["user_id: only a client with tasks:admin may submit for another user"])
+    target = Target(body.entity_id) if body.entity_id is not None else None
+    task = await state.service.submit(
+        body.handler, body.request, Submission(launcher=launcher, target=target)
+    )
+    return json_response(201, crud_task(task))
+
+
+@router.get("/view/{id}", summary="One task", response_model=CrudTask)
+async def view(id: str, state: State, principal: Reader) -> Response:
+    task = check_visible(principal, await state.service.get(id), state.cutoff())
+    return json_response(200, crud_task(task))
+
+
+def _set_status(task: Task, status: str, now: datetime) -> Task:
+    if status == CRUD_STATUS[task.state]:
+        return task
+    if status not in SETTABLE:
+        raise ApiError(
+            400, [f"status: {status!r} cannot be set; set one of {', '.join(sorted(SETTABLE))}"]
+        )
+    if status == "cancelled":
+        return cancel(task, now)
+    outcome = CompletionStatus.SUCCESS if status == "completed" else CompletionStatus.ERROR
+    return clear(task, outcome, None, now)
+
+
+@router.put("/update/{id}", summary="Change a task", response_model=CrudTask)
+async def update(id: str, body: UpdateBody, state: State, principal: Writer) -> Response:
+    """Fields a user may change; a status change goes through the lifecycle; an illegal change
+    is refused (400) and nothing changes."""
+    given = body.model_fields_set
+    if not given:
+        raise ApiError(
+            400, ["the body changes nothing: set status, request, entity_id or response"]
+        )
+    current = check_visible(principal, await state.service.get(id), state.cutoff())
+    arguments = None
+    if "request" in given:
+        arguments = await state.service.validate(current.handler, body.request or {})
+    cutoff, now = state.cutoff(), utcnow()
+
+    def change(task: Task) -> Task:
+        task = check_visible(principal, task, cutoff)
+        edits: dict[str, Any] = {}
+        if arguments is not None or "entity_id" in given:
+            if task.state is not TaskState.QUEUED:
+                raise ApiError(
+                    400,
+                    [
+                        f"request and entity_id change only while the task is "
+                        f"pending; it is {CRUD_STATUS[task.state]}"
+                    ],
+                )
+            if arguments is not None:
+                edits["arguments"] = arguments
+            if "entity_id" in given:
+                edits["target"] = Target(body.entity_id) if body.entity_id is not None else None
+        if "response" in given:
+            edits["attributes"] = body.response or {}
+        if edits:
+            task = dataclasses.replace(task, modified=now, **edits)
+        if body.status is not None:
+            task = _set_status(task, body.status, now)
+        return task
+
+    return json_response(200, crud_task(await state.service.store.update(id, change)))
+
+
+@router.delete(
+    "/delete/{id}",
+    summary="Delete a task (kept as history)",
+    responses={409: {"model": ErrorResponseDto, "description": "Subtasks exist; force=false"}},
+)
+async def delete(
+    id: str,
+    state: State,
+    principal: Writer,
+    force: Annotated[bool, Query(description="Also delete the subtasks")] = False,
+) -> Response:
+    """A running task is cancelled, then deleted. With subtasks and force=false nothing is
+    deleted: 409, and `related` lists the subtasks that force=true would delete too."""
+    check_visible(principal, await state.service.get(id), state.cutoff())
+    result = await state.service.delete(id, force=force)
+    if result.blocked_by:
+        raise ApiError(
+            409,
+            [
+                f"the task has {len(result.blocked_by)} subtasks: delete with force=true to "
+                "delete them too"
+            ],
+            extra={"related": [crud_task(t) for t in result.blocked_by]},
+        )
+    return json_response(200, {"deleted": result.deleted})
