@@ -430,39 +430,23 @@ class SQLiteStore:
 
         def run(conn: sqlite3.Connection) -> set[str]:
             now = _time_in(_now())
-            done: set[str] = set()
-            for o in outcomes:
-                row = conn.execute(
-                    _Q["finish"],
-                    {
-                        "id": o.task_id,
-                        "worker": worker_id,
-                        "state": o.state.value,
-                        "completion_status": o.completion_status.value
-                        if o.completion_status
-                        else None,
-                        "progress": o.progress,
-                        "percent_complete": o.percent_complete,
-                        "attributes": None if o.attributes is None else _json_in(o.attributes),
-                        "returns": None
-                        if o.returns is None
-                        else _json_in(returns_to_json(o.returns)),
-                        "run_at": None if o.run_at is None else _time_in(o.run_at),
-                        "sources": _json_in([s.value for s in sources(o.state)]),
-                        "now": now,
-                    },
-                ).fetchone()
-                if row is not None:
-                    done.add(o.task_id)
-            messages = [
-                message_params(o.task_id, m, CODEC)
+            held = dict(
+                conn.execute(
+                    _Q["held_states"],
+                    {"ids": _json_in([o.task_id for o in outcomes]), "worker": worker_id},
+                ).fetchall()
+            )
+            # One check per batch, in the write transaction: the lifecycle allows the outcome.
+            accepted = [
+                o
                 for o in outcomes
-                if o.task_id in done
-                for m in o.messages
+                if o.task_id in held and TaskState(held[o.task_id]) in sources(o.state)
             ]
+            conn.executemany(_Q["finish"], [_finish_params(o, worker_id, now) for o in accepted])
+            messages = [message_params(o.task_id, m, CODEC) for o in accepted for m in o.messages]
             if messages:
                 conn.executemany(_Q["insert_message"], messages)
-            return done
+            return {o.task_id for o in accepted}
 
         done = await self._write(run)
         if any(o.state is TaskState.QUEUED for o in outcomes):
@@ -571,3 +555,18 @@ class SQLiteStore:
             return stored
 
         return await self._write(put)
+
+
+def _finish_params(o: Outcome, worker_id: str, now: str) -> dict[str, Any]:
+    return {
+        "id": o.task_id,
+        "worker": worker_id,
+        "state": o.state.value,
+        "completion_status": o.completion_status.value if o.completion_status else None,
+        "progress": o.progress,
+        "percent_complete": o.percent_complete,
+        "attributes": None if o.attributes is None else _json_in(o.attributes),
+        "returns": None if o.returns is None else _json_in(returns_to_json(o.returns)),
+        "run_at": None if o.run_at is None else _time_in(o.run_at),
+        "now": now,
+    }

@@ -57,8 +57,10 @@ class TaskContext:
         self._attributes_dirty = False
         self._returns_dirty = False
         self._warned = False
-        self._stop = threading.Event()
-        self._stop_async = asyncio.Event()
+        # A plain flag (a bool write is atomic) rather than a threading.Event per task; the
+        # asyncio.Event exists only once a handler awaits wait_cancelled.
+        self._stopped = False
+        self._stop_async: asyncio.Event | None = None
         self.stop_reason: str | None = None
 
     # --- what the task is -----------------------------------------------------------------------
@@ -134,15 +136,20 @@ class TaskContext:
     @property
     def cancelled(self) -> bool:
         """True once the task must stop: cancelled, cleared, timed out, or its worker stopping."""
-        return self._stop.is_set()
+        return self._stopped
 
     def check_cancelled(self) -> None:
         """Raise TaskCancelled if the task must stop; call it between units of work."""
-        if self._stop.is_set():
+        if self._stopped:
             raise TaskCancelled(self.stop_reason or "cancelled")
 
     async def wait_cancelled(self, timeout: float | None = None) -> bool:
-        """Wait until the task must stop (True) or `timeout` passes (False)."""
+        """Wait until the task must stop (True) or `timeout` passes (False). Async handlers
+        only (sync ones poll `cancelled`)."""
+        if self._stop_async is None:
+            self._stop_async = asyncio.Event()
+            if self._stopped:
+                self._stop_async.set()
         try:
             await asyncio.wait_for(self._stop_async.wait(), timeout)
         except TimeoutError:
@@ -174,8 +181,9 @@ class TaskContext:
         """Tell the handler to stop (called on the worker's loop)."""
         if self.stop_reason is None:
             self.stop_reason = reason
-        self._stop.set()
-        self._stop_async.set()
+        self._stopped = True
+        if self._stop_async is not None:
+            self._stop_async.set()
 
     @property
     def warned(self) -> bool:

@@ -319,7 +319,7 @@ class Worker:
             progress=progress,
             percent_complete=100,
             messages=messages,
-            attributes=_jsonable(attributes),
+            attributes=_jsonable(attributes) if attributes else attributes,
             returns=returns,
         )
 

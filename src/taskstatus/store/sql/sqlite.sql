@@ -49,13 +49,17 @@ WITH RECURSIVE tree(id) AS (
 SELECT {columns} FROM tasks WHERE tasks.id IN (SELECT id FROM tree)
 
 -- name: claim
+-- INDEXED BY: walk the due index in order and stop at LIMIT (the planner would otherwise pick
+-- the handler index and sort every task of the handler); SQLite errors if it cannot use it.
+-- `state = {from:running}` (not IN) is what the partial index matches; should the lifecycle
+-- ever allow several sources, the list makes this a syntax error rather than a silent drift.
 UPDATE tasks SET
     state = 'running', lease_owner = :worker, lease_expires = :expires,
     attempts = attempts + 1, launched = coalesce(launched, :now), modified = :now,
     version = version + 1
 WHERE id IN (
-    SELECT id FROM tasks
-    WHERE state IN ({from:running}) AND run_at <= :now AND deleted_at IS NULL
+    SELECT id FROM tasks INDEXED BY tasks_due
+    WHERE state = {from:running} AND run_at <= :now AND deleted_at IS NULL
       AND handler IN (SELECT value FROM json_each(:handlers))
     ORDER BY priority DESC, run_at
     LIMIT :limit)
@@ -85,7 +89,13 @@ SELECT :id, :type, :key, :text, :locale, :parameters
 WHERE EXISTS (
     SELECT 1 FROM tasks WHERE id = :id AND lease_owner = :worker AND state IN ({leased}))
 
+-- name: held_states
+SELECT id, state FROM tasks
+WHERE id IN (SELECT value FROM json_each(:ids)) AND lease_owner = :worker
+
 -- name: finish
+-- The caller checked, in this same BEGIN IMMEDIATE transaction, that the worker holds each
+-- task and that the lifecycle allows the outcome (held_states + model.sources).
 UPDATE tasks SET
     state = :state, completion_status = :completion_status,
     completed = CASE WHEN :completion_status IS NULL THEN completed ELSE :now END,
@@ -94,8 +104,7 @@ UPDATE tasks SET
     attributes = coalesce(:attributes, attributes), returns = coalesce(:returns, returns),
     run_at = coalesce(:run_at, run_at), lease_owner = NULL, lease_expires = NULL,
     modified = :now, version = version + 1
-WHERE id = :id AND lease_owner = :worker AND state IN (SELECT value FROM json_each(:sources))
-RETURNING id
+WHERE id = :id AND lease_owner = :worker
 
 -- name: release
 UPDATE tasks SET
