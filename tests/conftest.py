@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,8 +11,9 @@ import pytest
 from taskstatus.handlers import Registry
 from taskstatus.model import Task, TaskDefinition, TaskDefinitionSummary, new_task
 from taskstatus.store import Store, make_store
+from tests import pg
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 @pytest.fixture
@@ -20,10 +21,24 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[pg.PgServer]:
+    """The PostgreSQL server of this session (skipped without one, failed when CI=true)."""
+    yield from pg.server()
+
+
 @pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database of each backend."""
-    return f"sqlite:///{tmp_path}/tasks.db"
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/tasks.db"
+        return
+    server: pg.PgServer = request.getfixturevalue("postgres")
+    name = server.create_database()
+    try:
+        yield server.url(name)
+    finally:
+        server.drop_database(name)
 
 
 @pytest.fixture

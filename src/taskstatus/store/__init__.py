@@ -40,4 +40,8 @@ def make_store(url: str = DEFAULT_URL) -> Store:
         from taskstatus.store.sqlite import SQLiteStore
 
         return SQLiteStore(url)
+    if url.startswith(("postgresql://", "postgres://")):
+        from taskstatus.store.postgres import PostgresStore
+
+        return PostgresStore(url)
     raise ValueError(f"unsupported database URL {url!r}: use sqlite:///path.db or postgresql://...")

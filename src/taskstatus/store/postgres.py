@@ -1,0 +1,602 @@
+"""The shared store: one PostgreSQL database for many API and worker nodes, through psycopg 3.
+
+PostgreSQL coordinates the nodes: claims lock rows with ``FOR UPDATE SKIP LOCKED`` so claimers
+never wait for each other; idle workers sleep on ``LISTEN`` and every write that makes work
+(a submit, a retry, a hand-back, a recovery) sends a ``NOTIFY`` in its own transaction; nodes
+that start together take turns at the migrations under an advisory lock. Due times and leases
+use the database clock, the one clock all nodes share.
+
+Round trips are what a remote database costs, so each operation is one statement where it can
+be: batches travel as arrays (``unnest``) and data-modifying CTEs write a task and its messages
+together. The few operations with two steps (recover, delete, a counted page) run in pipeline
+mode, so BEGIN and COMMIT ride along with the statements. The SQL is in ``sql/postgres.sql``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg.abc import Params
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import TupleRow
+from psycopg.types.json import Jsonb, set_json_loads
+from psycopg_pool import AsyncConnectionPool
+
+from taskstatus.model import Message, Task, TaskDefinition, cancel, sources
+from taskstatus.query import TaskQuery
+from taskstatus.store.base import (
+    ApiClient,
+    ConflictError,
+    DeleteResult,
+    Heartbeat,
+    NotFound,
+    Outcome,
+    Page,
+    Progress,
+    Recovered,
+    StoreError,
+)
+from taskstatus.store.leases import lost_lease_message, sort_heartbeat
+from taskstatus.store.rows import (
+    Codec,
+    changed_columns,
+    client_from_row,
+    client_params,
+    definition_from_row,
+    definition_params,
+    message_params,
+    returns_to_json,
+    task_from_row,
+    task_to_params,
+)
+from taskstatus.store.sqlfiles import load_migrations, load_queries
+from taskstatus.store.sqlfilter import SqlDialect, compile_order, compile_where
+
+__all__ = ["CODEC", "DIALECT", "QUERIES", "PostgresStore", "Statement", "list_statements"]
+
+log = logging.getLogger(__name__)
+
+Conn = psycopg.AsyncConnection[TupleRow]
+
+# The advisory lock key that serializes schema migrations across nodes ("taskmigr" in ASCII).
+MIGRATION_LOCK = 0x7461736B6D696772
+# How many times `update` applies a change before it gives up (each lost race to another
+# writer costs one more read and write).
+UPDATE_ATTEMPTS = 100
+# A listener that heard nothing for this long checks that its connection still lives.
+LISTENER_CHECK_SECONDS = 15.0
+RECONNECT_DELAYS = (0.1, 5.0)  # first and longest wait before the listener reconnects
+PING_TIMEOUT = 5.0
+
+_NOT_OPEN = "the PostgreSQL store is not open: call open() first"
+_MESSAGE_COLUMNS = ("id", "type", "key", "text", "locale", "parameters")
+_MESSAGE_ARRAYS = ("m_task", "m_type", "m_key", "m_text", "m_locale", "m_parameters")
+
+
+def _load() -> dict[str, str]:
+    queries = load_queries("postgres")
+    messages = queries.pop("messages")
+    return {name: sql.replace("{messages}", messages) for name, sql in queries.items()}
+
+
+QUERIES = _load()
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _jsonb(value: Any) -> Jsonb:
+    return Jsonb(value, dumps=orjson.dumps)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+# psycopg does the conversions: times are aware datetimes (shown in UTC, whatever the session's
+# time zone), JSON goes in as jsonb and comes out parsed (orjson, set on each connection).
+CODEC = Codec(time_in=_utc, time_out=_utc, json_in=_jsonb, json_out=_same)
+DIALECT = SqlDialect(
+    placeholder="%s",
+    encode_time=_utc,
+    encode_json=_jsonb,
+    json_placeholder="%s",
+    like="ILIKE",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """SQL with psycopg placeholders, and its parameters."""
+
+    sql: str
+    params: Params | None = None
+
+
+def list_statements(query: TaskQuery) -> tuple[Statement, Statement | None]:
+    """The SELECT of one page of `query` and, if it asks for the total, the count: exactly
+    what `PostgresStore.query` runs (bench/pg_plans.py explains these)."""
+    where, params = compile_where(query.where, DIALECT)
+    if not query.include_deleted:
+        where = f"({where}) AND tasks.deleted_at IS NULL"
+    order = compile_order(query.sort)
+    page = Statement(
+        f"SELECT {QUERIES['columns']} FROM tasks WHERE {where} ORDER BY {order} LIMIT %s OFFSET %s",
+        [*params, query.limit, query.offset],  # LIMIT NULL is no limit
+    )
+    count = Statement(f"SELECT count(*) FROM tasks WHERE {where}", params)
+    return page, count if query.count else None
+
+
+def _message_arrays(messages: Iterable[tuple[str, Message]]) -> dict[str, list[Any]]:
+    """New messages as the parallel arrays of the ``messages`` block (empty ones if none)."""
+    rows = [message_params(task_id, m, CODEC) for task_id, m in messages]
+    return {
+        array: [r[column] for r in rows]
+        for array, column in zip(_MESSAGE_ARRAYS, _MESSAGE_COLUMNS, strict=True)
+    }
+
+
+def _change(old: Task, new: Task) -> tuple[str, dict[str, Any]] | None:
+    """The statement that stores `new` over `old` if the row is still at `old.version`, or
+    None when nothing changed. It answers how many rows it updated (0 or 1)."""
+    columns = changed_columns(old, new, CODEC)
+    added = new.messages[len(old.messages) :]
+    if not columns and not added:
+        return None
+    columns["version"] = old.version + 1
+    # The names come from rows.MUTABLE_COLUMNS, never from input.
+    assignments = ", ".join(f"{c} = %({c})s" for c in columns)
+    return QUERIES["update_task"].replace("{assignments}", assignments), {
+        **columns,
+        "_id": old.id,
+        "_version": old.version,
+        **_message_arrays((old.id, m) for m in added),
+    }
+
+
+def _merge_reports(reports: Sequence[Progress]) -> list[Progress]:
+    """One report per task, as if they were written in order: the last progress, the last
+    attributes and returns given, every message."""
+    merged: dict[str, Progress] = {}
+    for r in reports:
+        prev = merged.get(r.task_id)
+        if prev is not None:
+            r = Progress(
+                r.task_id,
+                r.progress,
+                r.percent_complete,
+                (*prev.messages, *r.messages),
+                prev.attributes if r.attributes is None else r.attributes,
+                prev.returns if r.returns is None else r.returns,
+            )
+        merged[r.task_id] = r
+    return list(merged.values())
+
+
+async def _configure(conn: Conn) -> None:
+    set_json_loads(orjson.loads, conn)
+
+
+async def _fetch_task(conn: Conn, task_id: str, include_deleted: bool) -> Task | None:
+    cursor = await conn.execute(
+        QUERIES["get_task"], {"id": task_id, "include_deleted": include_deleted}
+    )
+    row = await cursor.fetchone()
+    return task_from_row(row, CODEC) if row else None
+
+
+async def _migrate(conn: Conn) -> None:
+    """Apply the pending migrations in one transaction. The advisory lock makes nodes that
+    start at the same moment take turns: the first applies them, the others find them done."""
+    async with conn.transaction():
+        await conn.execute(QUERIES["lock_migrations"], {"key": MIGRATION_LOCK})
+        await conn.execute(QUERIES["create_migrations_table"])
+        applied = {
+            v for (v,) in await (await conn.execute(QUERIES["applied_migrations"])).fetchall()
+        }
+        for migration in load_migrations("postgres"):
+            if migration.version in applied:
+                continue
+            await conn.execute(migration.sql)  # no parameters: a script of several statements
+            await conn.execute(
+                QUERIES["record_migration"], {"version": migration.version, "name": migration.name}
+            )
+            log.info("applied migration %04d_%s", migration.version, migration.name)
+
+
+class PostgresStore:
+    """The Store protocol on PostgreSQL (see taskstatus.store.base for the contract)."""
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:
+        self.url = url
+        self._min_size = min_size
+        self._max_size = max_size
+        self._pool: AsyncConnectionPool[Conn] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()  # set once the listener has said LISTEN
+        self._work = asyncio.Event()  # set by a notification, cleared when a wait returns
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    def _conninfo(self, application: str) -> str:
+        """The URL, named in pg_stat_activity unless the URL names itself."""
+        if "application_name" in conninfo_to_dict(self.url):
+            return self.url
+        return make_conninfo(self.url, application_name=application)
+
+    @property
+    def _db(self) -> AsyncConnectionPool[Conn]:
+        if self._pool is None:
+            raise StoreError(_NOT_OPEN)
+        return self._pool
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self, begin: str = "BEGIN") -> AsyncIterator[Conn]:
+        """A pooled connection in one transaction, in pipeline mode: statements queue up and
+        travel together when a result is fetched and at the end of the block, so BEGIN and
+        COMMIT cost no round trip of their own. An error rolls back (the pool's context)."""
+        async with self._db.connection() as conn, conn.pipeline():
+            await conn.execute(begin)
+            yield conn
+            await conn.execute("COMMIT")
+
+    # --- lifecycle of the store -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        # Migrate on a connection of its own: an unreachable server fails here at once, with
+        # libpq's message, rather than after the pool's timeout.
+        conninfo = self._conninfo("taskstatus migrations")
+        async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+            await _migrate(conn)
+        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            self._conninfo("taskstatus"),
+            min_size=self._min_size,
+            max_size=self._max_size,
+            open=False,
+            kwargs={"autocommit": True},  # a lone statement is its own transaction
+            configure=_configure,
+            name="taskstatus",
+        )
+        try:
+            await pool.open(wait=True)
+        except BaseException:
+            await pool.close()
+            raise
+        self._pool = pool
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+            self._listener = None
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    async def ping(self) -> None:
+        async with self._db.connection(timeout=PING_TIMEOUT) as conn:
+            await conn.execute("SELECT 1")
+
+    # --- tasks ----------------------------------------------------------------------------------
+
+    async def create(self, task: Task) -> Task:
+        return (await self.create_many([task]))[0]
+
+    async def create_many(self, tasks: Sequence[Task]) -> list[Task]:
+        if not tasks:
+            return []
+        rows = [task_to_params(t, CODEC) for t in tasks]
+        params: dict[str, Any] = {column: [r[column] for r in rows] for column in rows[0]}
+        params |= _message_arrays((t.id, m) for t in tasks for m in t.messages)
+        async with self._db.connection() as conn:
+            answers = await (await conn.execute(QUERIES["create_tasks"], params)).fetchall()
+            out: list[Task] = []
+            for task, (stored, _woke, *columns) in zip(tasks, answers, strict=True):
+                if stored:
+                    out.append(task)
+                elif columns[0] is not None:  # the idempotency key's task
+                    out.append(task_from_row(columns, CODEC))
+                else:
+                    # The key's task committed while this statement ran, or came earlier in
+                    # this batch: either way this statement's snapshot could not see it.
+                    cursor = await conn.execute(
+                        QUERIES["get_by_idempotency_key"],
+                        {"launcher": task.launcher, "key": task.idempotency_key},
+                    )
+                    row = await cursor.fetchone()
+                    if row is None:
+                        raise StoreError(f"task {task.id} was neither stored nor a duplicate")
+                    out.append(task_from_row(row, CODEC))
+        return out
+
+    async def get(self, task_id: str, *, include_deleted: bool = False) -> Task | None:
+        async with self._db.connection() as conn:
+            return await _fetch_task(conn, task_id, include_deleted)
+
+    async def query(self, query: TaskQuery) -> Page:
+        page, count = list_statements(query)
+        if count is None:
+            async with self._db.connection() as conn:
+                rows = await (await conn.execute(page.sql, page.params)).fetchall()
+            return Page([task_from_row(r, CODEC) for r in rows])
+        # The page and its total from one snapshot, in one round trip: the pipeline sends
+        # all four statements together and collects the results as the block ends.
+        async with self._db.connection() as conn:
+            async with conn.pipeline():
+                await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                page_cursor = await conn.execute(page.sql, page.params)
+                count_cursor = await conn.execute(count.sql, count.params)
+                await conn.execute("COMMIT")
+            rows = await page_cursor.fetchall()
+            total = await count_cursor.fetchone()
+        assert total is not None
+        return Page([task_from_row(r, CODEC) for r in rows], total[0])
+
+    async def update(
+        self,
+        task_id: str,
+        change: Callable[[Task], Task],
+        *,
+        expected_version: int | None = None,
+    ) -> Task:
+        async with self._db.connection() as conn:
+            for _ in range(UPDATE_ATTEMPTS):
+                old = await _fetch_task(conn, task_id, include_deleted=False)
+                if old is None:
+                    raise NotFound(task_id)
+                if expected_version is not None and old.version != expected_version:
+                    raise ConflictError(
+                        f"task {task_id} is at version {old.version}, not {expected_version}"
+                    )
+                new = change(old)
+                statement = _change(old, new)
+                if statement is None:
+                    return old
+                row = await (await conn.execute(*statement)).fetchone()
+                if row is not None and row[0] == 1:
+                    return replace(new, version=old.version + 1)
+                # Another writer got there first: apply the change to what it wrote.
+        raise ConflictError(f"task {task_id} kept changing; gave up after {UPDATE_ATTEMPTS} tries")
+
+    async def children(self, task_id: str) -> list[Task]:
+        async with self._db.connection() as conn:
+            rows = await (await conn.execute(QUERIES["children"], {"id": task_id})).fetchall()
+        return [task_from_row(r, CODEC) for r in rows]
+
+    async def delete(self, task_id: str, *, force: bool, now: datetime) -> DeleteResult:
+        async with self._transaction() as conn:
+            cursor = await conn.execute(QUERIES["tree_for_update"], {"id": task_id})
+            tree = [task_from_row(r, CODEC) for r in await cursor.fetchall()]
+            root = next((t for t in tree if t.id == task_id), None)
+            if root is None or root.deleted_at is not None:
+                raise NotFound(task_id)
+            kids = sorted(
+                (t for t in tree if t.parent_id == task_id and t.id != task_id),
+                key=lambda t: (t.created, t.id),
+            )
+            if kids and not force:
+                return DeleteResult(deleted=[], blocked_by=kids)
+            for task in tree:
+                gone = cancel(task, now) if task.pending else task
+                statement = _change(task, replace(gone, deleted_at=now, modified=now))
+                if statement is not None:  # the rows are locked: the version guard holds
+                    await conn.execute(*statement)
+            return DeleteResult(deleted=[t.id for t in tree])
+
+    async def purge(self, before: datetime) -> int:
+        async with self._db.connection() as conn:
+            cursor = await conn.execute(QUERIES["purge"], {"before": before})
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    # --- workers --------------------------------------------------------------------------------
+
+    async def claim(
+        self, worker_id: str, limit: int, lease_seconds: float, handlers: Sequence[str]
+    ) -> list[Task]:
+        if limit <= 0 or not handlers:
+            return []
+        params = {
+            "worker": worker_id,
+            "lease": lease_seconds,
+            "handlers": list(handlers),
+            "limit": limit,
+        }
+        async with self._db.connection() as conn:
+            rows = await (await conn.execute(QUERIES["claim"], params)).fetchall()
+        tasks = [task_from_row(r, CODEC) for r in rows]
+        tasks.sort(key=lambda t: (-t.priority, t.run_at or t.created))
+        return tasks
+
+    async def heartbeat(
+        self, worker_id: str, task_ids: Sequence[str], lease_seconds: float
+    ) -> Heartbeat:
+        if not task_ids:
+            return Heartbeat()
+        params = {"worker": worker_id, "lease": lease_seconds, "ids": list(task_ids)}
+        async with self._db.connection() as conn:
+            rows = await (await conn.execute(QUERIES["heartbeat"], params)).fetchall()
+        return sort_heartbeat(worker_id, task_ids, {r[0]: (r[1], r[2]) for r in rows})
+
+    async def report(self, worker_id: str, reports: Sequence[Progress]) -> None:
+        if not reports:
+            return
+        batch = _merge_reports(reports)
+        params = {
+            "worker": worker_id,
+            "id": [r.task_id for r in batch],
+            "progress": [r.progress for r in batch],
+            "percent_complete": [r.percent_complete for r in batch],
+            "attributes": [
+                None if r.attributes is None else CODEC.json_in(dict(r.attributes)) for r in batch
+            ],
+            "returns": [
+                None if r.returns is None else CODEC.json_in(returns_to_json(r.returns))
+                for r in batch
+            ],
+            **_message_arrays((r.task_id, m) for r in batch for m in r.messages),
+        }
+        async with self._db.connection() as conn:
+            await conn.execute(QUERIES["report"], params)
+
+    async def finish(self, worker_id: str, outcomes: Sequence[Outcome]) -> set[str]:
+        if not outcomes:
+            return set()
+        first: dict[str, Outcome] = {}
+        for o in outcomes:  # a task's first outcome ends its run; a later one finds it ended
+            first.setdefault(o.task_id, o)
+        batch = list(first.values())
+        params = {
+            "worker": worker_id,
+            "id": [o.task_id for o in batch],
+            "state": [o.state.value for o in batch],
+            "completion_status": [
+                o.completion_status.value if o.completion_status else None for o in batch
+            ],
+            "progress": [o.progress for o in batch],
+            "percent_complete": [o.percent_complete for o in batch],
+            "attributes": [
+                None if o.attributes is None else CODEC.json_in(dict(o.attributes)) for o in batch
+            ],
+            "returns": [
+                None if o.returns is None else CODEC.json_in(returns_to_json(o.returns))
+                for o in batch
+            ],
+            "run_at": [CODEC.opt_time_in(o.run_at) for o in batch],
+            "sources": [",".join(sorted(s.value for s in sources(o.state))) for o in batch],
+            **_message_arrays((o.task_id, m) for o in batch for m in o.messages),
+        }
+        async with self._db.connection() as conn:
+            rows = await (await conn.execute(QUERIES["finish"], params)).fetchall()
+        return {r[0] for r in rows}
+
+    async def release(self, worker_id: str, task_ids: Sequence[str]) -> None:
+        if not task_ids:
+            return
+        async with self._db.connection() as conn:
+            await conn.execute(QUERIES["release"], {"worker": worker_id, "ids": list(task_ids)})
+
+    async def recover(self) -> Recovered:
+        found: dict[str, list[str]] = {"requeued": [], "dead": [], "cancelled": []}
+        async with self._transaction() as conn:
+            rows = await (await conn.execute(QUERIES["recover"])).fetchall()
+            if rows:
+                notes = [
+                    (task_id, lost_lease_message(attempts, most, fate))
+                    for fate, task_id, attempts, most in rows
+                ]
+                await conn.execute(QUERIES["insert_messages"], _message_arrays(notes))
+            for fate, task_id, _, _ in rows:
+                found[fate].append(task_id)
+            if found["requeued"]:
+                await conn.execute(QUERIES["wake"])
+        return Recovered(**found)
+
+    # --- wake-ups -------------------------------------------------------------------------------
+
+    async def wait_for_work(self, timeout: float) -> None:
+        if self._pool is None:  # a closed store must not start a listener
+            raise StoreError(_NOT_OPEN)
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.create_task(self._listen(), name="taskstatus listener")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._listening.wait()
+                await self._work.wait()
+        self._work.clear()
+
+    async def _listen(self) -> None:
+        """Keep one connection (not the pool's) listening, and set `_work` at each
+        notification. If the connection drops, reconnect, and then wake the waiters: what
+        was notified meanwhile is lost, so they should look."""
+        delay = RECONNECT_DELAYS[0]
+        missed = False
+        conninfo = self._conninfo("taskstatus listener")
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+                    await conn.execute(QUERIES["listen"])
+                    self._listening.set()
+                    if missed:
+                        self._work.set()
+                    delay = RECONNECT_DELAYS[0]
+                    while True:
+                        async for _ in conn.notifies(timeout=LISTENER_CHECK_SECONDS):
+                            self._work.set()
+                        await conn.execute("SELECT 1")  # quiet for a while: still connected?
+            except psycopg.Error as exc:
+                log.warning("LISTEN connection lost (%s); reconnecting in %.1f s", exc, delay)
+            except Exception:
+                log.exception("LISTEN connection failed; reconnecting in %.1f s", delay)
+            missed = True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_DELAYS[1])
+
+    # --- definitions, clients, settings -----------------------------------------------------
+
+    async def save_definitions(self, definitions: Sequence[TaskDefinition]) -> None:
+        if not definitions:
+            return
+        now = datetime.now(UTC)
+        last = {d.name: d for d in definitions}  # one row per name, the last given wins
+        rows = [definition_params(d, CODEC, now) for d in last.values()]
+        params = {column: [r[column] for r in rows] for column in rows[0]}
+        async with self._db.connection() as conn:
+            await conn.execute(QUERIES["save_definitions"], params)
+
+    async def definition(self, name: str) -> TaskDefinition | None:
+        async with self._db.connection() as conn:
+            cursor = await conn.execute(QUERIES["get_definition"], {"name": name})
+            row = await cursor.fetchone()
+        return definition_from_row(row, CODEC) if row else None
+
+    async def definitions(self) -> list[TaskDefinition]:
+        async with self._db.connection() as conn:
+            rows = await (await conn.execute(QUERIES["list_definitions"])).fetchall()
+        return [definition_from_row(r, CODEC) for r in rows]
+
+    async def save_client(self, client: ApiClient) -> None:
+        async with self._db.connection() as conn:
+            await conn.execute(QUERIES["save_client"], client_params(client, CODEC))
+
+    async def client(self, client_id: str) -> ApiClient | None:
+        async with self._db.connection() as conn:
+            row = await (await conn.execute(QUERIES["get_client"], {"id": client_id})).fetchone()
+        return client_from_row(row, CODEC) if row else None
+
+    async def clients(self) -> list[ApiClient]:
+        async with self._db.connection() as conn:
+            rows = await (await conn.execute(QUERIES["list_clients"])).fetchall()
+        return [client_from_row(r, CODEC) for r in rows]
+
+    async def revoke_client(self, client_id: str, now: datetime) -> bool:
+        async with self._db.connection() as conn:
+            cursor = await conn.execute(QUERIES["revoke_client"], {"id": client_id, "now": now})
+            return cursor.rowcount == 1
+
+    async def setting(self, key: str, default: Callable[[], str]) -> str:
+        async with self._db.connection() as conn:
+            row = await (await conn.execute(QUERIES["get_setting"], {"key": key})).fetchone()
+            if row is not None:
+                return str(row[0])
+            # First writer wins: insert unless present, then read whichever value won. In one
+            # pipeline the read is a new statement, so it sees a rival's committed insert.
+            async with conn.pipeline():
+                await conn.execute(QUERIES["insert_setting"], {"key": key, "value": default()})
+                cursor = await conn.execute(QUERIES["get_setting"], {"key": key})
+            row = await cursor.fetchone()
+        if row is None:
+            raise StoreError(f"setting {key!r} was neither stored nor found")
+        return str(row[0])

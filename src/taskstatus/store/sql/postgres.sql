@@ -1,0 +1,345 @@
+-- PostgreSQL queries, by name, with psycopg's %(name)s parameters. {columns} is the task column
+-- list below; {from:STATE} is the list of states the lifecycle (taskstatus.model.sources) allows
+-- STATE to be entered from, {leased} the states a worker holds a lease in, {pending} and
+-- {terminal} what they say. {messages} (substituted by postgres.py) is the messages block: new
+-- messages passed as parallel arrays, one row each, in order.
+--
+-- Batches are arrays read with unnest, so a batch of any size is one statement (one round
+-- trip), and each statement text is fixed. Times that decide who runs what (due, leases) come
+-- from the database clock, which every node shares. `pg_notify` wakes idle workers; it takes
+-- effect when the statement's transaction commits, and a transaction delivers a notification
+-- once however often it asks.
+
+-- name: columns
+-- The definition summary as text: every task of a handler has the same one, which
+-- rows.summary_of parses once and caches.
+tasks.id, tasks.handler,
+(SELECT d.summary::text FROM definitions d WHERE d.name = tasks.handler) AS definition,
+tasks.type, tasks.unique_name, tasks.description, tasks.parent_name, tasks.launcher,
+tasks.target_id, tasks.target_type, tasks.target_name, tasks.created, tasks.modified,
+tasks.launched, tasks.completed, tasks.completion_status, tasks.returns, tasks.attributes,
+tasks.progress, tasks.percent_complete, tasks.state, tasks.arguments, tasks.parent_id,
+tasks.priority, tasks.run_at, tasks.attempts, tasks.max_attempts, tasks.timeout,
+tasks.lease_owner, tasks.lease_expires, tasks.idempotency_key, tasks.deleted_at, tasks.version,
+(SELECT coalesce(
+        json_agg(json_build_array(m.type, m.key, m.text, m.locale, m.parameters) ORDER BY m.seq),
+        '[]')
+   FROM task_messages m WHERE m.task_id = tasks.id) AS messages
+
+-- name: messages
+unnest(%(m_task)s::text[], %(m_type)s::text[], %(m_key)s::text[], %(m_text)s::text[],
+       %(m_locale)s::text[], %(m_parameters)s::jsonb[]) WITH ORDINALITY
+    AS m(task_id, type, key, text, locale, parameters, ord)
+
+-- name: create_tasks
+-- Inserts the batch and its messages; answers, per input row in order, whether it was stored
+-- and, if its idempotency key was taken, the task that has it.
+WITH batch AS (
+    SELECT * FROM unnest(
+        %(id)s::text[], %(handler)s::text[], %(type)s::text[], %(unique_name)s::text[],
+        %(description)s::text[], %(parent_name)s::text[], %(launcher)s::text[],
+        %(target_id)s::text[], %(target_type)s::text[], %(target_name)s::text[],
+        %(created)s::timestamptz[], %(modified)s::timestamptz[], %(launched)s::timestamptz[],
+        %(completed)s::timestamptz[], %(completion_status)s::text[], %(returns)s::jsonb[],
+        %(attributes)s::jsonb[], %(progress)s::text[], %(percent_complete)s::integer[],
+        %(state)s::text[], %(arguments)s::jsonb[], %(parent_id)s::text[],
+        %(priority)s::integer[], %(run_at)s::timestamptz[], %(attempts)s::integer[],
+        %(max_attempts)s::integer[], %(timeout)s::float8[], %(lease_owner)s::text[],
+        %(lease_expires)s::timestamptz[], %(idempotency_key)s::text[],
+        %(deleted_at)s::timestamptz[], %(version)s::integer[]
+    ) WITH ORDINALITY AS i(
+        id, handler, type, unique_name, description, parent_name, launcher, target_id,
+        target_type, target_name, created, modified, launched, completed, completion_status,
+        returns, attributes, progress, percent_complete, state, arguments, parent_id, priority,
+        run_at, attempts, max_attempts, timeout, lease_owner, lease_expires, idempotency_key,
+        deleted_at, version, ord)
+),
+inserted AS (
+    INSERT INTO tasks (
+        id, handler, type, unique_name, description, parent_name, launcher, target_id,
+        target_type, target_name, created, modified, launched, completed, completion_status,
+        returns, attributes, progress, percent_complete, state, arguments, parent_id, priority,
+        run_at, attempts, max_attempts, timeout, lease_owner, lease_expires, idempotency_key,
+        deleted_at, version)
+    SELECT
+        id, handler, type, unique_name, description, parent_name, launcher, target_id,
+        target_type, target_name, created, modified, launched, completed, completion_status,
+        returns, attributes, progress, percent_complete, state, arguments, parent_id, priority,
+        run_at, attempts, max_attempts, timeout, lease_owner, lease_expires, idempotency_key,
+        deleted_at, version
+    FROM batch
+    -- keyed rows in one order in every batch, so two batches sharing keys cannot deadlock
+    ORDER BY launcher, idempotency_key, ord
+    ON CONFLICT (launcher, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING id
+),
+added AS (
+    INSERT INTO task_messages (task_id, type, key, text, locale, parameters)
+    SELECT m.task_id, m.type, m.key, m.text, m.locale, m.parameters
+    FROM {messages}
+    WHERE m.task_id IN (SELECT id FROM inserted)
+    ORDER BY m.ord
+)
+SELECT inserted.id IS NOT NULL AS stored,
+       (SELECT pg_notify('taskstatus_work', '') WHERE EXISTS (SELECT FROM inserted)) AS woke,
+       {columns}
+FROM batch
+LEFT JOIN inserted ON inserted.id = batch.id
+LEFT JOIN tasks ON inserted.id IS NULL
+    AND tasks.launcher = batch.launcher AND tasks.idempotency_key = batch.idempotency_key
+ORDER BY batch.ord
+
+-- name: get_task
+SELECT {columns} FROM tasks
+WHERE tasks.id = %(id)s AND (tasks.deleted_at IS NULL OR %(include_deleted)s)
+
+-- name: get_by_idempotency_key
+SELECT {columns} FROM tasks
+WHERE tasks.launcher = %(launcher)s AND tasks.idempotency_key = %(key)s
+
+-- name: update_task
+-- {assignments} is the changed columns (postgres.py); the version guard makes it a no-op when
+-- another writer got there first, and then the messages are not added either.
+WITH changed AS (
+    UPDATE tasks SET {assignments}
+    WHERE id = %(_id)s AND version = %(_version)s
+    RETURNING id
+),
+added AS (
+    INSERT INTO task_messages (task_id, type, key, text, locale, parameters)
+    SELECT m.task_id, m.type, m.key, m.text, m.locale, m.parameters
+    FROM {messages}
+    WHERE m.task_id IN (SELECT id FROM changed)
+    ORDER BY m.ord
+)
+SELECT count(*) FROM changed
+
+-- name: children
+SELECT {columns} FROM tasks
+WHERE tasks.parent_id = %(id)s AND tasks.deleted_at IS NULL
+ORDER BY tasks.created, tasks.id
+
+-- name: tree_for_update
+-- The task and its live descendants, locked until the deletion commits.
+WITH RECURSIVE tree(id) AS (
+    SELECT %(id)s::text COLLATE "C"
+    UNION
+    SELECT c.id FROM tasks c JOIN tree ON c.parent_id = tree.id WHERE c.deleted_at IS NULL
+)
+SELECT {columns} FROM tasks WHERE tasks.id IN (SELECT id FROM tree)
+FOR UPDATE OF tasks
+
+-- name: claim
+UPDATE tasks SET
+    state = 'running', lease_owner = %(worker)s,
+    lease_expires = now() + %(lease)s * interval '1 second',
+    attempts = attempts + 1, launched = coalesce(launched, now()), modified = now(),
+    version = version + 1
+WHERE id IN (
+    SELECT id FROM tasks
+    WHERE state IN ({from:running}) AND run_at <= now() AND deleted_at IS NULL
+      AND handler = ANY(%(handlers)s::text[])
+    ORDER BY priority DESC, run_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED)
+RETURNING {columns}
+
+-- name: heartbeat
+-- What comes back is what this worker still holds; sort_heartbeat calls the rest lost.
+UPDATE tasks SET lease_expires = now() + %(lease)s * interval '1 second'
+WHERE lease_owner = %(worker)s AND state IN ({leased}) AND id = ANY(%(ids)s::text[])
+RETURNING id, state, lease_owner
+
+-- name: report
+WITH r AS (
+    SELECT * FROM unnest(
+        %(id)s::text[], %(progress)s::text[], %(percent_complete)s::integer[],
+        %(attributes)s::jsonb[], %(returns)s::jsonb[])
+        AS r(id, progress, percent_complete, attributes, returns)
+),
+reported AS (
+    UPDATE tasks SET
+        progress = r.progress, percent_complete = r.percent_complete,
+        attributes = coalesce(r.attributes, tasks.attributes),
+        returns = coalesce(r.returns, tasks.returns),
+        modified = now(), version = tasks.version + 1
+    FROM r
+    WHERE tasks.id = r.id AND tasks.lease_owner = %(worker)s AND tasks.state IN ({leased})
+    RETURNING tasks.id
+)
+INSERT INTO task_messages (task_id, type, key, text, locale, parameters)
+SELECT m.task_id, m.type, m.key, m.text, m.locale, m.parameters
+FROM {messages}
+WHERE m.task_id IN (SELECT id FROM reported)
+ORDER BY m.ord
+
+-- name: finish
+-- Each outcome is guarded by the lease and by the states its target may be entered from
+-- (`sources`, a comma-separated list per row); answers the ids whose outcome was stored.
+WITH o AS (
+    SELECT * FROM unnest(
+        %(id)s::text[], %(state)s::text[], %(completion_status)s::text[], %(progress)s::text[],
+        %(percent_complete)s::integer[], %(attributes)s::jsonb[], %(returns)s::jsonb[],
+        %(run_at)s::timestamptz[], %(sources)s::text[])
+        AS o(id, state, completion_status, progress, percent_complete, attributes, returns,
+             run_at, sources)
+),
+finished AS (
+    UPDATE tasks SET
+        state = o.state, completion_status = o.completion_status,
+        completed = CASE WHEN o.completion_status IS NULL THEN tasks.completed ELSE now() END,
+        progress = coalesce(o.progress, tasks.progress),
+        percent_complete = coalesce(o.percent_complete, tasks.percent_complete),
+        attributes = coalesce(o.attributes, tasks.attributes),
+        returns = coalesce(o.returns, tasks.returns),
+        run_at = coalesce(o.run_at, tasks.run_at), lease_owner = NULL, lease_expires = NULL,
+        modified = now(), version = tasks.version + 1
+    FROM o
+    WHERE tasks.id = o.id AND tasks.lease_owner = %(worker)s
+      AND tasks.state = ANY(string_to_array(o.sources, ','))
+    RETURNING tasks.id, tasks.state
+),
+added AS (
+    INSERT INTO task_messages (task_id, type, key, text, locale, parameters)
+    SELECT m.task_id, m.type, m.key, m.text, m.locale, m.parameters
+    FROM {messages}
+    WHERE m.task_id IN (SELECT id FROM finished)
+    ORDER BY m.ord
+)
+SELECT id,
+       (SELECT pg_notify('taskstatus_work', '')
+        WHERE EXISTS (SELECT FROM finished WHERE state = 'queued')) AS woke
+FROM finished
+
+-- name: release
+WITH requeued AS (
+    UPDATE tasks SET
+        state = 'queued', lease_owner = NULL, lease_expires = NULL,
+        attempts = greatest(attempts - 1, 0), modified = now(), version = version + 1
+    WHERE lease_owner = %(worker)s AND state = 'running' AND 'running' IN ({from:queued})
+      AND id = ANY(%(ids)s::text[])
+    RETURNING id
+),
+cancelled AS (
+    UPDATE tasks SET
+        state = 'cancelled', completion_status = 'TERMINATED', completed = now(),
+        lease_owner = NULL, lease_expires = NULL, modified = now(), version = version + 1
+    WHERE lease_owner = %(worker)s AND state = 'cancel_requested'
+      AND 'cancel_requested' IN ({from:cancelled}) AND id = ANY(%(ids)s::text[])
+)
+SELECT pg_notify('taskstatus_work', '') WHERE EXISTS (SELECT FROM requeued)
+
+-- name: recover
+-- Expired leases: requeued while attempts are left, else dead; a cancel request wins.
+WITH requeued AS (
+    UPDATE tasks SET
+        state = 'queued', lease_owner = NULL, lease_expires = NULL, modified = now(),
+        version = version + 1
+    WHERE state = 'running' AND 'running' IN ({from:queued}) AND lease_expires < now()
+      AND attempts < max_attempts
+    RETURNING id, attempts, max_attempts
+),
+dead AS (
+    UPDATE tasks SET
+        state = 'dead', completion_status = 'TEMPERROR', completed = now(), lease_owner = NULL,
+        lease_expires = NULL, modified = now(), version = version + 1
+    WHERE state = 'running' AND 'running' IN ({from:dead}) AND lease_expires < now()
+      AND attempts >= max_attempts
+    RETURNING id, attempts, max_attempts
+),
+cancelled AS (
+    UPDATE tasks SET
+        state = 'cancelled', completion_status = 'TERMINATED', completed = now(),
+        lease_owner = NULL, lease_expires = NULL, modified = now(), version = version + 1
+    WHERE state = 'cancel_requested' AND 'cancel_requested' IN ({from:cancelled})
+      AND lease_expires < now()
+    RETURNING id, attempts, max_attempts
+)
+SELECT 'requeued', id, attempts, max_attempts FROM requeued
+UNION ALL SELECT 'dead', id, attempts, max_attempts FROM dead
+UNION ALL SELECT 'cancelled', id, attempts, max_attempts FROM cancelled
+
+-- name: insert_messages
+INSERT INTO task_messages (task_id, type, key, text, locale, parameters)
+SELECT m.task_id, m.type, m.key, m.text, m.locale, m.parameters
+FROM {messages}
+ORDER BY m.ord
+
+-- name: wake
+SELECT pg_notify('taskstatus_work', '')
+
+-- name: listen
+LISTEN taskstatus_work
+
+-- name: purge
+WITH purged AS (
+    DELETE FROM tasks
+    WHERE created < %(before)s AND (state IN ({terminal}) OR deleted_at IS NOT NULL)
+    RETURNING id
+),
+messages AS (
+    DELETE FROM task_messages WHERE task_id IN (SELECT id FROM purged)
+)
+SELECT count(*) FROM purged
+
+-- name: save_definitions
+-- One row per name (postgres.py keeps the last), in name order so that nodes saving the same
+-- definitions at once take the row locks in the same order.
+INSERT INTO definitions (name, summary, schema, max_attempts, timeout, updated)
+SELECT * FROM unnest(
+    %(name)s::text[], %(summary)s::jsonb[], %(schema)s::jsonb[], %(max_attempts)s::integer[],
+    %(timeout)s::float8[], %(updated)s::timestamptz[])
+ORDER BY 1
+ON CONFLICT (name) DO UPDATE SET
+    summary = excluded.summary, schema = excluded.schema, max_attempts = excluded.max_attempts,
+    timeout = excluded.timeout, updated = excluded.updated
+WHERE definitions.summary IS DISTINCT FROM excluded.summary
+   OR definitions.schema IS DISTINCT FROM excluded.schema
+   OR definitions.max_attempts IS DISTINCT FROM excluded.max_attempts
+   OR definitions.timeout IS DISTINCT FROM excluded.timeout
+
+-- name: get_definition
+SELECT summary, schema, max_attempts, timeout FROM definitions WHERE name = %(name)s
+
+-- name: list_definitions
+SELECT summary, schema, max_attempts, timeout FROM definitions ORDER BY name
+
+-- name: save_client
+INSERT INTO api_clients (id, name, secret_hash, scopes, owner, created, revoked)
+VALUES (%(id)s, %(name)s, %(secret_hash)s, %(scopes)s, %(owner)s, %(created)s, %(revoked)s)
+ON CONFLICT (id) DO UPDATE SET
+    name = excluded.name, secret_hash = excluded.secret_hash, scopes = excluded.scopes,
+    owner = excluded.owner, revoked = excluded.revoked
+
+-- name: get_client
+SELECT id, name, secret_hash, scopes, owner, created, revoked FROM api_clients
+WHERE id = %(id)s
+
+-- name: list_clients
+SELECT id, name, secret_hash, scopes, owner, created, revoked FROM api_clients
+ORDER BY created, id
+
+-- name: revoke_client
+UPDATE api_clients SET revoked = %(now)s WHERE id = %(id)s AND revoked IS NULL
+
+-- name: insert_setting
+INSERT INTO settings (key, value) VALUES (%(key)s, %(value)s) ON CONFLICT (key) DO NOTHING
+
+-- name: get_setting
+SELECT value FROM settings WHERE key = %(key)s
+
+-- name: create_migrations_table
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version integer PRIMARY KEY,
+    name    text NOT NULL,
+    applied timestamptz NOT NULL DEFAULT now()
+)
+
+-- name: applied_migrations
+SELECT version FROM schema_migrations
+
+-- name: record_migration
+INSERT INTO schema_migrations (version, name) VALUES (%(version)s, %(name)s)
+
+-- name: lock_migrations
+SELECT pg_advisory_xact_lock(%(key)s)

@@ -1,0 +1,355 @@
+"""What only the PostgreSQL store does: many nodes at once (migrations, wake-ups across
+connections, first-writer-wins settings), round trips that do not grow with a batch, and
+query plans that use the indexes. The behaviour every store shares is in test_contract.py."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from taskstatus.model import CompletionStatus, Message, MessageType, Target, TaskState
+from taskstatus.query import Condition, Op, SortKey, TaskField, TaskQuery, all_of
+from taskstatus.store import Outcome, Progress, make_store
+from taskstatus.store.postgres import QUERIES, PostgresStore, list_statements
+from taskstatus.store.sqlfiles import load_migrations
+from tests import pg
+from tests.conftest import DEFINITION, make_task, now
+
+pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
+
+W1 = "worker-1"
+
+
+@pytest.fixture
+def database(postgres: pg.PgServer) -> Iterator[str]:
+    """The URL of a fresh, migrated database."""
+    name = postgres.create_database()
+    try:
+        yield postgres.url(name)
+    finally:
+        postgres.drop_database(name)
+
+
+@pytest.fixture
+async def store(database: str) -> AsyncIterator[PostgresStore]:
+    s = PostgresStore(database)
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+@pytest.fixture
+async def other(database: str) -> AsyncIterator[PostgresStore]:
+    """A second store on the same database: another node, with connections of its own."""
+    s = PostgresStore(database)
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def fetch(url: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        return await (await conn.execute(query, params)).fetchall()
+
+
+# --- opening -------------------------------------------------------------------------------------
+
+
+async def test_nodes_starting_together_apply_the_schema_once(postgres: pg.PgServer) -> None:
+    """Six stores open at the same moment on an empty database: the advisory lock lets one
+    migrate while the others wait, and then all of them work."""
+    name = postgres.create_database(template="template0")
+    url = postgres.url(name)
+    stores = [PostgresStore(url) for _ in range(6)]
+    try:
+        await asyncio.gather(*(s.open() for s in stores))
+        applied = await fetch(url, "SELECT version, name FROM schema_migrations ORDER BY version")
+        assert applied == [(m.version, m.name) for m in load_migrations("postgres")]
+        await stores[0].save_definitions([DEFINITION])
+        [task] = await stores[0].create_many([make_task()])
+        for s in stores:
+            assert await s.get(task.id) == task
+        await stores[1].close()
+        await stores[1].open()  # opening again applies nothing
+        assert await fetch(url, "SELECT count(*) FROM schema_migrations") == [(len(applied),)]
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+        postgres.drop_database(name)
+
+
+async def test_an_unreachable_server_fails_at_open() -> None:
+    """open() raises at once with libpq's reason, rather than waiting for a pool timeout."""
+    started = time.monotonic()
+    with pytest.raises(psycopg.OperationalError):
+        await PostgresStore("postgresql://postgres@127.0.0.1:1/nowhere").open()
+    assert time.monotonic() - started < 5
+
+
+def test_make_store_routes_postgres_urls() -> None:
+    """Both spellings of a PostgreSQL URL make a PostgresStore."""
+    for url in ("postgresql://u@h/db", "postgres://u@h/db"):
+        assert isinstance(make_store(url), PostgresStore)
+
+
+# --- wake-ups ------------------------------------------------------------------------------------
+
+
+async def idle(store: PostgresStore) -> None:
+    """Start the store's listener and forget the wake-ups so far."""
+    await store.wait_for_work(0.2)
+
+
+async def wakes(store: PostgresStore, action: Callable[[], Awaitable[object]]) -> None:
+    """A waiter with a long timeout returns soon after `action`, and not before it."""
+    waiter = asyncio.create_task(store.wait_for_work(60))
+    await asyncio.sleep(0.05)
+    assert not waiter.done(), "woke before anything happened"
+    await action()
+    await asyncio.wait_for(waiter, 5)
+
+
+async def test_a_submit_on_another_node_wakes_an_idle_worker(
+    store: PostgresStore, other: PostgresStore
+) -> None:
+    """The NOTIFY of a create on another connection (another node) wakes the waiter long
+    before its timeout; a wake-up that comes while nobody waits is kept for the next wait."""
+    await store.save_definitions([DEFINITION])
+    await idle(store)
+    started = time.monotonic()
+    await wakes(store, lambda: other.create(make_task()))
+    assert time.monotonic() - started < 5
+
+    await other.create_many([make_task(), make_task()])
+    await asyncio.wait_for(store.wait_for_work(60), 5)
+
+
+async def test_retry_release_and_recovery_wake_idle_workers(
+    store: PostgresStore, other: PostgresStore
+) -> None:
+    """Every write that puts a task back in the queue notifies: a retry, a hand-back and the
+    recovery of an expired lease."""
+    await other.create_many([make_task(), make_task(), make_task(max_attempts=2)])
+    a, b, c = await other.claim(W1, 3, 30, ["noop"])
+    await idle(store)
+    await wakes(
+        store,
+        lambda: other.finish(W1, [Outcome(a.id, TaskState.QUEUED, None, run_at=now())]),
+    )
+    await idle(store)
+    await wakes(store, lambda: other.release(W1, [b.id]))
+    await other.heartbeat(W1, [c.id], 0.01)
+    await asyncio.sleep(0.05)
+    await idle(store)
+    await wakes(store, other.recover)
+
+
+async def test_work_that_queues_nothing_does_not_wake(
+    store: PostgresStore, other: PostgresStore
+) -> None:
+    """Claims, progress, finishing for good and a duplicate submit send no wake-up."""
+    [task] = await other.create_many([make_task(idempotency_key="k")])
+    await idle(store)
+    waiter = asyncio.create_task(store.wait_for_work(60))
+    [claimed] = await other.claim(W1, 1, 30, ["noop"])
+    await other.report(W1, [Progress(claimed.id, "half", 50)])
+    await other.finish(W1, [Outcome(claimed.id, TaskState.SUCCEEDED, CompletionStatus.SUCCESS)])
+    assert (await other.create(make_task(idempotency_key="k"))).id == task.id
+    await asyncio.sleep(0.3)
+    assert not waiter.done()
+    waiter.cancel()
+
+
+async def test_the_listener_reconnects(store: PostgresStore, other: PostgresStore) -> None:
+    """When its connection dies, the listener reconnects and wakes the waiters (whatever was
+    notified meanwhile is lost); then notifications arrive again."""
+    await idle(store)
+    killed = await fetch(
+        store.url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND application_name = 'taskstatus listener'",
+    )
+    assert killed == [(True,)]
+    await asyncio.wait_for(store.wait_for_work(60), 5)
+    await idle(store)
+    await wakes(store, lambda: other.create(make_task()))
+
+
+# --- concurrency ---------------------------------------------------------------------------------
+
+
+async def test_the_first_setting_wins_across_nodes(database: str) -> None:
+    """Nodes asking for a missing setting at the same time all get the same value (the JWT
+    signing key of every API node, say)."""
+    stores = [PostgresStore(database) for _ in range(5)]
+    await asyncio.gather(*(s.open() for s in stores))
+    try:
+        values = await asyncio.gather(
+            *(s.setting("key", functools.partial(str, f"value {i}")) for i, s in enumerate(stores))
+        )
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+    assert len(set(values)) == 1
+
+
+async def test_one_idempotency_key_from_many_nodes_is_one_task(database: str) -> None:
+    """Nodes submitting with the same key at once all get the one task that was stored, and
+    a batch that repeats a key gets the first of them twice."""
+    stores = [PostgresStore(database) for _ in range(5)]
+    await asyncio.gather(*(s.open() for s in stores))
+    try:
+        created = await asyncio.gather(
+            *(
+                s.create(make_task(idempotency_key="same", arguments={"n": i}))
+                for i, s in enumerate(stores)
+            )
+        )
+        assert len({t.id for t in created}) == 1
+        first, second = make_task(idempotency_key="twice"), make_task(idempotency_key="twice")
+        out = await stores[0].create_many([first, second])
+        assert [t.id for t in out] == [first.id, first.id]
+        rows = await fetch(database, "SELECT count(*) FROM tasks")
+        assert rows == [(2,)]
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+
+
+# --- types -------------------------------------------------------------------------------------
+
+
+async def test_times_come_back_in_utc_whatever_the_session_time_zone(database: str) -> None:
+    """timestamptz values come back aware and in UTC, and JSON as Python values, on a
+    connection whose time zone is far from UTC."""
+    url = database + "?options=-c%20TimeZone%3DPacific%2FChatham"
+    s = PostgresStore(url)
+    await s.open()
+    try:
+        task = make_task(
+            arguments={"deep": {"list": [1, "two", None, True, 1.5]}, "text": "été ✓"},
+            target=Target("t-1"),
+            run_at=now() + timedelta(hours=1),
+        )
+        await s.save_definitions([DEFINITION])
+        await s.create(task)
+        got = await s.get(task.id)
+    finally:
+        await s.close()
+    assert got == task
+    assert got.created.tzinfo is UTC and got.run_at is not None and got.run_at.tzinfo is UTC
+
+
+# --- round trips ---------------------------------------------------------------------------------
+
+
+async def test_batches_cost_the_same_round_trips_whatever_their_size(
+    database: str, postgres: pg.PgServer
+) -> None:
+    """Counted at a proxy: creating, claiming, beating, reporting and finishing 1 task or 40
+    is one round trip each (one statement with arrays)."""
+    proxy = pg.RoundTrips(postgres.admin_url)
+    port = await proxy.start()
+    s = PostgresStore(pg.via_port(database, port), min_size=1, max_size=1)
+    await s.open()
+    try:
+        await s.save_definitions([DEFINITION])
+        note = (Message(MessageType.INFO, "note"),)
+        counts: dict[str, int] = {}
+
+        async def counted(name: str, op: Awaitable[Any]) -> Any:
+            before = proxy.count
+            result = await op
+            counts[name] = proxy.count - before
+            return result
+
+        for n in (1, 40):
+            counts.clear()
+
+            tasks = [make_task() for _ in range(n)]
+            await counted("create", s.create_many(tasks))
+            claimed = await counted("claim", s.claim(W1, n, 30, ["noop"]))
+            ids = [t.id for t in claimed]
+            assert len(ids) == n
+            await counted("heartbeat", s.heartbeat(W1, ids, 30))
+            await counted("report", s.report(W1, [Progress(i, "p", 50, note) for i in ids]))
+            outcomes = [
+                Outcome(i, TaskState.SUCCEEDED, CompletionStatus.SUCCESS, messages=note)
+                for i in ids
+            ]
+            done = await counted("finish", s.finish(W1, outcomes))
+            assert done == set(ids)
+            assert counts == dict.fromkeys(counts, 1), (n, counts)
+    finally:
+        await s.close()
+        await proxy.close()
+
+
+# --- plans ---------------------------------------------------------------------------------------
+
+
+async def plan(store: PostgresStore, sql: str, params: Any) -> str:
+    async with await psycopg.AsyncConnection.connect(store.url, autocommit=True) as conn:
+        await conn.execute("SET enable_seqscan = off")  # a tiny table: ask which index fits
+        rows = await (await conn.execute(f"EXPLAIN {sql}", params)).fetchall()
+    return "\n".join(r[0] for r in rows)
+
+
+async def test_claims_lists_and_recovery_use_their_indexes(store: PostgresStore) -> None:
+    """Each hot statement has an index that fits it (partial-index predicates included), so
+    none of them reads the whole table (bench/pg_plans.py shows the plans at 1M rows)."""
+    await store.create_many(
+        [make_task(target=Target(f"t{i % 7}"), launcher=f"l{i % 3}") for i in range(300)]
+    )
+    done = await store.claim(W1, 280, 30, ["noop"])  # most tasks have ended, as in life
+    statuses = (CompletionStatus.SUCCESS, CompletionStatus.ERROR)
+    await store.finish(
+        W1,
+        [
+            Outcome(t.id, TaskState.SUCCEEDED if i % 2 else TaskState.FAILED, statuses[i % 2 == 0])
+            for i, t in enumerate(done)
+        ],
+    )
+    async with await psycopg.AsyncConnection.connect(store.url, autocommit=True) as conn:
+        await conn.execute("ANALYZE tasks")
+    cutoff = now() - timedelta(days=90)
+    recent = Condition(TaskField.CREATED, Op.GE, (cutoff,))
+    cases: list[tuple[str | tuple[str, ...], str, Any]] = []
+    for field, value, index in (
+        (TaskField.COMPLETION_STATUS, "SUCCESS", "tasks_status_created"),
+        (TaskField.TYPE, "QUARTZ", "tasks_type_created"),
+        (TaskField.TARGET_ID, "t1", "tasks_target_created"),
+        (TaskField.LAUNCHER, "l1", "tasks_launcher_created"),
+    ):
+        query = TaskQuery(
+            all_of(Condition(field, Op.EQ, (value,)), recent),
+            (SortKey(TaskField.CREATED, descending=True),),
+            count=True,
+        )
+        page, count = list_statements(query)
+        assert count is not None
+        cases += [(index, page.sql, page.params), (index, count.sql, count.params)]
+    pending = TaskQuery(
+        all_of(Condition(TaskField.COMPLETION_STATUS, Op.ISNULL), recent),
+        (SortKey(TaskField.CREATED),),
+    )
+    page, _ = list_statements(pending)
+    # at 1M rows the pending index; on a table this small, the status index may do
+    cases.append((("tasks_pending_created", "tasks_status_created"), page.sql, page.params))
+    claim = {"worker": W1, "lease": 30.0, "handlers": ["noop"], "limit": 10}
+    cases.append(("tasks_due", QUERIES["claim"], claim))
+    cases.append(("tasks_leases", QUERIES["recover"], None))
+    cases.append(("tasks_pkey", QUERIES["get_task"], {"id": "a" * 32, "include_deleted": False}))
+    for indexes, sql, params in cases:
+        text = await plan(store, sql, params)
+        fits = (indexes,) if isinstance(indexes, str) else indexes
+        assert any(f" {index} " in text for index in fits), f"{fits} not used by\n{sql}\n{text}"
+        assert "Seq Scan on tasks" not in text, text
