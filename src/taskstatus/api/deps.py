@@ -53,16 +53,36 @@ class ApiState:
         return utcnow() - self.retention
 
 
-def api_state(request: Request) -> ApiState:
+def app_state(request: Request) -> ApiState:
     state: ApiState = request.app.state.api
     return state
+
+
+async def api_state(request: Request) -> ApiState:
+    """The app's state, as a dependency. Async on purpose: FastAPI runs plain-def
+    dependencies in a thread pool, a thread hop per request."""
+    return app_state(request)
 
 
 State = Annotated[ApiState, Depends(api_state)]
 
 
+async def authorize(
+    request: Request, scope: str, authorization: str | None, *, allow_basic: bool = False
+) -> Principal:
+    """The authenticated caller, rate-limited, holding `scope`; else Unauthorized (401),
+    RateLimited (429) or a 403."""
+    state = app_state(request)
+    principal = await state.auth.from_header(authorization, allow_basic=allow_basic)
+    state.limiter.check(principal.client_id)
+    if not principal.allows(scope):
+        held = ", ".join(sorted(principal.scopes)) or "none"
+        raise ApiError(403, [f"this operation needs the {scope} scope; the token has {held}"])
+    return principal
+
+
 def caller(scope: str, *, allow_basic: bool = False) -> Callable[..., Awaitable[Principal]]:
-    """A dependency: the authenticated caller, rate-limited, holding `scope` (else 401/429/403)."""
+    """A dependency: `authorize` for `scope`, documented in OpenAPI as OAuth2."""
 
     # Security(...) as the default, not in Annotated: a closure variable cannot be resolved
     # from a postponed annotation.
@@ -70,13 +90,7 @@ def caller(scope: str, *, allow_basic: bool = False) -> Callable[..., Awaitable[
         request: Request,
         authorization: str | None = Security(oauth2, scopes=[scope]),
     ) -> Principal:
-        state = api_state(request)
-        principal = await state.auth.from_header(authorization, allow_basic=allow_basic)
-        state.limiter.check(principal.client_id)
-        if not principal.allows(scope):
-            held = ", ".join(sorted(principal.scopes)) or "none"
-            raise ApiError(403, [f"this operation needs the {scope} scope; the token has {held}"])
-        return principal
+        return await authorize(request, scope, authorization, allow_basic=allow_basic)
 
     return dependency
 

@@ -2,9 +2,9 @@
 
 Every 4xx/5xx is an ErrorResponseDto (``detailCode``, ``trackingId``, ``messages``, ``causes``)
 except 401 (``{"error": "JWT validation failed: ..."}``) and 429 (``{"message": ...}`` with
-``Retry-After``). Each request gets a tracking id; an error's id is in its body, in the
-``X-Tracking-Id`` header and in the server log line of that request. Unexpected exceptions are a
-500 of the same shape, logged with their traceback, never shown to the client.
+``Retry-After``). An error's tracking id is in its body, in the ``X-Tracking-Id`` header and in
+the server log line of that request. Unexpected exceptions are a 500 of the same shape; the
+traceback goes to the server log (Starlette re-raises it there), never to the client.
 """
 
 from __future__ import annotations
@@ -91,8 +91,16 @@ class RateLimited(Exception):
 
 
 def tracking_id(request: Request) -> str:
-    tid = request.scope.get("state", {}).get("tracking_id")
-    return str(tid) if tid else uuid.uuid4().hex
+    """The request's tracking id, made the first time an error needs it."""
+    return _tracking_id(request.scope)
+
+
+def _tracking_id(scope: Scope) -> str:
+    state = scope.setdefault("state", {})
+    tid = state.get("tracking_id")
+    if tid is None:
+        tid = state["tracking_id"] = uuid.uuid4().hex
+    return str(tid)
 
 
 def _text(text: str) -> dict[str, str]:
@@ -220,6 +228,20 @@ def install(app: FastAPI) -> None:
             429, {"message": " Rate Limit Exceeded "}, {"Retry-After": str(exc.retry_after)}
         )
 
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        # Starlette's ServerErrorMiddleware calls this, then re-raises for the server's log.
+        tid = tracking_id(request)
+        log.error(
+            "%s %s -> 500 trackingId=%s: %s: %s",
+            request.method,
+            request.url.path,
+            tid,
+            type(exc).__name__,
+            exc,
+        )
+        return json_response(500, error_body(500, tid, GENERIC[500], []), {"X-Tracking-Id": tid})
+
+    app.add_exception_handler(Exception, on_unexpected)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(Unauthorized, on_unauthorized)
@@ -227,8 +249,9 @@ def install(app: FastAPI) -> None:
 
 
 class RequestGuard:
-    """Pure ASGI middleware: a tracking id per request; bodies over `max_body` refused before
-    they are read whole (413); any exception a route lets through becomes a logged 500."""
+    """Pure ASGI middleware: request bodies over `max_body` are refused (413) before they are
+    read whole: at once when Content-Length says so, else while they stream in. Requests
+    without a body pass untouched (no wrappers on the hot path)."""
 
     def __init__(self, app: ASGIApp, max_body: int) -> None:
         self.app = app
@@ -238,22 +261,27 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        tid = uuid.uuid4().hex
-        scope.setdefault("state", {})["tracking_id"] = tid
+        has_body = False
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                if value.isdigit() and int(value) > self.max_body:
+                    await self._too_large(scope, send)
+                    return
+                has_body = value != b"0"
+            elif name == b"transfer-encoding":
+                has_body = True
+        if not has_body:
+            await self.app(scope, receive, send)
+            return
+
         started = False
+        received = 0
 
         async def send_wrapper(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
-
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_body:
-                await self._error(scope, send, tid, 413, f"the body is over {self.max_body} bytes")
-                return
-
-        received = 0
 
         async def limited_receive() -> Message:
             nonlocal received
@@ -268,28 +296,19 @@ class RequestGuard:
             await self.app(scope, limited_receive, send_wrapper)
         except _BodyTooLarge:
             if not started:
-                await self._error(scope, send, tid, 413, f"the body is over {self.max_body} bytes")
-        except Exception:
-            log.exception("%s %s -> 500 trackingId=%s", scope.get("method"), scope.get("path"), tid)
-            if not started:
-                await self._error(scope, send, tid, 500, None)
+                await self._too_large(scope, send)
 
-    @staticmethod
-    async def _error(scope: Scope, send: Send, tid: str, status: int, cause: str | None) -> None:
-        if status != 500:
-            log.info(
-                "%s %s -> %d trackingId=%s: %s",
-                scope.get("method"),
-                scope.get("path"),
-                status,
-                tid,
-                cause,
-            )
-        body = orjson.dumps(error_body(status, tid, GENERIC[status], [cause] if cause else []))
+    async def _too_large(self, scope: Scope, send: Send) -> None:
+        tid = _tracking_id(scope)
+        cause = f"the body is over {self.max_body} bytes"
+        log.info(
+            "%s %s -> 413 trackingId=%s: %s", scope.get("method"), scope.get("path"), tid, cause
+        )
+        body = orjson.dumps(error_body(413, tid, GENERIC[413], [cause]))
         await send(
             {
                 "type": "http.response.start",
-                "status": status,
+                "status": 413,
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),

@@ -12,6 +12,8 @@ optimistic update. Lists:
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import orjson
@@ -20,9 +22,11 @@ from starlette.responses import Response
 
 from taskstatus.api.access import check_visible, visible
 from taskstatus.api.auth import Principal
-from taskstatus.api.deps import Reader, State, Writer, api_state
+from taskstatus.api.deps import Reader, State, Writer, app_state, authorize
 from taskstatus.api.errors import ApiError, CasedResponse, json_response
+from taskstatus.api.lean import LeanHandler, LeanRoute
 from taskstatus.api.schemas import ERRORS, JsonPatchOperation, TaskStatus
+from taskstatus.credentials import READ
 from taskstatus.fields import TASK_STATUS
 from taskstatus.model import Task
 from taskstatus.patch import apply_patch
@@ -65,20 +69,41 @@ Filters = Annotated[
 Sorters = Annotated[str | None, Query(description="e.g. -created")]
 
 
+def check_experimental(request: Request) -> None:
+    """The seeds mark these endpoints experimental; the header is required only if configured."""
+    if (
+        app_state(request).settings.require_experimental_header
+        and request.headers.get("x-sailpoint-experimental", "").lower() != "true"
+    ):
+        raise ApiError(
+            400, ["this endpoint is experimental: send the header X-SailPoint-Experimental: true"]
+        )
+
+
 async def experimental(
     request: Request,
     x_sailpoint_experimental: Annotated[
         str | None, Header(description="Send true; required only when the server says so")
     ] = "true",
 ) -> None:
-    """The seeds mark these endpoints experimental; the header is required only if configured."""
-    if api_state(request).settings.require_experimental_header and (
-        (x_sailpoint_experimental or "").lower() != "true"
-        or "x-sailpoint-experimental" not in request.headers
-    ):
-        raise ApiError(
-            400, ["this endpoint is experimental: send the header X-SailPoint-Experimental: true"]
-        )
+    check_experimental(request)
+
+
+async def _get_one(request: Request) -> Response:
+    """GET one task, served by a LeanRoute: the same checks the dependencies make."""
+    check_experimental(request)
+    principal = await authorize(request, READ, request.headers.get("authorization"))
+    state = app_state(request)
+    task = await state.service.get(request.path_params["id"])
+    return json_response(200, task_status(check_visible(principal, task, state.cutoff())))
+
+
+def fast_lanes(prefixes: Sequence[str]) -> list[tuple[str, re.Pattern[str], LeanHandler]]:
+    """The GET of one task under every prefix, for the FastLane middleware."""
+    resources = [f"{re.escape(p)}/task-status" for p in prefixes] + [r"/task-status/v1"]
+    # pending-tasks is its own operation under the same resource, not a task id
+    pattern = re.compile(rf"(?:{'|'.join(resources)})/(?P<id>(?!pending-tasks$)[^/]+)")
+    return [("GET", pattern, _get_one)]
 
 
 def _mentions(expr: Expr | None, field: TaskField) -> bool:
@@ -186,16 +211,24 @@ def router(prefix: str, resource: str = "/task-status", *, pending: bool = True)
         tasks, headers = await _page(state, principal, where, sort, offset, limit, count)
         return json_response(200, [task_status(t) for t in tasks], headers)
 
-    @r.get(
-        "/{id}",
-        summary="Get task status by id",
-        response_model=TaskStatus,
-        operation_id=f"get_task_status_{name}",
+    async def get_task_status(id: str, principal: Reader) -> Response:
+        """One task, or 404. (Declares the operation for OpenAPI; `_get_one` serves it.)"""
+        raise NotImplementedError
+
+    r.routes.append(
+        LeanRoute(
+            r.prefix + "/{id}",
+            get_task_status,
+            lean=_get_one,
+            methods=["GET"],
+            summary="Get task status by id",
+            response_model=TaskStatus,
+            operation_id=f"get_task_status_{name}",
+            tags=r.tags,
+            dependencies=r.dependencies,
+            responses=r.responses,
+        )
     )
-    async def get_task_status(id: str, state: State, principal: Reader) -> Response:
-        """One task, or 404."""
-        task = check_visible(principal, await state.service.get(id), state.cutoff())
-        return json_response(200, task_status(task))
 
     @r.patch(
         "/{id}",

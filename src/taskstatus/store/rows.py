@@ -5,10 +5,13 @@ The column order of `task_from_row` is the ``columns`` block of each dialect's S
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from taskstatus.model import (
     CompletionStatus,
@@ -65,6 +68,27 @@ def summary_from_json(data: Mapping[str, Any]) -> TaskDefinitionSummary:
         executor=data["executor"],
         arguments=data["arguments"],
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _summary_from_text(text: str) -> TaskDefinitionSummary:
+    return summary_from_json(orjson.loads(text))
+
+
+def summary_of(raw: Any, codec: Codec) -> TaskDefinitionSummary:
+    """A definition summary as stored: every task of a handler carries the same one, so the
+    text form (SQLite) is parsed once and cached."""
+    if isinstance(raw, str):
+        return _summary_from_text(raw)
+    return summary_from_json(codec.json_out(raw))
+
+
+# Enum members by value: a dict lookup, where calling the enum class costs several times more.
+_TYPES = {m.value: m for m in TaskType}
+_STATES = {m.value: m for m in TaskState}
+_STATUSES = {m.value: m for m in CompletionStatus}
+_MESSAGE_TYPES = {m.value: m for m in MessageType}
+_TARGET_TYPES = {m.value: m for m in TargetType}
 
 
 def unknown_summary(handler: str) -> TaskDefinitionSummary:
@@ -139,16 +163,14 @@ def task_from_row(row: Sequence[Any], codec: Codec) -> Task:
     ) = row  # fmt: skip
     target = None
     if target_id is not None or target_type is not None or target_name is not None:
-        target = Target(target_id, TargetType(target_type) if target_type else None, target_name)
+        target = Target(target_id, _TARGET_TYPES[target_type] if target_type else None, target_name)
     return Task(
         id=id_,
         handler=handler,
         definition=(
-            summary_from_json(codec.json_out(definition))
-            if definition is not None
-            else unknown_summary(handler)
+            summary_of(definition, codec) if definition is not None else unknown_summary(handler)
         ),
-        type=TaskType(type_),
+        type=_TYPES[type_],
         unique_name=unique_name,
         description=description,
         parent_name=parent_name,
@@ -158,10 +180,10 @@ def task_from_row(row: Sequence[Any], codec: Codec) -> Task:
         modified=codec.time_out(modified),
         launched=codec.opt_time_out(launched),
         completed=codec.opt_time_out(completed),
-        completion_status=CompletionStatus(completion_status) if completion_status else None,
+        completion_status=_STATUSES[completion_status] if completion_status else None,
         messages=tuple(
             Message(
-                type=MessageType(m[0]),
+                type=_MESSAGE_TYPES[m[0]],
                 key=m[1],
                 text=m[2],
                 locale=m[3],
@@ -173,7 +195,7 @@ def task_from_row(row: Sequence[Any], codec: Codec) -> Task:
         attributes=codec.json_out(attributes),
         progress=progress,
         percent_complete=percent_complete,
-        state=TaskState(state),
+        state=_STATES[state],
         arguments=codec.json_out(arguments),
         parent_id=parent_id,
         priority=priority,
