@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 import uvicorn
 
@@ -60,6 +63,20 @@ class Server:
     def connect(self) -> Connection:
         """The Python API on the server's database (tasks launched by 'admin')."""
         return connect(self.database, launcher="admin")
+
+    def sql(self, statement: str, *params: object) -> None:
+        """Run SQL on the server's database behind its back (``?`` placeholders; datetimes
+        are stored the way the backend stores them): to backdate a row, or break a table."""
+        if self.database.startswith("sqlite"):
+            values = [
+                p.isoformat(timespec="microseconds") if isinstance(p, datetime) else p
+                for p in params
+            ]
+            with sqlite3.connect(self.database.removeprefix("sqlite:///")) as db:
+                db.execute(statement, values)
+        else:
+            with psycopg.connect(self.database, autocommit=True) as db:
+                db.execute(statement.replace("?", "%s"), params)  # type: ignore[arg-type]
 
     def new_client(self, name: str, *scopes: str, owner: str | None = None) -> tuple[str, str]:
         """A new API client (id, secret) with `scopes`."""

@@ -65,8 +65,13 @@ def drive(name: str, script: str, server: Server, ids: dict[str, str]) -> dict[s
     }
     result = subprocess.run(
         [str(sdk_python(name)), str(SCRIPTS / script), json.dumps(ids)],
-        capture_output=True, text=True, env=env, timeout=300, cwd=SCRIPTS, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=SCRIPTS,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Unable to fetch access token" not in result.stdout
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
@@ -76,8 +81,9 @@ def setup_tasks(server: Server) -> dict[str, str]:
     """A succeeded, a warned, a running and a queued task."""
     with server.connect() as conn:
         ok = conn.submit("Sleep", {"seconds": 0})
-        warned = conn.submit("Cloud Account Aggregation", {"accounts": 2000, "page_size": 500,
-                                                           "page_delay": 0})  # fmt: skip
+        warned = conn.submit(
+            "Cloud Account Aggregation", {"accounts": 2000, "page_size": 500, "page_delay": 0}
+        )
         running = conn.submit("Sleep", {"seconds": 120})
         for t in (ok, warned):
             conn.wait(t.id, 30)

@@ -182,8 +182,19 @@ def test_definitions_lists_demo_handlers(db: str) -> None:
 
 
 def test_clients_create_list_revoke(db: str) -> None:
-    created = ts("clients", "create", "svc", "--scope", "tasks:read", "--scope", "tasks:write",
-                 "--json", "--database", db, check=True)  # fmt: skip
+    created = ts(
+        "clients",
+        "create",
+        "svc",
+        "--scope",
+        "tasks:read",
+        "--scope",
+        "tasks:write",
+        "--json",
+        "--database",
+        db,
+        check=True,
+    )
     creds = json.loads(created.stdout)
     assert set(creds) == {"client_id", "client_secret"}
     assert len(creds["client_secret"]) >= 40

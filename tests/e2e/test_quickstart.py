@@ -41,9 +41,12 @@ def test_make_serve_from_a_fresh_clone(clone: Path) -> None:
     log = (clone.parent / "serve.log").open("w")
     proc = subprocess.Popen(
         ["make", "serve", f"ARGS=--port {port}"],
-        cwd=clone, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=clone,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
         env={k: v for k, v in os.environ.items() if not k.startswith("TASKSTATUS_")},
-    )  # fmt: skip
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 600  # a first bootstrap installs the dependencies
@@ -78,9 +81,13 @@ def test_make_serve_from_a_fresh_clone(clone: Path) -> None:
 def test_make_test_from_a_fresh_clone(clone: Path) -> None:
     result = subprocess.run(
         ["make", "test", "TEST_ARGS=tests/unit -q -p no:cacheprovider"],
-        cwd=clone, capture_output=True, text=True, timeout=1200, check=False,
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
         env={k: v for k, v in os.environ.items() if not k.startswith("TASKSTATUS_")},
-    )  # fmt: skip
+    )
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     assert "All checks passed!" in result.stdout
     assert "Success: no issues found" in result.stdout
