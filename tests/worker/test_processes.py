@@ -127,3 +127,18 @@ def test_two_worker_processes_share_a_queue(conn: Connection, workers: Workers) 
     until(lambda: conn.count("completionStatus isnull") == 0, 60, "the queue to drain")
     assert conn.count('completionStatus eq "SUCCESS" and attempts eq 1') == 2000
     assert len({t.id for t in tasks}) == 2000
+
+
+@pytest.mark.slow
+def test_an_idle_worker_process_starts_a_task_at_once(conn: Connection, workers: Workers) -> None:
+    """With a 30 s poll interval, a task submitted from another process starts well within
+    it: woken by NOTIFY (PostgreSQL) or by the file's data_version (SQLite)."""
+    workers.start("--poll-interval", "30")
+    first = conn.submit("Noop", {})
+    conn.wait(first.id, 30)  # the worker is up, and now idle
+    time.sleep(0.5)
+    started = time.monotonic()
+    task = conn.submit("Noop", {})
+    done = conn.wait(task.id, 10)
+    assert done.completion_status is CompletionStatus.SUCCESS
+    assert time.monotonic() - started < 3

@@ -12,6 +12,7 @@ import asyncio
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -84,8 +85,16 @@ DIALECT = SqlDialect(
 )
 
 
+# How often an idle worker looks whether another process changed the file.
+DATA_VERSION_POLL = 0.01
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _data_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
 
 
 def path_of(url: str) -> str:
@@ -498,7 +507,16 @@ class SQLiteStore:
         return recovered
 
     async def wait_for_work(self, timeout: float) -> None:
-        await self._wakeups.wait(timeout)
+        """A submit in this process wakes at once; one in another process (a separate worker
+        or API node on the same file) within DATA_VERSION_POLL: SQLite's data_version changes
+        when another connection commits, and reading it costs a few microseconds."""
+        deadline = time.monotonic() + timeout
+        version = self._point(_data_version)
+        while (left := deadline - time.monotonic()) > 0:
+            if await self._wakeups.wait(min(left, DATA_VERSION_POLL)):
+                return
+            if self._point(_data_version) != version:
+                return
 
     # --- definitions, clients, settings -----------------------------------------------------
 

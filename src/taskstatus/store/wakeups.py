@@ -36,15 +36,20 @@ class Wakeups:
         """Wake every waiter on this key, in every loop of this process."""
         self._hub.notify()
 
-    async def wait(self, timeout: float) -> None:
-        """Return at the next notify since the last wait returned, or after `timeout`."""
+    async def wait(self, timeout: float) -> bool:
+        """Return at the next notify since the last wait returned (True), or after `timeout`
+        (False)."""
         if self._event is None:
             self._loop = asyncio.get_running_loop()
             self._event = asyncio.Event()
             self._hub.add(self._loop, self._event)
-        with contextlib.suppress(TimeoutError):
+        try:
             await asyncio.wait_for(self._event.wait(), timeout)
-        self._event.clear()
+        except TimeoutError:
+            return False
+        finally:
+            self._event.clear()
+        return True
 
     def close(self) -> None:
         if self._event is not None:
