@@ -40,7 +40,9 @@ def iso(value: datetime | None) -> str | None:
     """2020-07-11T21:23:15.000Z: UTC, milliseconds, as the seeds' examples write times."""
     if value is None:
         return None
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if value.tzinfo is not UTC:  # stores hand back UTC; convert anything else
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def _message(m: Message) -> dict[str, Any]:
