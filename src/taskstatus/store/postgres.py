@@ -308,7 +308,7 @@ class PostgresStore:
         async with self._db.connection() as conn:
             answers = await (await conn.execute(QUERIES["create_tasks"], params)).fetchall()
             out: list[Task] = []
-            for task, (stored, _woke, *columns) in zip(tasks, answers, strict=True):
+            for task, (stored, _woke, _ord, *columns) in zip(tasks, answers, strict=True):
                 if stored:
                     out.append(task)
                 elif columns[0] is not None:  # the idempotency key's task

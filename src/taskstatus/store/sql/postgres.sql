@@ -79,14 +79,27 @@ added AS (
     FROM {messages}
     WHERE m.task_id IN (SELECT id FROM inserted)
     ORDER BY m.ord
+),
+queued AS (
+    -- the queue rows of the new tasks, in one statement (the trigger keeps them for updates)
+    INSERT INTO task_queue (id, handler, priority, run_at)
+    SELECT batch.id, batch.handler, batch.priority, batch.run_at
+    FROM batch JOIN inserted ON inserted.id = batch.id
+    WHERE batch.state = 'queued' AND batch.deleted_at IS NULL
+),
+taken AS (
+    -- the tasks that hold an idempotency key a row of this batch asked for again
+    SELECT batch.ord, {columns}
+    FROM batch
+    JOIN tasks ON tasks.launcher = batch.launcher AND tasks.idempotency_key = batch.idempotency_key
+    WHERE batch.idempotency_key IS NOT NULL AND batch.id NOT IN (SELECT id FROM inserted)
 )
 SELECT inserted.id IS NOT NULL AS stored,
        (SELECT pg_notify('taskstatus_work', '') WHERE EXISTS (SELECT FROM inserted)) AS woke,
-       {columns}
+       taken.*
 FROM batch
 LEFT JOIN inserted ON inserted.id = batch.id
-LEFT JOIN tasks ON inserted.id IS NULL
-    AND tasks.launcher = batch.launcher AND tasks.idempotency_key = batch.idempotency_key
+LEFT JOIN taken ON taken.ord = batch.ord
 ORDER BY batch.ord
 
 -- name: get_task
@@ -130,18 +143,23 @@ SELECT {columns} FROM tasks WHERE tasks.id IN (SELECT id FROM tree)
 FOR UPDATE OF tasks
 
 -- name: claim
+-- Due tasks in queue order; the tasks' rows are locked (skipping those another claimer or
+-- writer holds), as every writer locks a task before its queue row: no deadlock. Updating
+-- the state removes the queue rows (the trigger) and is a heap-only update of `tasks`.
+WITH picked AS (
+    SELECT t.id FROM task_queue q JOIN tasks t ON t.id = q.id
+    WHERE q.run_at <= now() AND q.handler = ANY(%(handlers)s::text[])
+      AND t.state = {from:running}
+    ORDER BY q.priority DESC, q.run_at
+    LIMIT %(limit)s
+    FOR UPDATE OF t SKIP LOCKED
+)
 UPDATE tasks SET
     state = 'running', lease_owner = %(worker)s,
     lease_expires = now() + %(lease)s * interval '1 second',
     attempts = attempts + 1, launched = coalesce(launched, now()), modified = now(),
     version = version + 1
-WHERE id IN (
-    SELECT id FROM tasks
-    WHERE state IN ({from:running}) AND run_at <= now() AND deleted_at IS NULL
-      AND handler = ANY(%(handlers)s::text[])
-    ORDER BY priority DESC, run_at
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED)
+WHERE tasks.id = ANY(ARRAY(SELECT id FROM picked))  -- key lookups, never a join over tasks
 RETURNING {columns}
 
 -- name: heartbeat
@@ -164,7 +182,8 @@ reported AS (
         returns = coalesce(r.returns, tasks.returns),
         modified = now(), version = tasks.version + 1
     FROM r
-    WHERE tasks.id = r.id AND tasks.lease_owner = %(worker)s AND tasks.state IN ({leased})
+    WHERE tasks.id = ANY(%(id)s::text[]) AND tasks.id = r.id  -- key lookups (see finish)
+      AND tasks.lease_owner = %(worker)s AND tasks.state IN ({leased})
     RETURNING tasks.id
 )
 INSERT INTO task_messages (task_id, type, key, text, locale, parameters)
@@ -195,7 +214,9 @@ finished AS (
         run_at = coalesce(o.run_at, tasks.run_at), lease_owner = NULL, lease_expires = NULL,
         modified = now(), version = tasks.version + 1
     FROM o
-    WHERE tasks.id = o.id AND tasks.lease_owner = %(worker)s
+    -- id = ANY(...) lets the planner look the rows up by key; a join alone got a
+    -- sequential scan of every task, history included
+    WHERE tasks.id = ANY(%(id)s::text[]) AND tasks.id = o.id AND tasks.lease_owner = %(worker)s
       AND tasks.state = ANY(string_to_array(o.sources, ','))
     RETURNING tasks.id, tasks.state
 ),
@@ -230,29 +251,30 @@ cancelled AS (
 SELECT pg_notify('taskstatus_work', '') WHERE EXISTS (SELECT FROM requeued)
 
 -- name: recover
--- Expired leases: requeued while attempts are left, else dead; a cancel request wins.
+-- Expired leases: requeued while attempts are left, else dead; a cancel request wins. The
+-- tasks are found among those in flight (tasks_inflight: completion_status IS NULL).
 WITH requeued AS (
     UPDATE tasks SET
         state = 'queued', lease_owner = NULL, lease_expires = NULL, modified = now(),
         version = version + 1
-    WHERE state = 'running' AND 'running' IN ({from:queued}) AND lease_expires < now()
-      AND attempts < max_attempts
+    WHERE completion_status IS NULL AND state = 'running' AND 'running' IN ({from:queued})
+      AND lease_expires < now() AND attempts < max_attempts
     RETURNING id, attempts, max_attempts
 ),
 dead AS (
     UPDATE tasks SET
         state = 'dead', completion_status = 'TEMPERROR', completed = now(), lease_owner = NULL,
         lease_expires = NULL, modified = now(), version = version + 1
-    WHERE state = 'running' AND 'running' IN ({from:dead}) AND lease_expires < now()
-      AND attempts >= max_attempts
+    WHERE completion_status IS NULL AND state = 'running' AND 'running' IN ({from:dead})
+      AND lease_expires < now() AND attempts >= max_attempts
     RETURNING id, attempts, max_attempts
 ),
 cancelled AS (
     UPDATE tasks SET
         state = 'cancelled', completion_status = 'TERMINATED', completed = now(),
         lease_owner = NULL, lease_expires = NULL, modified = now(), version = version + 1
-    WHERE state = 'cancel_requested' AND 'cancel_requested' IN ({from:cancelled})
-      AND lease_expires < now()
+    WHERE completion_status IS NULL AND state = 'cancel_requested'
+      AND 'cancel_requested' IN ({from:cancelled}) AND lease_expires < now()
     RETURNING id, attempts, max_attempts
 )
 SELECT 'requeued', id, attempts, max_attempts FROM requeued

@@ -40,12 +40,15 @@ CREATE TABLE tasks (
                      'cancelled', 'dead')),
     CHECK ((completion_status IS NULL) = (state IN ('queued', 'running', 'cancel_requested'))),
     CHECK (percent_complete BETWEEN 0 AND 100)
-);
+) WITH (fillfactor = 50);
+-- No index of `tasks` names a column that a claim, a heartbeat or a progress report changes
+-- (state, lease, attempts, progress, modified, version), so PostgreSQL makes those updates
+-- heap-only (HOT): no index entries written. The fillfactor leaves room on each page for the
+-- new row versions. What a claim needs ordered lives in task_queue, below.
 
--- claim: due queued tasks by priority, then due time
-CREATE INDEX tasks_due ON tasks (priority DESC, run_at) WHERE state = 'queued';
--- recovery: leased tasks by lease expiry
-CREATE INDEX tasks_leases ON tasks (lease_expires) WHERE state IN ('running', 'cancel_requested');
+-- recovery: the tasks in flight (no completion status yet), among which it looks for
+-- expired leases; neither the key nor the predicate changes while a task runs
+CREATE INDEX tasks_inflight ON tasks (id) WHERE completion_status IS NULL;
 -- v2024 lists: pending (completionStatus null) and completed, by created; filters by
 -- completionStatus, type, sourceId (target), launcher and handler, each ordered by created.
 -- The id ends each key because it breaks ties in every ORDER BY (store/sqlfilter.py), so a
@@ -65,6 +68,35 @@ CREATE INDEX tasks_created ON tasks (created, id);
 CREATE INDEX tasks_parent ON tasks (parent_id) WHERE parent_id IS NOT NULL;
 CREATE UNIQUE INDEX tasks_idempotency ON tasks (launcher, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
+
+-- The queued tasks, in the order claims take them: a row per task that is queued and not
+-- deleted. New tasks bring their rows; the trigger below keeps them through every update.
+CREATE TABLE task_queue (
+    id       text COLLATE "C" PRIMARY KEY,
+    handler  text COLLATE "C" NOT NULL,
+    priority integer NOT NULL,
+    run_at   timestamptz NOT NULL
+);
+CREATE INDEX task_queue_due ON task_queue (priority DESC, run_at);
+
+CREATE FUNCTION taskstatus_sync_queue() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.state = 'queued' AND NEW.deleted_at IS NULL THEN
+        INSERT INTO task_queue (id, handler, priority, run_at)
+        VALUES (NEW.id, NEW.handler, NEW.priority, NEW.run_at)
+        ON CONFLICT (id) DO UPDATE SET priority = excluded.priority, run_at = excluded.run_at;
+    ELSIF TG_OP = 'UPDATE' AND OLD.state = 'queued' THEN
+        DELETE FROM task_queue WHERE id = OLD.id;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- Inserts add their queue rows themselves (create_tasks, one statement for a batch); this
+-- trigger keeps the queue right through every update, whatever makes it.
+CREATE TRIGGER tasks_sync_queue
+    AFTER UPDATE OF state, priority, run_at, deleted_at ON tasks
+    FOR EACH ROW EXECUTE FUNCTION taskstatus_sync_queue();
 
 -- The primary key (task_id, seq) is also the index that reads a task's messages in order.
 CREATE TABLE task_messages (
