@@ -5,7 +5,9 @@ other: the signing key is shared through the database); a worker is killed with 
 it holds tasks. Every task must end exactly once, as SUCCESS, none lost and none run by two
 workers at the same time; the killed worker's tasks are finished by the others. Each run of the
 handler appends "start" and "end" lines to its process's log (unbuffered, so a killed process
-loses nothing it wrote), which is how "at the same time" is checked.
+loses nothing it wrote), which is how "at the same time" is checked. (Delivery is at least
+once: a run of the killed worker may reach its end just before the kill, its outcome unstored;
+the task then runs again after the lease expires, never at the same time.)
 """
 
 from __future__ import annotations
@@ -189,25 +191,35 @@ def test_two_servers_three_workers_one_killed(database: str, tmp_path: Path) -> 
             except subprocess.TimeoutExpired:
                 p.kill()
 
-    # what the runs logged
+    # What the runs logged. A run of the killed worker may have reached its end without its
+    # outcome being stored (the kill came first): the task then ran again, later, elsewhere.
     runs = _all_runs(tmp_path)
     assert set(runs) == set(ids)
+    rerun = set()
     for task_id, task_runs in runs.items():
-        ended = [r for r in task_runs if r["end"] is not None]
-        assert len(ended) == 1, (task_id, task_runs)  # finished exactly once
+        survivors = [r for r in task_runs if r["pid"] != victim.pid]
+        by_victim = [r for r in task_runs if r["pid"] == victim.pid]
+        assert len(by_victim) <= 1, (task_id, task_runs)
+        assert len(survivors) <= 1, (task_id, task_runs)  # a live worker's run is stored once
+        assert all(r["end"] is not None for r in survivors), (task_id, task_runs)
+        if not survivors:  # the killed worker finished it, and its outcome is the stored one
+            assert by_victim[0]["end"] is not None, (task_id, task_runs)
+        if by_victim and survivors:
+            rerun.add(task_id)
+            assert int(survivors[0]["attempt"]) >= 2, (
+                task_id,
+                task_runs,
+            )  # the lost attempt counted
         spans = sorted(
             (r["start"], r["end"] if r["end"] is not None else killed_at[0]) for r in task_runs
         )
         for (_, end), (next_start, _) in itertools.pairwise(spans):
             assert next_start >= end, (task_id, task_runs)  # never two runs at the same time
-    orphans = {
-        t for t, rs in runs.items() if any(r["pid"] == victim.pid and r["end"] is None for r in rs)
+    assert rerun, "the killed worker held no task when it died"
+    unfinished = {
+        t for t in rerun if any(r["end"] is None for r in runs[t] if r["pid"] == victim.pid)
     }
-    assert orphans, "the killed worker held no task when it died"
-    for task_id in orphans:
-        finisher = next(r for r in runs[task_id] if r["end"] is not None)
-        assert finisher["pid"] != victim.pid
-        assert finisher["attempt"] >= 2  # the lost attempt counted
+    assert unfinished, "no run of the killed worker was cut short"
 
 
 def _free_port() -> int:
