@@ -255,6 +255,17 @@ class PostgresStore:
             yield conn
             await conn.execute("COMMIT")
 
+    async def _lax(self, sql: str, params: Params) -> list[TupleRow]:
+        """Run a worker's bookkeeping statement (a claim, a heartbeat, a progress report)
+        with a commit that does not wait for the disk, in one round trip. Were the server to
+        crash right after, the write would be lost and redone: a claim lost leaves the task
+        queued for another claim, a heartbeat or a report is sent again. Submissions and
+        outcomes keep their full durability."""
+        async with self._transaction() as conn:
+            await conn.execute("SET LOCAL synchronous_commit = off")
+            cursor = await conn.execute(sql, params)
+        return await cursor.fetchall() if cursor.description else []
+
     # --- lifecycle of the store -------------------------------------------------------------------
 
     async def open(self) -> None:
@@ -308,22 +319,20 @@ class PostgresStore:
         async with self._db.connection() as conn:
             answers = await (await conn.execute(QUERIES["create_tasks"], params)).fetchall()
             out: list[Task] = []
-            for task, (stored, _woke, _ord, *columns) in zip(tasks, answers, strict=True):
+            for task, (stored, _woke) in zip(tasks, answers, strict=True):
                 if stored:
                     out.append(task)
-                elif columns[0] is not None:  # the idempotency key's task
-                    out.append(task_from_row(columns, CODEC))
-                else:
-                    # The key's task committed while this statement ran, or came earlier in
-                    # this batch: either way this statement's snapshot could not see it.
-                    cursor = await conn.execute(
-                        QUERIES["get_by_idempotency_key"],
-                        {"launcher": task.launcher, "key": task.idempotency_key},
-                    )
-                    row = await cursor.fetchone()
-                    if row is None:
-                        raise StoreError(f"task {task.id} was neither stored nor a duplicate")
-                    out.append(task_from_row(row, CODEC))
+                    continue
+                # Its idempotency key was taken (by an earlier task, a rival transaction or an
+                # earlier row of this batch): answer with the task that has it.
+                cursor = await conn.execute(
+                    QUERIES["get_by_idempotency_key"],
+                    {"launcher": task.launcher, "key": task.idempotency_key},
+                )
+                row = await cursor.fetchone()
+                if row is None:
+                    raise StoreError(f"task {task.id} was neither stored nor a duplicate")
+                out.append(task_from_row(row, CODEC))
         return out
 
     async def get(self, task_id: str, *, include_deleted: bool = False) -> Task | None:
@@ -419,8 +428,7 @@ class PostgresStore:
             "handlers": list(handlers),
             "limit": limit,
         }
-        async with self._db.connection() as conn:
-            rows = await (await conn.execute(QUERIES["claim"], params)).fetchall()
+        rows = await self._lax(QUERIES["claim"], params)
         tasks = [task_from_row(r, CODEC) for r in rows]
         tasks.sort(key=lambda t: (-t.priority, t.run_at or t.created))
         return tasks
@@ -431,8 +439,7 @@ class PostgresStore:
         if not task_ids:
             return Heartbeat()
         params = {"worker": worker_id, "lease": lease_seconds, "ids": list(task_ids)}
-        async with self._db.connection() as conn:
-            rows = await (await conn.execute(QUERIES["heartbeat"], params)).fetchall()
+        rows = await self._lax(QUERIES["heartbeat"], params)
         return sort_heartbeat(worker_id, task_ids, {r[0]: (r[1], r[2]) for r in rows})
 
     async def report(self, worker_id: str, reports: Sequence[Progress]) -> None:
@@ -453,8 +460,7 @@ class PostgresStore:
             ],
             **_message_arrays((r.task_id, m) for r in batch for m in r.messages),
         }
-        async with self._db.connection() as conn:
-            await conn.execute(QUERIES["report"], params)
+        await self._lax(QUERIES["report"], params)
 
     async def finish(self, worker_id: str, outcomes: Sequence[Outcome]) -> set[str]:
         if not outcomes:

@@ -32,13 +32,43 @@ def _guard(m: re.Match[str]) -> str:
     return _states(groups[name])
 
 
+def compact(sql: str) -> str:
+    """SQL without comments and with single spaces between tokens: the files are written for
+    people, the statements sent short (psycopg caches its placeholder conversion only for
+    statements of up to 4 KiB). Knows '...' string literals (kept as they are, '' included);
+    the query files use no other kind of quoting."""
+    out: list[str] = []
+    in_string = space = False
+    i = 0
+    while i < len(sql):
+        c = sql[i]
+        if in_string:
+            out.append(c)
+            in_string = c != "'"
+        elif c == "-" and sql.startswith("--", i):
+            end = sql.find("\n", i)
+            i = len(sql) if end < 0 else end
+            space = True
+            continue
+        elif c.isspace():
+            space = True
+        else:
+            if space and out:
+                out.append(" ")
+            space = False
+            in_string = c == "'"
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
 def load_queries(dialect: str) -> dict[str, str]:
     text = resources.files("taskstatus.store").joinpath(f"sql/{dialect}.sql").read_text()
     parts = _NAME.split(text)
     queries = {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
     columns = queries.get("columns", "")
     return {
-        name: _GUARD.sub(_guard, body.replace("{columns}", columns))
+        name: compact(_GUARD.sub(_guard, body.replace("{columns}", columns)))
         for name, body in queries.items()
     }
 

@@ -32,8 +32,8 @@ unnest(%(m_task)s::text[], %(m_type)s::text[], %(m_key)s::text[], %(m_text)s::te
     AS m(task_id, type, key, text, locale, parameters, ord)
 
 -- name: create_tasks
--- Inserts the batch and its messages; answers, per input row in order, whether it was stored
--- and, if its idempotency key was taken, the task that has it.
+-- Inserts the batch, its messages and its queue rows; answers, per input row in order,
+-- whether it was stored (if not, its idempotency key was taken: the caller reads that task).
 WITH batch AS (
     SELECT * FROM unnest(
         %(id)s::text[], %(handler)s::text[], %(type)s::text[], %(unique_name)s::text[],
@@ -86,20 +86,11 @@ queued AS (
     SELECT batch.id, batch.handler, batch.priority, batch.run_at
     FROM batch JOIN inserted ON inserted.id = batch.id
     WHERE batch.state = 'queued' AND batch.deleted_at IS NULL
-),
-taken AS (
-    -- the tasks that hold an idempotency key a row of this batch asked for again
-    SELECT batch.ord, {columns}
-    FROM batch
-    JOIN tasks ON tasks.launcher = batch.launcher AND tasks.idempotency_key = batch.idempotency_key
-    WHERE batch.idempotency_key IS NOT NULL AND batch.id NOT IN (SELECT id FROM inserted)
 )
 SELECT inserted.id IS NOT NULL AS stored,
-       (SELECT pg_notify('taskstatus_work', '') WHERE EXISTS (SELECT FROM inserted)) AS woke,
-       taken.*
+       (SELECT pg_notify('taskstatus_work', '') WHERE EXISTS (SELECT FROM inserted)) AS woke
 FROM batch
 LEFT JOIN inserted ON inserted.id = batch.id
-LEFT JOIN taken ON taken.ord = batch.ord
 ORDER BY batch.ord
 
 -- name: get_task
