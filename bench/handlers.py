@@ -1,0 +1,29 @@
+"""The handlers benchmark workers import (``--import bench.handlers``)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from taskstatus import TaskContext, handler
+
+
+@handler("bench.noop", description="Does nothing (async).")
+async def noop(ctx: TaskContext, args: dict[str, Any]) -> None:
+    return None
+
+
+@handler("bench.noop_sync", description="Does nothing (a sync function, run in a thread).")
+def noop_sync(ctx: TaskContext, args: dict[str, Any]) -> None:
+    return None
+
+
+@handler("bench.started", description="Records the wall-clock time it started.")
+async def started(ctx: TaskContext, args: dict[str, Any]) -> dict[str, float]:
+    return {"started": time.time()}
+
+
+@handler("bench.sleep", description="Sleeps.")
+async def sleep(ctx: TaskContext, args: dict[str, Any]) -> None:
+    await asyncio.sleep(float(args["seconds"]))
