@@ -52,6 +52,11 @@ class Settings(BaseSettings):
         "the database",
     )
     max_body_bytes: int = Field(1_048_576, ge=1, description="Larger request bodies are refused")
+    telemetry: bool = Field(
+        False,
+        description="FastAPI's OpenTelemetry spans, metrics and logs (needs configured "
+        "providers); off, requests skip the per-request provider checks",
+    )
     credentials_file: Path = Field(
         Path("taskstatus-credentials.json"),
         description="Where the first start writes the admin client's credentials (mode 0600)",

@@ -90,6 +90,22 @@ def test_get_task_status(server: Server) -> None:
     assert doc["launched"] and doc["completed"] and doc["created"].endswith("Z")
 
 
+def test_get_shows_every_change(idle_server: Server) -> None:
+    """Repeated GETs of a task reflect each change (the rendered body is reused only while
+    the task is the same)."""
+    with idle_server.connect() as conn:
+        task = conn.submit("Sleep", {})
+    with idle_server.client() as http:
+        url = f"/v2024/task-status/{task.id}"
+        first = http.get(url).json()
+        assert http.get(url).json() == first
+        http.patch(url, headers=PATCH, json=[{"op": "replace", "path": "/progress", "value": "x"}])
+        assert http.get(url).json()["progress"] == "x"
+        with idle_server.connect() as conn:
+            conn.cancel(task.id)
+        assert http.get(url).json()["completionStatus"] == "TERMINATED"
+
+
 def test_get_unknown_task_is_404(server: Server) -> None:
     with server.client() as http:
         check_error(http.get("/v2024/task-status/" + "0" * 32), 404, "no task with id")

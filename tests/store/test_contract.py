@@ -624,3 +624,31 @@ async def test_settings_first_writer_wins(store: Store) -> None:
 
 async def test_ping(store: Store) -> None:
     await store.ping()
+
+
+async def test_reads_always_show_the_latest_write(store: Store) -> None:
+    """However a store serves repeated reads (SQLite reuses a task it decoded while its version
+    is unchanged), every kind of write shows in the next read: a worker's report, a user's
+    change, a new definition, a deletion."""
+    [task] = await running(store)
+    assert (await store.get(task.id)) == (await store.get(task.id))
+    await store.report(W1, [Progress(task.id, "step 2", 40, (Message(MessageType.INFO, "hi"),))])
+    got = await store.get(task.id)
+    assert got is not None
+    assert (got.progress, [m.text for m in got.messages]) == ("step 2", ["hi"])
+    await store.update(task.id, lambda t: dataclasses.replace(t, attributes={"by": "user"}))
+    got = await store.get(task.id)
+    assert got is not None and got.attributes == {"by": "user"}
+    await store.save_definitions(
+        [
+            dataclasses.replace(
+                DEFINITION,
+                summary=dataclasses.replace(DEFINITION.summary, description="described anew"),
+            )
+        ]
+    )
+    got = await store.get(task.id)
+    assert got is not None and got.definition.description == "described anew"
+    await store.delete(task.id, force=True, now=now())
+    assert await store.get(task.id) is None
+    assert await store.get(task.id, include_deleted=True) is not None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from importlib.metadata import version
@@ -83,6 +84,9 @@ def create_app(
                 ),
             )
             running = asyncio.create_task(worker.run(), name="in-process worker")
+        # What startup made lives as long as the process: keep the cyclic garbage collector
+        # from scanning it again and again under load.
+        gc.freeze()
         try:
             yield
         finally:
@@ -97,6 +101,11 @@ def create_app(
         description="Long-running background tasks: the task-status (v2024), task CRUD (v2) "
         "and Jira-style async task dialects over one task store.",
         lifespan=lifespan,
+        telemetry={
+            "tracing": settings.telemetry,
+            "metrics": settings.telemetry,
+            "logs": settings.telemetry,
+        },
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url="/redoc",

@@ -38,7 +38,15 @@ class FastLane:
                         if answer is None:
                             raise
                         response = await answer(request, exc)
-                    await response(scope, receive, send)
+                    # the two messages a Response would send, without its machinery
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": response.status_code,
+                            "headers": response.raw_headers,
+                        }
+                    )
+                    await send({"type": "http.response.body", "body": response.body})
                     return
         await self.app(scope, receive, send)
 

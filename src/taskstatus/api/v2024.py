@@ -89,13 +89,32 @@ async def experimental(
     check_experimental(request)
 
 
+_RENDERED: dict[str, tuple[Task, bytes]] = {}
+_RENDERED_MAX = 4096
+
+
+def _rendered(task: Task) -> bytes:
+    """The task's TaskStatus JSON; rendered once per Task object (a store hands the same
+    object out again while the task has not changed)."""
+    seen = _RENDERED.get(task.id)
+    if seen is not None and seen[0] is task:
+        return seen[1]
+    body = orjson.dumps(task_status(task))
+    if len(_RENDERED) >= _RENDERED_MAX:
+        _RENDERED.clear()
+    _RENDERED[task.id] = (task, body)
+    return body
+
+
 async def _get_one(request: Request) -> Response:
     """GET one task, served by a LeanRoute: the same checks the dependencies make."""
     check_experimental(request)
     principal = await authorize(request, READ, request.headers.get("authorization"))
     state = app_state(request)
-    task = await state.service.get(request.path_params["id"])
-    return json_response(200, task_status(check_visible(principal, task, state.cutoff())))
+    task = check_visible(
+        principal, await state.service.get(request.path_params["id"]), state.cutoff()
+    )
+    return CasedResponse(_rendered(task), media_type="application/json")
 
 
 def fast_lanes(prefixes: Sequence[str]) -> list[tuple[str, re.Pattern[str], LeanHandler]]:

@@ -87,6 +87,8 @@ DIALECT = SqlDialect(
 
 # How often an idle worker looks whether another process changed the file.
 DATA_VERSION_POLL = 0.01
+# How many decoded tasks `get` keeps to hand out again while they have not changed.
+RECENT_TASKS = 4096
 
 
 def _now() -> datetime:
@@ -144,6 +146,7 @@ class SQLiteStore:
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="sqlite-reader")
         self._wakeups = Wakeups.for_key(self.path)
         self._opened = False
+        self._recent: dict[str, tuple[tuple[int, str | None], Task]] = {}
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -268,7 +271,30 @@ class SQLiteStore:
         return created
 
     async def get(self, task_id: str, *, include_deleted: bool = False) -> Task | None:
-        return self._point(lambda conn: self._task(conn, task_id, include_deleted))
+        return self._point(lambda conn: self._recent_task(conn, task_id, include_deleted))
+
+    def _recent_task(
+        self, conn: sqlite3.Connection, task_id: str, include_deleted: bool
+    ) -> Task | None:
+        """The task, decoded again only if it changed since this process last read it: a
+        probe of its version (clients poll tasks that mostly have not changed). The same
+        Task object comes back while nothing changed."""
+        probe = conn.execute(_Q["probe_task"], {"id": task_id}).fetchone()
+        if probe is None:
+            return None
+        version, deleted_at, defined = probe
+        if deleted_at is not None and not include_deleted:
+            return None
+        key = (version, defined)
+        seen = self._recent.get(task_id)
+        if seen is not None and seen[0] == key:
+            return seen[1]
+        task = self._task(conn, task_id, include_deleted=True)
+        if task is not None:
+            if len(self._recent) >= RECENT_TASKS:
+                self._recent.clear()
+            self._recent[task_id] = (key, task)  # a newer row under an older key: re-read next time
+        return task
 
     async def query(self, query: TaskQuery) -> Page:
         where, params = compile_where(query.where, DIALECT)

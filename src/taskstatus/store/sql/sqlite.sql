@@ -32,6 +32,12 @@ ON CONFLICT (launcher, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOT
 -- name: get_task
 SELECT {columns} FROM tasks WHERE tasks.id = :id AND (tasks.deleted_at IS NULL OR :include_deleted)
 
+-- name: probe_task
+-- What tells whether a task read before is still the same: every write that changes what a
+-- reader sees bumps the version, and the definition summary comes from `definitions`.
+SELECT tasks.version, tasks.deleted_at, (SELECT max(d.updated) FROM definitions d) AS defined
+FROM tasks WHERE tasks.id = :id
+
 -- name: get_by_idempotency_key
 SELECT {columns} FROM tasks WHERE tasks.launcher = :launcher AND tasks.idempotency_key = :key
 
