@@ -5,6 +5,7 @@ query plans that use the indexes. The behaviour every store shares is in test_co
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -336,7 +337,9 @@ async def test_claims_lists_and_recovery_use_their_indexes(store: PostgresStore)
         )
         page, count = list_statements(query)
         assert count is not None
-        cases += [(index, page.sql, page.params), (index, count.sql, count.params)]
+        # a count by completion status sums task_counts (and counts its first day exactly)
+        counted = (index, "task_counts_pkey") if field is TaskField.COMPLETION_STATUS else index
+        cases += [(index, page.sql, page.params), (counted, count.sql, count.params)]
     pending = TaskQuery(
         all_of(Condition(TaskField.COMPLETION_STATUS, Op.ISNULL), recent),
         (SortKey(TaskField.CREATED),),
@@ -353,3 +356,79 @@ async def test_claims_lists_and_recovery_use_their_indexes(store: PostgresStore)
         fits = (indexes,) if isinstance(indexes, str) else indexes
         assert any(f" {index} " in text for index in fits), f"{fits} not used by\n{sql}\n{text}"
         assert "Seq Scan on tasks" not in text, text
+
+
+# --- counts --------------------------------------------------------------------------------------
+
+
+async def test_counts_by_status_stay_exact_through_every_write(store: PostgresStore) -> None:
+    """A count by completion status (and the retention window) is a sum over task_counts;
+    after any mix of writes, over tasks created across many days, it equals the exact count."""
+    import random
+
+    rng = random.Random(7)
+    base = now() - timedelta(days=10)
+    await store.save_definitions([DEFINITION])
+    cutoff = base + timedelta(days=3, hours=5)  # mid-day: the first day is counted exactly
+    statuses = list(CompletionStatus)
+
+    def shapes() -> list[TaskQuery]:
+        recent = Condition(TaskField.CREATED, Op.GE, (cutoff,))
+        by = [
+            Condition(TaskField.COMPLETION_STATUS, Op.ISNULL),
+            Condition(TaskField.COMPLETION_STATUS, Op.PR),
+            Condition(TaskField.COMPLETION_STATUS, Op.EQ, (CompletionStatus.SUCCESS,)),
+            Condition(
+                TaskField.COMPLETION_STATUS,
+                Op.IN,
+                (CompletionStatus.ERROR, CompletionStatus.TERMINATED),
+            ),
+        ]
+        return [
+            TaskQuery(all_of(b, r), limit=0, count=True) for b in by for r in (recent, None)
+        ] + [
+            TaskQuery(None, limit=0, count=True),
+            TaskQuery(recent, limit=0, count=True),
+        ]
+
+    async def check() -> None:
+        for query in shapes():
+            rolled = (await store.query(query)).total
+            exact_query = TaskQuery(
+                all_of(query.where, Condition(TaskField.ID, Op.PR)), limit=0, count=True
+            )  # `id pr` changes nothing but takes the exact path
+            _, rollup = list_statements(query)
+            assert rollup is not None and "task_counts" in rollup.sql
+            assert type(rolled) is int  # not a Decimal, whose // truncates toward zero
+            assert rolled == (await store.query(exact_query)).total, query
+
+    for step in range(6):
+        tasks = [
+            make_task(now=base + timedelta(days=rng.uniform(0, 10)), max_attempts=1)
+            for _ in range(rng.randint(20, 60))
+        ]
+        await store.create_many(tasks)
+        claimed = await store.claim(W1, rng.randint(5, 40), 30, ["noop"])
+        outcomes = []
+        for t in claimed:
+            status = rng.choice(statuses)
+            if status is CompletionStatus.TEMPERROR:
+                outcomes.append(Outcome(t.id, TaskState.QUEUED, None))  # a retry
+            else:
+                state = {
+                    "SUCCESS": TaskState.SUCCEEDED,
+                    "WARNING": TaskState.SUCCEEDED,
+                    "ERROR": TaskState.FAILED,
+                    "TERMINATED": TaskState.CANCELLED,
+                }[status.value]
+                outcomes.append(Outcome(t.id, state, status))
+        await store.finish(W1, outcomes)
+        await store.heartbeat(W1, [t.id for t in claimed], 30)
+        victims = rng.sample(tasks, 3)
+        await store.delete(victims[0].id, force=True, now=now())
+        await store.update(
+            victims[1].id, lambda t: t if t.terminal else dataclasses.replace(t, progress="poked")
+        )
+        if step == 3:
+            await store.purge(base + timedelta(days=2))
+        await check()

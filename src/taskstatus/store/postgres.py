@@ -19,7 +19,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -31,7 +31,7 @@ from psycopg.types.json import Jsonb, set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
 from taskstatus.model import Message, Task, TaskDefinition, cancel, sources
-from taskstatus.query import TaskQuery
+from taskstatus.query import And, Condition, Op, TaskField, TaskQuery
 from taskstatus.store.base import (
     ApiClient,
     ConflictError,
@@ -135,8 +135,54 @@ def list_statements(query: TaskQuery) -> tuple[Statement, Statement | None]:
         f"SELECT {QUERIES['columns']} FROM tasks WHERE {where} ORDER BY {order} LIMIT %s OFFSET %s",
         [*params, query.limit, query.offset],  # LIMIT NULL is no limit
     )
-    count = Statement(f"SELECT count(*) FROM tasks WHERE {where}", params)
+    count = _rollup_count(query, where, params) or Statement(
+        f"SELECT count(*) FROM tasks WHERE {where}", params
+    )
     return page, count if query.count else None
+
+
+def _rollup_count(query: TaskQuery, where: str, params: list[Any]) -> Statement | None:
+    """A count that task_counts answers, when `query` filters on nothing but the completion
+    status and a lower bound of `created` (the retention window): the whole UTC days after
+    that bound are a sum over task_counts, the rest of the first day an exact count through
+    the index. None for any other filter (an exact count; such filters pick few rows)."""
+    if query.include_deleted:
+        return None
+    parts = query.where.items if isinstance(query.where, And) else (query.where,)
+    status: Condition | None = None
+    since: datetime | None = None
+    for part in parts:
+        if part is None:
+            continue
+        if not isinstance(part, Condition):
+            return None
+        if part.field is TaskField.COMPLETION_STATUS and status is None:
+            status = part
+        elif part.field is TaskField.CREATED and part.op is Op.GE and since is None:
+            since = part.values[0]
+        else:
+            return None
+    if status is None or status.op in (Op.EQ, Op.IN):
+        wanted = "true" if status is None else "status = ANY(%s)"
+        status_params: list[Any] = [] if status is None else [[str(v) for v in status.values]]
+    elif status.op is Op.ISNULL:
+        wanted, status_params = "status = ''", []
+    elif status.op is Op.PR:
+        wanted, status_params = "status <> ''", []
+    else:
+        return None
+    if since is None:
+        return Statement(
+            f"SELECT coalesce(sum(n), 0)::bigint FROM task_counts WHERE {wanted}", status_params
+        )
+    first_day = since.astimezone(UTC).date()
+    next_midnight = datetime.combine(first_day + timedelta(days=1), datetime.min.time(), UTC)
+    return Statement(
+        # sum() of bigint is numeric (a Decimal, whose // truncates): cast back
+        f"SELECT ((SELECT coalesce(sum(n), 0) FROM task_counts WHERE {wanted} AND day > %s)"
+        f" + (SELECT count(*) FROM tasks WHERE {where} AND tasks.created < %s))::bigint",
+        [*status_params, first_day, *params, next_midnight],
+    )
 
 
 def _message_arrays(messages: Iterable[tuple[str, Message]]) -> dict[str, list[Any]]:
