@@ -432,3 +432,30 @@ async def test_counts_by_status_stay_exact_through_every_write(store: PostgresSt
         if step == 3:
             await store.purge(base + timedelta(days=2))
         await check()
+
+
+async def test_the_counts_migration_counts_the_tasks_already_stored(store: PostgresStore) -> None:
+    """A database from before task_counts (0002): opening it adds the rollup and fills it from
+    the stored tasks, so counts are right from the first request."""
+    await store.create_many([make_task(now=now() - timedelta(days=d % 5)) for d in range(40)])
+    claimed = await store.claim(W1, 15, 30, ["noop"])
+    await store.finish(
+        W1, [Outcome(t.id, TaskState.SUCCEEDED, CompletionStatus.SUCCESS) for t in claimed]
+    )
+    async with await psycopg.AsyncConnection.connect(store.url, autocommit=True) as conn:
+        await conn.execute(
+            "DROP TABLE task_counts; DROP FUNCTION taskstatus_count_tasks() CASCADE;"
+            " DELETE FROM schema_migrations WHERE version = 2"
+        )
+    reopened = PostgresStore(store.url)
+    await reopened.open()
+    try:
+        done = Condition(TaskField.COMPLETION_STATUS, Op.EQ, (CompletionStatus.SUCCESS,))
+        pending = Condition(TaskField.COMPLETION_STATUS, Op.ISNULL)
+        for where, expected in ((done, 15), (pending, 25)):
+            query = TaskQuery(where, limit=0, count=True)
+            _, count = list_statements(query)
+            assert count is not None and "task_counts" in count.sql
+            assert (await reopened.query(query)).total == expected
+    finally:
+        await reopened.close()
