@@ -189,7 +189,10 @@ class Worker:
                 continue
             for task in claimed:
                 self._start(task)
-            if not claimed:
+            if claimed:
+                # let the handlers start before the next claim is prepared and sent
+                await asyncio.sleep(0)
+            else:
                 await _first(
                     self.store.wait_for_work(self.options.poll_interval), self._stopping.wait()
                 )
