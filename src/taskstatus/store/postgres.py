@@ -53,7 +53,7 @@ from taskstatus.store.rows import (
     definition_from_row,
     definition_params,
     message_params,
-    returns_to_json,
+    result_params,
     task_from_row,
     task_to_params,
 )
@@ -183,6 +183,12 @@ def _rollup_count(query: TaskQuery, where: str, params: list[Any]) -> Statement 
         f" + (SELECT count(*) FROM tasks WHERE {where} AND tasks.created < %s))::bigint",
         [*status_params, first_day, *params, next_midnight],
     )
+
+
+def _result_arrays(batch: Sequence[Progress | Outcome]) -> dict[str, list[Any]]:
+    """The batch's attributes and returns as the parallel arrays of `report` and `finish`."""
+    rows = [result_params(item.attributes, item.returns, CODEC) for item in batch]
+    return {"attributes": [r["attributes"] for r in rows], "returns": [r["returns"] for r in rows]}
 
 
 def _message_arrays(messages: Iterable[tuple[str, Message]]) -> dict[str, list[Any]]:
@@ -497,13 +503,7 @@ class PostgresStore:
             "id": [r.task_id for r in batch],
             "progress": [r.progress for r in batch],
             "percent_complete": [r.percent_complete for r in batch],
-            "attributes": [
-                None if r.attributes is None else CODEC.json_in(dict(r.attributes)) for r in batch
-            ],
-            "returns": [
-                None if r.returns is None else CODEC.json_in(returns_to_json(r.returns))
-                for r in batch
-            ],
+            **_result_arrays(batch),
             **_message_arrays((r.task_id, m) for r in batch for m in r.messages),
         }
         await self._lax(QUERIES["report"], params)
@@ -524,13 +524,7 @@ class PostgresStore:
             ],
             "progress": [o.progress for o in batch],
             "percent_complete": [o.percent_complete for o in batch],
-            "attributes": [
-                None if o.attributes is None else CODEC.json_in(dict(o.attributes)) for o in batch
-            ],
-            "returns": [
-                None if o.returns is None else CODEC.json_in(returns_to_json(o.returns))
-                for o in batch
-            ],
+            **_result_arrays(batch),
             "run_at": [CODEC.opt_time_in(o.run_at) for o in batch],
             "sources": [",".join(sorted(s.value for s in sources(o.state))) for o in batch],
             **_message_arrays((o.task_id, m) for o in batch for m in o.messages),

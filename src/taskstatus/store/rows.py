@@ -102,6 +102,17 @@ def returns_to_json(returns: Sequence[ReturnDetail]) -> list[dict[str, str]]:
     return [{"name": r.name, "attributeName": r.attribute_name} for r in returns]
 
 
+def result_params(
+    attributes: Mapping[str, Any] | None, returns: Sequence[ReturnDetail] | None, codec: Codec
+) -> dict[str, Any]:
+    """The attributes and returns a worker's report or outcome sets, as stored JSON; None
+    keeps what is stored."""
+    return {
+        "attributes": None if attributes is None else codec.json_in(dict(attributes)),
+        "returns": None if returns is None else codec.json_in(returns_to_json(returns)),
+    }
+
+
 def message_params(task_id: str, m: Message, codec: Codec) -> dict[str, Any]:
     return {
         "id": task_id,

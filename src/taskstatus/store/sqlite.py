@@ -49,7 +49,7 @@ from taskstatus.store.rows import (
     definition_from_row,
     definition_params,
     message_params,
-    returns_to_json,
+    result_params,
     task_from_row,
     task_to_params,
 )
@@ -446,10 +446,7 @@ class SQLiteStore:
                         "worker": worker_id,
                         "progress": r.progress,
                         "percent_complete": r.percent_complete,
-                        "attributes": None if r.attributes is None else _json_in(r.attributes),
-                        "returns": None
-                        if r.returns is None
-                        else _json_in(returns_to_json(r.returns)),
+                        **result_params(r.attributes, r.returns, CODEC),
                         "now": now,
                     }
                     for r in reports
@@ -615,8 +612,7 @@ def _finish_params(o: Outcome, worker_id: str, now: str) -> dict[str, Any]:
         "completion_status": o.completion_status.value if o.completion_status else None,
         "progress": o.progress,
         "percent_complete": o.percent_complete,
-        "attributes": None if o.attributes is None else _json_in(o.attributes),
-        "returns": None if o.returns is None else _json_in(returns_to_json(o.returns)),
+        **result_params(o.attributes, o.returns, CODEC),
         "run_at": None if o.run_at is None else _time_in(o.run_at),
         "now": now,
     }
