@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 TAIL = 256  # events kept per followed task
 READ_LIMIT = 1000  # events read from the store per task and query
+BEHIND = 64  # a live follower with more events than this to send is behind: coalesce
 KNOWN_TOPICS = 4096  # tasks whose cursor the hub remembers without followers (for `everything`)
 
 
@@ -114,9 +115,9 @@ class EventHub:
         self, task_id: str, after: int, heartbeat: float
     ) -> AsyncIterator[list[TaskEvent]]:
         """The task's events after `after` as they come, in batches, until its terminal
-        event; an empty batch after `heartbeat` seconds without any. A batch read while
-        catching up with more than one progress event keeps only the last of them: a slow
-        follower gets coalesced progress (replays from a cursor are never coalesced)."""
+        event; an empty batch once the replay has caught up, and after `heartbeat` seconds
+        without any. A live follower more than BEHIND events behind (slow to read) gets
+        their progress events coalesced into the last one; replays are never coalesced."""
         replaying = True
         with self.follow(task_id) as follower:
             while True:
@@ -124,7 +125,7 @@ class EventHub:
                 events = await self.read(task_id, after)
                 if events:
                     after = events[-1].seq
-                    if not replaying and len(events) > 1:
+                    if not replaying and len(events) > BEHIND:
                         events = coalesce(events)
                     yield events
                     if events[-1].kind == TERMINAL_EVENT:
