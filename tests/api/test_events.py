@@ -286,3 +286,82 @@ def test_wait_returns_on_completion_and_on_timeout(idle_server: Server) -> None:
         assert time.monotonic() - started < 25  # woken by the event, not by the time limit
         assert c.get(path, params={"wait": "61"}).status_code == 400
         assert c.get(path, params={"wait": "soon"}).status_code == 400
+
+
+def test_v2_and_jira_streams_use_their_field_names(idle_server: Server) -> None:
+    """/v2/task/events/{id} and /rest/api/{2,3}/task/{id}/events replay the same log with
+    each dialect's field names: v2 task_id/status/percent_complete, Jira id/status/progress."""
+    task_id = submit(idle_server)
+    claim(idle_server, task_id)
+    report(idle_server, task_id, 40)
+    finish(idle_server, task_id)
+    with idle_server.client() as c:
+        with stream(c, f"/v2/task/events/{task_id}") as r:
+            crud = read(r)
+        with stream(c, f"/rest/api/2/task/{task_id}/events") as r:
+            jira = read(r)
+        with stream(c, f"/rest/api/3/task/{task_id}/events?after=2") as r:
+            jira3 = read(r)
+    assert crud[0].event == "snapshot" and crud[0].data["task_id"] == task_id
+    by_kind = {e.event: e.data for e in crud}
+    assert by_kind["progress"]["percent_complete"] == 40
+    assert by_kind["launched"]["status"] == "running"
+    assert by_kind["completed"]["status"] == "completed"
+    assert by_kind["attributes"]["response"] == {"ok": True}
+    assert jira[0].data["status"] == "COMPLETE" and jira[0].data["self"].endswith(task_id)
+    by_kind = {e.event: e.data for e in jira}
+    assert by_kind["progress"]["progress"] == 40
+    assert by_kind["completed"]["status"] == "COMPLETE"
+    assert isinstance(by_kind["completed"]["finished"], int)
+    assert [e.id for e in jira3[1:]] == [e.id for e in jira[3:]]
+    assert [e.event for e in crud[1:]] == [e.event for e in jira[1:]]
+
+
+def test_wait_on_v2_and_jira(idle_server: Server) -> None:
+    """?wait= on /v2/task/view/{id} and /rest/api/2/task/{id} returns when the task ends."""
+    task_id = submit(idle_server)
+    claim(idle_server, task_id)
+    with idle_server.client() as c:
+        r = c.get(f"/v2/task/view/{task_id}", params={"wait": "0.2"})
+        assert r.status_code == 200 and r.json()["status"] == "running"
+        threading.Timer(0.5, finish, (idle_server, task_id)).start()
+        r = c.get(f"/rest/api/2/task/{task_id}", params={"wait": "30"}, timeout=40)
+        assert r.status_code == 200 and r.json()["status"] == "COMPLETE"
+        r = c.get(f"/v2/task/view/{task_id}", params={"wait": "30"})
+        assert r.status_code == 200 and r.json()["status"] == "completed"
+        assert c.get(f"/v2/task/view/{task_id}", params={"wait": "99"}).status_code == 400
+        assert c.get(f"/rest/api/2/task/{task_id}", params={"wait": "-1"}).status_code == 400
+
+
+def test_the_all_tasks_stream_follows_the_tasks_it_matches(idle_server: Server) -> None:
+    """/v2024/task-status/events streams the events of every visible task matching
+    filters=, and is not taken for a task id by the GET fast path."""
+    with idle_server.connect() as conn:
+        wanted = conn.submit("Sleep", {"seconds": 1}).id
+        other = conn.submit("Sleep", {"seconds": 1}).id
+    got: list[Event] = []
+    with idle_server.client() as c:
+        with stream(c, f'/v2024/task-status/events?filters=id eq "{wanted}"') as r:
+            reader = events(r)
+            threading.Timer(0.5, lambda: [claim_any(idle_server, 2)]).start()
+            for event in reader:
+                got.append(event)
+                if event.event == "launched":
+                    break
+        for path in (
+            "/v2024/task-status/events",
+            "/beta/task-status/events",
+            "/task-status/v1/events",
+        ):
+            with stream(c, f"{path}?filters=bogus") as r:
+                assert r.status_code == 400, path
+    assert [e.event for e in got] == ["launched"]
+    assert got[0].data["id"] == wanted and got[0].id == f"{wanted}:2"
+    assert other not in {e.data["id"] for e in got}
+
+
+def claim_any(server: Server, n: int) -> None:
+    async def run(store: Store) -> None:
+        assert len(await store.claim(WORKER, n, 60, ["Sleep"])) == n
+
+    drive(server, run)

@@ -14,19 +14,23 @@ visibility rules as a GET apply before the stream starts (404 for another client
 
 from __future__ import annotations
 
+import asyncio
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
+from fastapi import Header, Query
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 
-from taskstatus.api.access import check_visible
+from taskstatus.api.access import check_visible, visible
 from taskstatus.api.auth import Principal
 from taskstatus.api.deps import ApiState
 from taskstatus.api.errors import ApiError
 from taskstatus.model import Task, TaskState
+from taskstatus.query import Condition, Expr, Op, TaskField, TaskQuery, all_of
 from taskstatus.service import utcnow
 from taskstatus.store.base import TERMINAL_EVENT, TaskEvent
 from taskstatus.views import CRUD_STATUS, JIRA_STATUS, crud_task, iso, jira_task, task_status
@@ -37,7 +41,10 @@ __all__ = [
     "MAX_WAIT",
     "STREAM_RESPONSES",
     "V2024",
+    "After",
     "Dialect",
+    "LastEventId",
+    "Wait",
     "cursor_of",
     "task_stream",
     "wait_seconds",
@@ -46,6 +53,25 @@ __all__ = [
 
 MAX_WAIT = 60.0  # seconds a ?wait= may hold a request
 TIME_FIELDS = ("launched", "completed", "runAt", "deleted", "modified")
+
+Wait = Annotated[
+    float | None,
+    Query(
+        ge=0,
+        le=MAX_WAIT,
+        description="Long poll: answer as soon as the task is terminal, or with its current "
+        f"state after this many seconds (at most {MAX_WAIT:g})",
+    ),
+]
+After = Annotated[
+    int | None,
+    Query(ge=0, description="Replay the events after this seq (the Last-Event-ID header wins)"),
+]
+LastEventId = Annotated[
+    str | None,
+    Header(alias="Last-Event-ID", description="Resume after this event id (an SSE reconnect)"),
+]
+
 
 STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
@@ -233,6 +259,78 @@ async def task_stream(
                     caught_up = True
                     if task.terminal:  # finished, and every event after the cursor sent
                         return
+
+    return EventSourceResponse(
+        events(),
+        ping=int(max(1, heartbeat)),
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        send_timeout=30,
+    )
+
+
+SEEN_TASKS = 10_000  # tasks an all-tasks stream remembers (whether they match, its cursor)
+
+
+async def all_tasks_stream(
+    request: Request,
+    state: ApiState,
+    principal: Principal,
+    where: Expr | None,
+    dialect: Dialect,
+) -> EventSourceResponse:
+    """The SSE response of the events of every task the caller may see that matches `where`
+    (decided when the stream first hears of the task). Live only: it starts with what is
+    committed after it opens, and `id:` is "task_id:seq" for information (a reconnect does
+    not resume it; follow one task's stream for that)."""
+    streams = state.streams
+    streams.check(principal.client_id)
+    hub = state.service.events
+    heartbeat = state.settings.event_heartbeat
+
+    async def matching(ids: list[str]) -> set[str]:
+        query = TaskQuery(
+            where=all_of(
+                Condition(TaskField.ID, Op.IN, tuple(ids)),
+                visible(principal, state.cutoff()),
+                where,
+            ),
+            limit=len(ids),
+        )
+        return {t.id for t in (await state.service.query(query)).items}
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        seen: OrderedDict[str, int | None] = OrderedDict()  # task -> cursor (None: no match)
+        with streams.hold(principal.client_id), hub.follow(None) as follower:
+            while True:
+                follower.wake.clear()
+                news, follower.news = follower.news, {}
+                if not news:
+                    try:
+                        async with asyncio.timeout(heartbeat):
+                            await follower.wake.wait()
+                    except TimeoutError:
+                        pass
+                    continue
+                unknown = [task_id for task_id in news if task_id not in seen]
+                if unknown:
+                    found = await matching(unknown)
+                    for task_id in unknown:
+                        seen[task_id] = news[task_id] - 1 if task_id in found else None
+                    while len(seen) > SEEN_TASKS:
+                        seen.popitem(last=False)
+                for task_id in news:
+                    cursor = seen.get(task_id)
+                    if cursor is None:
+                        continue
+                    batch = await hub.read(task_id, cursor)
+                    for event in batch:
+                        yield ServerSentEvent(
+                            data=orjson.dumps(dialect.event(event)).decode(),
+                            id=f"{task_id}:{event.seq}",
+                            event=event.kind,
+                        )
+                    if batch:
+                        seen[task_id] = batch[-1].seq
 
     return EventSourceResponse(
         events(),

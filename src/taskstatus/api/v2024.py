@@ -27,9 +27,12 @@ from taskstatus.api.errors import ApiError, CasedResponse, json_response
 from taskstatus.api.lean import LeanHandler, LeanRoute
 from taskstatus.api.schemas import ERRORS, JsonPatchOperation, TaskStatus
 from taskstatus.api.streams import (
-    MAX_WAIT,
     STREAM_RESPONSES,
     V2024,
+    After,
+    LastEventId,
+    Wait,
+    all_tasks_stream,
     task_stream,
     wait_seconds,
     wait_until_terminal,
@@ -75,23 +78,6 @@ Filters = Annotated[
     ),
 ]
 Sorters = Annotated[str | None, Query(description="e.g. -created")]
-Wait = Annotated[
-    float | None,
-    Query(
-        ge=0,
-        le=MAX_WAIT,
-        description="Long poll: answer as soon as the task is terminal, or with its current "
-        f"state after this many seconds (at most {MAX_WAIT:g})",
-    ),
-]
-After = Annotated[
-    int | None,
-    Query(ge=0, description="Replay the events after this seq (the Last-Event-ID header wins)"),
-]
-LastEventId = Annotated[
-    str | None,
-    Header(alias="Last-Event-ID", description="Resume after this event id (an SSE reconnect)"),
-]
 
 
 def check_experimental(request: Request) -> None:
@@ -256,6 +242,22 @@ def router(prefix: str, resource: str = "/task-status", *, pending: bool = True)
         sort = parse_sorters(sorters, TASK_STATUS) or NEWEST_FIRST
         tasks, headers = await _page(state, principal, where, sort, offset, limit, count)
         return json_response(200, [task_status(t) for t in tasks], headers)
+
+    @r.get(
+        "/events",
+        summary="Follow the events of every task (Server-Sent Events)",
+        operation_id=f"get_task_status_all_events_{name}",
+        response_class=Response,
+        responses=STREAM_RESPONSES,
+    )
+    async def get_all_task_events(
+        request: Request, state: State, principal: Reader, filters: Filters = None
+    ) -> Response:
+        """The events of every task the caller may see, narrowed by `filters` (the list's
+        grammar, matched when the stream first hears of a task), as they are committed."""
+        return await all_tasks_stream(
+            request, state, principal, parse_bound(filters, TASK_STATUS), V2024
+        )
 
     @r.get(
         "/{id}/events",

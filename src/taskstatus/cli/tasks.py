@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -10,6 +9,8 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+from rich.console import Group
+from rich.live import Live
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -231,10 +232,13 @@ def cancel(
 def watch(
     task_id: Annotated[str, typer.Argument(help="Task id")],
     database: Database = DATABASE_DEFAULT,
-    interval: Annotated[float, typer.Option(min=0.05, help="Seconds between looks")] = 0.5,
+    interval: Annotated[
+        float, typer.Option(min=0.05, help="Seconds between looks when no event comes")
+    ] = 5.0,
 ) -> None:
-    """Follow a task with a live progress bar; exit with its outcome (0 SUCCESS, 1 ERROR,
-    3 WARNING, 4 TERMINATED, 5 TEMPERROR)."""
+    """Follow a task's events with a live progress bar and its messages under it, as they
+    are committed (from any worker process or node); exit with its outcome (0 SUCCESS,
+    1 ERROR, 3 WARNING, 4 TERMINATED, 5 TEMPERROR)."""
 
     async def go() -> Task:
         async with AsyncConnection(database) as conn:
@@ -246,16 +250,27 @@ def watch(
                 TimeElapsedColumn(),
                 TextColumn("{task.description}"),
             )
-            with Progress(*columns, console=out, transient=False) as bar:
-                row = bar.add_task("", total=100, name=task.unique_name)
-                while True:
-                    latest = task.messages[-1].text if task.messages else ""
-                    text = " | ".join(p for p in (task.progress or "", latest) if p)
-                    bar.update(row, completed=task.percent_complete, description=text)
-                    if task.terminal:
-                        return task
-                    await asyncio.sleep(interval)
+            bar = Progress(*columns, console=out)
+            row = bar.add_task(task.progress or "", total=100, name=task.unique_name)
+            bar.update(row, completed=task.percent_complete)
+            messages = Text()
+            with Live(Group(bar, messages), console=out, refresh_per_second=10):
+                async for batch in conn.service.events.stream(task_id, 0, interval):
+                    for event in batch:
+                        if event.kind == "progress":
+                            bar.update(
+                                row,
+                                completed=event.data["percentComplete"],
+                                description=event.data["progress"] or "",
+                            )
+                        elif event.kind == "message":
+                            style = {"WARN": "yellow", "ERROR": "red"}.get(event.data["type"])
+                            messages.append(f"{event.data['type']:5} {event.data['text']}\n", style)
                     task = await conn.get(task_id)
+                    if task.terminal:
+                        bar.update(row, completed=task.percent_complete)
+                        return task
+            return await conn.get(task_id)
 
     task = run(go())
     assert task.completion_status is not None
