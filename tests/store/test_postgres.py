@@ -17,7 +17,7 @@ import pytest
 
 from taskstatus.model import CompletionStatus, Message, MessageType, Target, TaskState
 from taskstatus.query import Condition, Op, SortKey, TaskField, TaskQuery, all_of
-from taskstatus.store import Outcome, Progress, make_store
+from taskstatus.store import Outcome, Progress, StoreUnavailable, make_store
 from taskstatus.store.postgres import QUERIES, PostgresStore, list_statements
 from taskstatus.store.sqlfiles import load_migrations
 from tests import pg
@@ -90,11 +90,14 @@ async def test_nodes_starting_together_apply_the_schema_once(postgres: pg.PgServ
 
 
 async def test_an_unreachable_server_fails_at_open() -> None:
-    """open() raises at once with libpq's reason, rather than waiting for a pool timeout."""
+    """open() raises StoreUnavailable at once, with libpq's error as its cause, rather than
+    waiting for a pool timeout."""
     started = time.monotonic()
-    with pytest.raises(psycopg.OperationalError):
+    with pytest.raises(StoreUnavailable) as info:
         await PostgresStore("postgresql://postgres@127.0.0.1:1/nowhere").open()
     assert time.monotonic() - started < 5
+    assert isinstance(info.value.cause, psycopg.OperationalError)
+    assert "Connection refused" in str(info.value)
 
 
 def test_make_store_routes_postgres_urls() -> None:

@@ -47,7 +47,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        st = store or make_store(settings.database)
+        st = store or make_store(settings.database, limits=settings.limits())
         await st.open()
         service = TaskService(st, registry)
         await service.publish_definitions()
@@ -113,6 +113,7 @@ def create_app(
     errors.install(app)
     app.add_middleware(errors.RequestGuard, max_body=settings.max_body_bytes)
     app.add_middleware(FastLane, lanes=v2024.fast_lanes(TASK_STATUS_PREFIXES))
+    app.add_middleware(errors.ContainErrors)  # outermost of ours: see its docstring
     routers = [
         *(v2024.router(prefix) for prefix in TASK_STATUS_PREFIXES),
         v2024.router("", "/task-status/v1", pending=False),

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from taskstatus.errors import ConflictError, NotFound, StoreError
+from taskstatus.errors import ConflictError, NotFound, StoreError, StoreUnavailable
 from taskstatus.model import (
     CompletionStatus,
     Message,
@@ -36,7 +36,26 @@ __all__ = [
     "Recovered",
     "Store",
     "StoreError",
+    "StoreLimits",
+    "StoreUnavailable",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreLimits:
+    """How long the store waits for the database before it raises StoreUnavailable
+    (TASKSTATUS_CONNECT_TIMEOUT, _POOL_TIMEOUT, _STATEMENT_TIMEOUT, _BUSY_TIMEOUT).
+
+    `connect_timeout`: a new PostgreSQL connection (libpq counts whole seconds, at least 2);
+    `pool_timeout`: a free pooled connection; `statement_timeout`: one statement on the
+    server (and how long a silent peer is waited for, TCP's user timeout); `busy_timeout`:
+    SQLite's wait for another process's write lock, which also bounds how long a write
+    queues behind the others of this process."""
+
+    connect_timeout: float = 3.0
+    pool_timeout: float = 3.0
+    statement_timeout: float = 30.0
+    busy_timeout: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from psycopg.abc import Params
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb, set_json_loads
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from taskstatus.model import Message, Task, TaskDefinition, cancel, sources
 from taskstatus.query import And, Condition, Op, TaskField, TaskQuery
@@ -43,7 +43,9 @@ from taskstatus.store.base import (
     Progress,
     Recovered,
     StoreError,
+    StoreLimits,
 )
+from taskstatus.store.edge import guarded
 from taskstatus.store.leases import lost_lease_message, sort_heartbeat
 from taskstatus.store.rows import (
     Codec,
@@ -74,7 +76,10 @@ UPDATE_ATTEMPTS = 100
 # A listener that heard nothing for this long checks that its connection still lives.
 LISTENER_CHECK_SECONDS = 15.0
 RECONNECT_DELAYS = (0.1, 5.0)  # first and longest wait before the listener reconnects
-PING_TIMEOUT = 5.0
+PING_TIMEOUT = 0.8  # /ready answers within a second
+# After a connection failed, the pool's idle connections are checked (and broken ones
+# replaced) at most this often, so requests after a restart get live connections.
+POOL_CHECK_SECONDS = 1.0
 
 _NOT_OPEN = "the PostgreSQL store is not open: call open() first"
 _MESSAGE_COLUMNS = ("id", "type", "key", "text", "locale", "parameters")
@@ -268,14 +273,29 @@ async def _migrate(conn: Conn) -> None:
             log.info("applied migration %04d_%s", migration.version, migration.name)
 
 
+@guarded
 class PostgresStore:
-    """The Store protocol on PostgreSQL (see taskstatus.store.base for the contract)."""
+    """The Store protocol on PostgreSQL (see taskstatus.store.base for the contract).
 
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:
+    Every wait is bounded (`StoreLimits`): connecting, taking a pooled connection, each
+    statement and a silent peer. An operation that cannot reach the database raises
+    StoreUnavailable (store/edge.py)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        limits: StoreLimits | None = None,
+    ) -> None:
         self.url = url
+        self.limits = limits or StoreLimits()
         self._min_size = min_size
         self._max_size = max_size
         self._pool: AsyncConnectionPool[Conn] | None = None
+        self._pool_checked = 0.0
+        self._pool_check: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()  # set once the listener has said LISTEN
         self._work = asyncio.Event()  # set by a notification, cleared when a wait returns
@@ -284,12 +304,51 @@ class PostgresStore:
 
     def _conninfo(self, application: str) -> str:
         """The URL, named in pg_stat_activity unless the URL names itself, with the session
-        in UTC: psycopg then parses times faster and they need no conversion (_utc)."""
+        in UTC (psycopg then parses times faster and they need no conversion, _utc) and the
+        limits: statement timeout, connect timeout, and TCP keepalives with a user timeout so
+        a peer that went silent is given up on. What the URL sets itself wins."""
         given = conninfo_to_dict(self.url)
-        extra: dict[str, str] = {"options": f"{given.get('options', '')} -c TimeZone=UTC".strip()}
-        if "application_name" not in given:
-            extra["application_name"] = application
+        limits = self.limits
+        statement_ms = max(1, round(limits.statement_timeout * 1000))
+        options = f"-c statement_timeout={statement_ms} {given.get('options', '')} -c TimeZone=UTC"
+        extra: dict[str, Any] = {"options": options.strip()}
+        defaults: dict[str, Any] = {
+            "application_name": application,
+            "connect_timeout": max(2, round(limits.connect_timeout)),
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 3,
+            "tcp_user_timeout": statement_ms + 5000,
+        }
+        extra |= {k: v for k, v in defaults.items() if k not in given}
         return make_conninfo(self.url, **extra)
+
+    def _unavailable(self, exc: BaseException) -> str | None:
+        """Which wait ran out, if `exc` means PostgreSQL cannot be used now (store/edge.py)."""
+        if isinstance(exc, PoolTimeout):
+            what = f"no connection within {self.limits.pool_timeout:g} s"
+        elif isinstance(exc, psycopg.errors.QueryCanceled):
+            what = f"a statement ran past {self.limits.statement_timeout:g} s or was cancelled"
+        elif isinstance(exc, psycopg.OperationalError):
+            what = "PostgreSQL is unreachable or refused the connection"
+        elif isinstance(exc, TimeoutError):
+            what = "PostgreSQL did not answer in time"
+        else:
+            return None
+        self._check_pool_soon()
+        return what
+
+    def _check_pool_soon(self) -> None:
+        """Have the pool test its idle connections and replace the broken ones (they broke
+        together, when the server went away), at most once a second, in the background."""
+        now = asyncio.get_running_loop().time()
+        if self._pool is None or now - self._pool_checked < POOL_CHECK_SECONDS:
+            return
+        if self._pool_check is not None and not self._pool_check.done():
+            return
+        self._pool_checked = now
+        self._pool_check = asyncio.create_task(self._pool.check(), name="taskstatus pool check")
 
     @property
     def _db(self) -> AsyncConnectionPool[Conn]:
@@ -333,12 +392,13 @@ class PostgresStore:
             min_size=self._min_size,
             max_size=self._max_size,
             open=False,
+            timeout=self.limits.pool_timeout,
             kwargs={"autocommit": True},  # a lone statement is its own transaction
             configure=_configure,
             name="taskstatus",
         )
         try:
-            await pool.open(wait=True)
+            await pool.open(wait=True, timeout=max(self.limits.pool_timeout, 5.0))
         except BaseException:
             await pool.close()
             raise
@@ -349,13 +409,18 @@ class PostgresStore:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
             self._listener = None
+        if self._pool_check is not None:
+            self._pool_check.cancel()
+            await asyncio.gather(self._pool_check, return_exceptions=True)
+            self._pool_check = None
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
 
     async def ping(self) -> None:
-        async with self._db.connection(timeout=PING_TIMEOUT) as conn:
-            await conn.execute("SELECT 1")
+        async with asyncio.timeout(PING_TIMEOUT):
+            async with self._db.connection(timeout=PING_TIMEOUT) as conn:
+                await conn.execute("SELECT 1")
 
     # --- tasks ----------------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from taskstatus.errors import NoDatabase
 from taskstatus.model import (
     Task,
     TaskDefinition,
@@ -39,7 +40,10 @@ from taskstatus.store.base import (
     Page,
     Progress,
     Recovered,
+    StoreLimits,
+    StoreUnavailable,
 )
+from taskstatus.store.edge import guarded
 from taskstatus.store.leases import lost_lease_message, sort_heartbeat
 from taskstatus.store.rows import (
     Codec,
@@ -89,6 +93,18 @@ DIALECT = SqlDialect(
 DATA_VERSION_POLL = 0.01
 # How many decoded tasks `get` keeps to hand out again while they have not changed.
 RECENT_TASKS = 4096
+# SQLite's primary result codes that mean "the database cannot be used now", not a bug:
+# BUSY and LOCKED (another connection holds the lock past the busy timeout), NOMEM, IOERR,
+# FULL (the disk or the file system is full), CANTOPEN, PROTOCOL.
+UNAVAILABLE_CODES = {
+    5: "locked",
+    6: "locked",
+    7: "out of memory",
+    10: "disk I/O error",
+    13: "disk full",
+    14: "cannot open the file",
+    15: "locking protocol",
+}
 
 
 def _now() -> datetime:
@@ -124,8 +140,13 @@ def _statements(script: str) -> list[str]:
     return out
 
 
+@guarded
 class SQLiteStore:
-    """The Store protocol on one SQLite file (see taskstatus.store.base for the contract)."""
+    """The Store protocol on one SQLite file (see taskstatus.store.base for the contract).
+
+    A write waits at most `busy_timeout` in all, queueing behind this process's other
+    writes included; past it, or on a full disk or an I/O error, an operation raises
+    StoreUnavailable (store/edge.py) and what was stored before stays stored."""
 
     def __init__(
         self,
@@ -133,12 +154,15 @@ class SQLiteStore:
         *,
         synchronous: str = "NORMAL",
         readers: int = 2,
-        busy_timeout: float = 30.0,
+        limits: StoreLimits | None = None,
+        must_exist: bool = False,
     ) -> None:
         self.url = url
+        self._must_exist = must_exist
         self.path = os.path.abspath(path_of(url))
+        self.limits = limits or StoreLimits()
         self._synchronous = synchronous
-        self._busy_timeout = busy_timeout
+        self._busy_timeout = self.limits.busy_timeout
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
@@ -168,20 +192,37 @@ class SQLiteStore:
                 self._connections.append(conn)
         return conn
 
-    def _in_tx(self, fn: Callable[[sqlite3.Connection], T], immediate: bool) -> T:
+    def _in_tx(
+        self, fn: Callable[[sqlite3.Connection], T], immediate: bool, deadline: float | None = None
+    ) -> T:
         conn = self._conn()
+        if deadline is not None:
+            # A write queued behind others waits only for what is left of its busy timeout.
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StoreUnavailable(
+                    f"locked: writes queued past the busy timeout of {self._busy_timeout:g} s"
+                )
+            wait_ms = max(1, int(min(left, self._busy_timeout) * 1000))
+            if abs(wait_ms - getattr(self._local, "busy_ms", 0)) > 50:  # most writes: as is
+                conn.execute(f"PRAGMA busy_timeout = {wait_ms:d}")
+                self._local.busy_ms = wait_ms
         conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
         try:
             result = fn(conn)
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # A failed COMMIT (a full disk, say) may leave the transaction open, or SQLite
+            # may have rolled it back already.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
         return result
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, self._in_tx, fn, True)
+        deadline = time.monotonic() + self._busy_timeout
+        return await loop.run_in_executor(self._writer, self._in_tx, fn, True, deadline)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -202,17 +243,30 @@ class SQLiteStore:
 
     # --- lifecycle of the store -------------------------------------------------------------------
 
+    def _unavailable(self, exc: BaseException) -> str | None:
+        """Why the file cannot be used now, if `exc` says so (store/edge.py)."""
+        if isinstance(exc, sqlite3.OperationalError):
+            code = getattr(exc, "sqlite_errorcode", None)
+            if code is not None and code & 0xFF in UNAVAILABLE_CODES:
+                what = UNAVAILABLE_CODES[code & 0xFF]
+                if what == "locked":
+                    what = f"locked by another connection past {self._busy_timeout:g} s"
+                return f"SQLite {what}: {self.path}"
+        return None
+
     async def open(self) -> None:
         if self._opened:
             return
-        directory = os.path.dirname(self.path)
-        if directory:
-            os.makedirs(directory, exist_ok=True)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._writer, self._migrate)
         self._opened = True
 
     def _migrate(self) -> None:
+        if self._must_exist and not os.path.exists(self.path):
+            raise NoDatabase(self.path)
+        directory = os.path.dirname(self.path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
         conn = self._conn()
         conn.execute("PRAGMA journal_mode = WAL")
         for migration in load_migrations("sqlite"):

@@ -62,6 +62,9 @@ class TaskContext:
         self._stopped = False
         self._stop_async: asyncio.Event | None = None
         self.stop_reason: str | None = None
+        # Set once the handler has looked and seen that it must stop: a run that ends after
+        # that ends as stopped (cancelled), not with the outcome it returns.
+        self.saw_stop = False
 
     # --- what the task is -----------------------------------------------------------------------
 
@@ -136,11 +139,14 @@ class TaskContext:
     @property
     def cancelled(self) -> bool:
         """True once the task must stop: cancelled, cleared, timed out, or its worker stopping."""
+        if self._stopped:
+            self.saw_stop = True
         return self._stopped
 
     def check_cancelled(self) -> None:
         """Raise TaskCancelled if the task must stop; call it between units of work."""
         if self._stopped:
+            self.saw_stop = True
             raise TaskCancelled(self.stop_reason or "cancelled")
 
     async def wait_cancelled(self, timeout: float | None = None) -> bool:
@@ -154,6 +160,7 @@ class TaskContext:
             await asyncio.wait_for(self._stop_async.wait(), timeout)
         except TimeoutError:
             return False
+        self.saw_stop = True
         return True
 
     # --- subtasks --------------------------------------------------------------------------------

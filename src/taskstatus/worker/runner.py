@@ -260,6 +260,12 @@ class Worker:
             return self._failed(handler, task, ctx, e)
         if ctx.stop_reason in ("lost", "shutdown"):
             return self._stopped(ctx)
+        if ctx.stop_reason == "cancel" and ctx.saw_stop:
+            # It returned because it saw the cancellation: cancelled, with what it produced.
+            if isinstance(result, Mapping):
+                for name, value in result.items():
+                    ctx.set_attribute(name, value)
+            return self._stopped(ctx)
         return self._succeeded(ctx, result)
 
     @staticmethod
@@ -403,6 +409,7 @@ class Worker:
         log.info("task %s: stopping (%s)", task_id, reason)
         run.ctx.request_stop(reason)
         if run.handler.is_async:
+            run.ctx.saw_stop = True  # it is at an await (this loop runs): it gets the error
             run.future.cancel()
 
     async def _recover(self) -> None:
