@@ -352,7 +352,7 @@ async def test_claims_lists_and_recovery_use_their_indexes(store: PostgresStore)
     cases.append((("tasks_pending_created", "tasks_status_created"), page.sql, page.params))
     claim = {"worker": W1, "lease": 30.0, "handlers": ["noop"], "limit": 10}
     cases.append(("task_queue_due", QUERIES["claim"], claim))
-    cases.append(("tasks_inflight", QUERIES["recover"], None))
+    cases.append(("tasks_inflight", QUERIES["recover"], {"grace": 0.0}))
     cases.append(("tasks_pkey", QUERIES["get_task"], {"id": "a" * 32, "include_deleted": False}))
     for indexes, sql, params in cases:
         text = await plan(store, sql, params)

@@ -66,7 +66,9 @@ class Page:
 
 @dataclass(frozen=True, slots=True)
 class Progress:
-    """A worker's coalesced report on a running task: the latest state plus new messages."""
+    """A worker's coalesced report on a running task: the latest state plus new messages.
+    With `attempt`, it is written only while the task is still at that attempt (the claim
+    that started the run): a stale run's report never lands on a newer attempt."""
 
     task_id: str
     progress: str | None
@@ -74,11 +76,13 @@ class Progress:
     messages: Sequence[Message] = ()
     attributes: Mapping[str, Any] | None = None
     returns: Sequence[ReturnDetail] | None = None
+    attempt: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """How a run ended. `state` QUEUED with `run_at` is a retry; the lifecycle guards the rest."""
+    """How a run ended. `state` QUEUED with `run_at` is a retry; the lifecycle guards the rest.
+    With `attempt`, it is stored only while the task is still at that attempt (fencing)."""
 
     task_id: str
     state: TaskState
@@ -89,6 +93,7 @@ class Outcome:
     attributes: Mapping[str, Any] | None = None
     returns: Sequence[ReturnDetail] | None = None
     run_at: datetime | None = None
+    attempt: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,8 +201,9 @@ class Store(Protocol):
     async def release(self, worker_id: str, task_ids: Sequence[str]) -> None:
         """Hand leased tasks back to the queue unharmed (the attempt is not counted)."""
 
-    async def recover(self) -> Recovered:
-        """Requeue (or end as dead) the running tasks whose lease has expired."""
+    async def recover(self, grace: float = 0.0) -> Recovered:
+        """Requeue (or end as dead) the running tasks whose lease has stayed expired for
+        `grace` seconds (PostgreSQL: and whose server has been up that long)."""
 
     async def wait_for_work(self, timeout: float) -> None:
         """Return when a task may have become due (a wake-up), or after `timeout` seconds."""

@@ -237,6 +237,7 @@ def _merge_reports(reports: Sequence[Progress]) -> list[Progress]:
                 (*prev.messages, *r.messages),
                 prev.attributes if r.attributes is None else r.attributes,
                 prev.returns if r.returns is None else r.returns,
+                r.attempt,
             )
         merged[r.task_id] = r
     return list(merged.values())
@@ -569,6 +570,7 @@ class PostgresStore:
             "progress": [r.progress for r in batch],
             "percent_complete": [r.percent_complete for r in batch],
             **_result_arrays(batch),
+            "attempt": [r.attempt for r in batch],
             **_message_arrays((r.task_id, m) for r in batch for m in r.messages),
         }
         await self._lax(QUERIES["report"], params)
@@ -592,6 +594,7 @@ class PostgresStore:
             **_result_arrays(batch),
             "run_at": [CODEC.opt_time_in(o.run_at) for o in batch],
             "sources": [",".join(sorted(s.value for s in sources(o.state))) for o in batch],
+            "attempt": [o.attempt for o in batch],
             **_message_arrays((o.task_id, m) for o in batch for m in o.messages),
         }
         async with self._db.connection() as conn:
@@ -604,10 +607,10 @@ class PostgresStore:
         async with self._db.connection() as conn:
             await conn.execute(QUERIES["release"], {"worker": worker_id, "ids": list(task_ids)})
 
-    async def recover(self) -> Recovered:
+    async def recover(self, grace: float = 0.0) -> Recovered:
         found: dict[str, list[str]] = {"requeued": [], "dead": [], "cancelled": []}
         async with self._transaction() as conn:
-            rows = await (await conn.execute(QUERIES["recover"])).fetchall()
+            rows = await (await conn.execute(QUERIES["recover"], {"grace": grace})).fetchall()
             if rows:
                 notes = [
                     (task_id, lost_lease_message(attempts, most, fate))

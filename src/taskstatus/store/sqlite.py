@@ -502,12 +502,13 @@ class SQLiteStore:
                         "percent_complete": r.percent_complete,
                         **result_params(r.attributes, r.returns, CODEC),
                         "now": now,
+                        "attempt": r.attempt,
                     }
                     for r in reports
                 ],
             )
             messages = [
-                {**message_params(r.task_id, m, CODEC), "worker": worker_id}
+                {**message_params(r.task_id, m, CODEC), "worker": worker_id, "attempt": r.attempt}
                 for r in reports
                 for m in r.messages
             ]
@@ -522,17 +523,21 @@ class SQLiteStore:
 
         def run(conn: sqlite3.Connection) -> set[str]:
             now = _time_in(_now())
-            held = dict(
-                conn.execute(
+            held = {
+                task_id: (state, attempts)
+                for task_id, state, attempts in conn.execute(
                     _Q["held_states"],
                     {"ids": _json_in([o.task_id for o in outcomes]), "worker": worker_id},
-                ).fetchall()
-            )
-            # One check per batch, in the write transaction: the lifecycle allows the outcome.
+                )
+            }
+            # One check per batch, in the write transaction: the lifecycle allows the outcome,
+            # and the task is still at the attempt that ran (a stale run never overwrites).
             accepted = [
                 o
                 for o in outcomes
-                if o.task_id in held and TaskState(held[o.task_id]) in sources(o.state)
+                if o.task_id in held
+                and TaskState(held[o.task_id][0]) in sources(o.state)
+                and o.attempt in (None, held[o.task_id][1])
             ]
             conn.executemany(_Q["finish"], [_finish_params(o, worker_id, now) for o in accepted])
             messages = [message_params(o.task_id, m, CODEC) for o in accepted for m in o.messages]
@@ -558,10 +563,13 @@ class SQLiteStore:
         await self._write(run)
         self._wakeups.notify()
 
-    async def recover(self) -> Recovered:
+    async def recover(self, grace: float = 0.0) -> Recovered:
         def run(conn: sqlite3.Connection) -> Recovered:
             now = _now()
-            params = {"now": _time_in(now)}
+            params = {
+                "now": _time_in(now),
+                "expired_before": _time_in(now - timedelta(seconds=grace)),
+            }
             requeued = conn.execute(_Q["recover_requeue"], params).fetchall()
             dead = conn.execute(_Q["recover_dead"], params).fetchall()
             cancelled = conn.execute(_Q["recover_cancelled"], params).fetchall()

@@ -208,6 +208,7 @@ class TaskContext:
                 messages=tuple(self._messages),
                 attributes=dict(self._attributes) if self._attributes_dirty else None,
                 returns=tuple(self._returns) if self._returns_dirty else None,
+                attempt=self.task.attempts,
             )
             self._messages.clear()
             self._dirty = self._attributes_dirty = self._returns_dirty = False
