@@ -77,9 +77,9 @@ UPDATE_ATTEMPTS = 100
 LISTENER_CHECK_SECONDS = 15.0
 RECONNECT_DELAYS = (0.1, 5.0)  # first and longest wait before the listener reconnects
 PING_TIMEOUT = 0.8  # /ready answers within a second
-# After a connection failed, the pool's idle connections are checked (and broken ones
-# replaced) at most this often, so requests after a restart get live connections.
-POOL_CHECK_SECONDS = 1.0
+# While the server is unreachable it is probed this often (first and longest wait); the
+# pool's own reconnection backs off to minutes, so a fresh pool replaces it on an answer.
+PROBE_DELAYS = (0.25, 1.0)
 
 _NOT_OPEN = "the PostgreSQL store is not open: call open() first"
 _MESSAGE_COLUMNS = ("id", "type", "key", "text", "locale", "parameters")
@@ -295,8 +295,8 @@ class PostgresStore:
         self._min_size = min_size
         self._max_size = max_size
         self._pool: AsyncConnectionPool[Conn] | None = None
-        self._pool_checked = 0.0
-        self._pool_check: asyncio.Task[None] | None = None
+        self._revive: asyncio.Task[None] | None = None
+        self._retired: set[asyncio.Task[None]] = set()  # old pools, closing
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()  # set once the listener has said LISTEN
         self._work = asyncio.Event()  # set by a notification, cleared when a wait returns
@@ -333,23 +333,51 @@ class PostgresStore:
             what = f"a statement ran past {self.limits.statement_timeout:g} s or was cancelled"
         elif isinstance(exc, psycopg.OperationalError):
             what = "PostgreSQL is unreachable or refused the connection"
+            self._revive_soon()  # a connection failed: the server may have gone away
         elif isinstance(exc, TimeoutError):
             what = "PostgreSQL did not answer in time"
         else:
             return None
-        self._check_pool_soon()
         return what
 
-    def _check_pool_soon(self) -> None:
-        """Have the pool test its idle connections and replace the broken ones (they broke
-        together, when the server went away), at most once a second, in the background."""
-        now = asyncio.get_running_loop().time()
-        if self._pool is None or now - self._pool_checked < POOL_CHECK_SECONDS:
+    def _revive_soon(self) -> None:
+        if self._pool is not None and (self._revive is None or self._revive.done()):
+            self._revive = asyncio.create_task(self._probe(), name="taskstatus probe")
+
+    async def _probe(self) -> None:
+        """Probe the server with a connection of our own until it answers, then replace the
+        pool: its connections broke together when the server went away, and its own
+        reconnection attempts back off (1, 2, 4, ... s), which after a long outage would
+        keep requests failing for as long again."""
+        delay = PROBE_DELAYS[0]
+        conninfo = self._conninfo("taskstatus probe")
+        while self._pool is not None:
+            try:
+                async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as c:
+                    await c.execute("SELECT 1")
+            except psycopg.Error:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, PROBE_DELAYS[1])
+                continue
+            old, self._pool = self._pool, self._new_pool()
+            await self._pool.open(wait=False)
+            closing = asyncio.create_task(old.close(timeout=self.limits.statement_timeout))
+            self._retired.add(closing)
+            closing.add_done_callback(self._retired.discard)
+            log.info("PostgreSQL answers again: connections renewed")
             return
-        if self._pool_check is not None and not self._pool_check.done():
-            return
-        self._pool_checked = now
-        self._pool_check = asyncio.create_task(self._pool.check(), name="taskstatus pool check")
+
+    def _new_pool(self) -> AsyncConnectionPool[Conn]:
+        return AsyncConnectionPool(
+            self._conninfo("taskstatus"),
+            min_size=self._min_size,
+            max_size=self._max_size,
+            open=False,
+            timeout=self.limits.pool_timeout,
+            kwargs={"autocommit": True},  # a lone statement is its own transaction
+            configure=_configure,
+            name="taskstatus",
+        )
 
     @property
     def _db(self) -> AsyncConnectionPool[Conn]:
@@ -388,16 +416,7 @@ class PostgresStore:
         conninfo = self._conninfo("taskstatus migrations")
         async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
             await _migrate(conn)
-        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
-            self._conninfo("taskstatus"),
-            min_size=self._min_size,
-            max_size=self._max_size,
-            open=False,
-            timeout=self.limits.pool_timeout,
-            kwargs={"autocommit": True},  # a lone statement is its own transaction
-            configure=_configure,
-            name="taskstatus",
-        )
+        pool = self._new_pool()
         try:
             await pool.open(wait=True, timeout=max(self.limits.pool_timeout, 5.0))
         except BaseException:
@@ -410,10 +429,11 @@ class PostgresStore:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
             self._listener = None
-        if self._pool_check is not None:
-            self._pool_check.cancel()
-            await asyncio.gather(self._pool_check, return_exceptions=True)
-            self._pool_check = None
+        if self._revive is not None:
+            self._revive.cancel()
+            await asyncio.gather(self._revive, return_exceptions=True)
+            self._revive = None
+        await asyncio.gather(*self._retired, return_exceptions=True)
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
