@@ -82,6 +82,14 @@ class Settings(StoreSettings):
         "the database",
     )
     max_body_bytes: int = Field(1_048_576, ge=1, description="Larger request bodies are refused")
+    keep_alive: int = Field(
+        75,
+        gt=0,
+        le=3600,
+        description="Seconds an idle keep-alive connection stays open; longer than clients' "
+        "and proxies' own idle timeouts (httpx 5 s, load balancers 60 s), so that the client, "
+        "never the server, closes it and no request meets a connection closing under it",
+    )
     telemetry: bool = Field(
         False,
         description="FastAPI's OpenTelemetry spans, metrics and logs (needs configured "

@@ -88,6 +88,7 @@ def serve(
         access_log=access_log,
         server_header=False,
         timeout_graceful_shutdown=int(grace_period) + 5,
+        timeout_keep_alive=settings.keep_alive,
     )
     uvicorn.Server(config).run()
     exit_past_stuck_threads()
