@@ -18,7 +18,7 @@ from importlib.metadata import version
 
 from fastapi import FastAPI
 
-from taskstatus.api import errors, health, jira, oauth, v2, v2024
+from taskstatus.api import docs, errors, health, jira, oauth, v2, v2024
 from taskstatus.api.auth import Auth
 from taskstatus.api.deps import ApiState
 from taskstatus.api.fastlane import FastLane
@@ -107,8 +107,8 @@ def create_app(
             "logs": settings.telemetry,
         },
         openapi_url="/openapi.json",
-        docs_url="/docs",
-        redoc_url="/redoc",
+        docs_url=None,  # served by api/docs.py, from local files
+        redoc_url=None,
     )
     errors.install(app)
     app.add_middleware(errors.RequestGuard, max_body=settings.max_body_bytes)
@@ -127,4 +127,5 @@ def create_app(
     # GET of one task). The routers' prefixes, tags and dependencies are already in them.
     for router in routers:
         app.router.routes.extend(router.routes)
+    docs.install(app)
     return app

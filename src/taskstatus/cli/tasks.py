@@ -16,10 +16,11 @@ from rich.text import Text
 
 from taskstatus.cli import DATABASE_DEFAULT, Database, Imports, app, fail, load_modules, out, run
 from taskstatus.connection import AsyncConnection
+from taskstatus.errors import NotFound
 from taskstatus.model import CompletionStatus, Target, TargetType, Task, TaskState
 from taskstatus.views import iso, task_status
 
-# `watch` exits with the task's outcome (2 is taken by usage errors).
+# `watch` exits with the task's outcome (2 is taken by usage errors), or NO_SUCH_TASK.
 EXIT_CODES = {
     CompletionStatus.SUCCESS: 0,
     CompletionStatus.ERROR: 1,
@@ -27,6 +28,7 @@ EXIT_CODES = {
     CompletionStatus.TERMINATED: 4,
     CompletionStatus.TEMPERROR: 5,
 }
+NO_SUCH_TASK = 6
 
 Json = Annotated[bool, typer.Option("--json", help="Print the v2024 TaskStatus JSON")]
 
@@ -74,7 +76,9 @@ def submit(
     priority: Annotated[int, typer.Option(help="Higher runs sooner")] = 0,
     max_attempts: Annotated[int | None, typer.Option(min=1, help="Runs allowed in all")] = None,
     timeout: Annotated[float | None, typer.Option(min=0.001, help="Seconds a run may take")] = None,
-    delay: Annotated[float | None, typer.Option(min=0, help="Start no sooner than in N s")] = None,
+    delay: Annotated[
+        float | None, typer.Option(min=0, max=10 * 365 * 86400, help="Start no sooner than in N s")
+    ] = None,
     idempotency_key: Annotated[
         str | None, typer.Option(help="Submitting the same key again returns the same task")
     ] = None,
@@ -120,7 +124,7 @@ def get(
     """Show one task: its state, progress, messages and result."""
 
     async def go() -> Task:
-        async with AsyncConnection(database) as conn:
+        async with AsyncConnection(database, must_exist=True) as conn:
             return await conn.get(task_id)
 
     task = run(go())
@@ -186,7 +190,7 @@ def list_(
         text = f"{kind} and ({filters})" if filters else kind
 
     async def go() -> tuple[list[Task], int]:
-        async with AsyncConnection(database) as conn:
+        async with AsyncConnection(database, must_exist=True) as conn:
             found = await conn.query(text, sorters, limit=limit, offset=offset)
             return found, await conn.count(text)
 
@@ -220,7 +224,7 @@ def cancel(
     """Cancel a queued task, or ask a running one to stop."""
 
     async def go() -> Task:
-        async with AsyncConnection(database) as conn:
+        async with AsyncConnection(database, must_exist=True) as conn:
             return await conn.cancel(task_id)
 
     task = run(go())
@@ -234,11 +238,14 @@ def watch(
     interval: Annotated[float, typer.Option(min=0.05, help="Seconds between looks")] = 0.5,
 ) -> None:
     """Follow a task with a live progress bar; exit with its outcome (0 SUCCESS, 1 ERROR,
-    3 WARNING, 4 TERMINATED, 5 TEMPERROR)."""
+    3 WARNING, 4 TERMINATED, 5 TEMPERROR), or 6 if there is no such task."""
 
     async def go() -> Task:
-        async with AsyncConnection(database) as conn:
-            task = await conn.get(task_id)
+        async with AsyncConnection(database, must_exist=True) as conn:
+            try:
+                task = await conn.get(task_id)
+            except NotFound as e:
+                fail(str(e), NO_SUCH_TASK)
             columns = (
                 TextColumn("[bold]{task.fields[name]}"),
                 BarColumn(),
@@ -273,7 +280,7 @@ def purge(
     """Delete for good the finished (or deleted) tasks older than the retention window."""
 
     async def go() -> int:
-        async with AsyncConnection(database) as conn:
+        async with AsyncConnection(database, must_exist=True) as conn:
             return await conn.service.purge(timedelta(days=older_than_days))
 
     out.print(f"purged {run(go())} tasks")
