@@ -10,7 +10,13 @@ from collections.abc import Sequence
 
 
 class TaskStatusError(Exception):
-    """Base of the errors taskstatus raises on purpose."""
+    """Base of the errors taskstatus raises on purpose.
+
+    Raised by the remote client, an error also carries the server's `tracking_id` (also in the
+    server's log line of that request) and the HTTP `status`; both are None otherwise."""
+
+    tracking_id: str | None = None
+    status: int | None = None
 
 
 class UnknownHandler(TaskStatusError):
@@ -57,16 +63,24 @@ class NoDatabase(StoreError):
 class StoreUnavailable(StoreError):
     """The database cannot be reached or cannot take the operation now (PostgreSQL down or
     unreachable, a connection not free within the pool timeout, a statement past its timeout;
-    SQLite locked past its busy timeout, the disk full). Nothing of the operation was stored
-    unless it says so; trying again later is safe. `cause` is the database driver's error and
-    `retry_after` a hint in seconds."""
+    SQLite locked past its busy timeout, the disk full), or, from the remote client, the
+    server said 503. Nothing of the operation was stored unless it says so; trying again
+    later is safe. `cause` is the database driver's error and `retry_after` a hint in
+    seconds."""
 
-    def __init__(self, what: str, cause: BaseException | None = None, retry_after: int = 2) -> None:
+    def __init__(
+        self, message: str, cause: BaseException | None = None, retry_after: int = 2
+    ) -> None:
         self.cause = cause
         self.retry_after = retry_after
-        detail = f": {' '.join(str(cause).split())}" if cause is not None and str(cause) else ""
-        super().__init__(f"the database is unavailable ({what}){detail}")
+        super().__init__(message)
         self.__cause__ = cause
+
+    @classmethod
+    def because(cls, what: str, cause: BaseException | None = None) -> StoreUnavailable:
+        """An error saying: the database is unavailable (`what`): <the driver's message>."""
+        detail = f": {' '.join(str(cause).split())}" if cause is not None and str(cause) else ""
+        return cls(f"the database is unavailable ({what}){detail}", cause)
 
 
 class ConflictError(StoreError):
@@ -79,3 +93,48 @@ class WaitTimeout(TaskStatusError):
     def __init__(self, task_id: str, timeout: float) -> None:
         self.task_id = task_id
         super().__init__(f"task {task_id} did not finish within {timeout:g} s")
+
+
+class InvalidFilter(TaskStatusError, ValueError):
+    """A filter or sorter that cannot be used; the message says what and where.
+    (`taskstatus.query.QueryError`, what a database connection raises, is one.)"""
+
+
+class HasSubtasks(StoreError):
+    """`delete` without force of a task that has subtasks: nothing was deleted."""
+
+    def __init__(self, task_id: str, subtasks: Sequence[object] = ()) -> None:
+        self.task_id = task_id
+        self.subtasks = list(subtasks)
+        super().__init__(
+            f"task {task_id} has {len(self.subtasks)} subtasks: delete with force=True to "
+            "delete them too"
+        )
+
+
+class Unauthorized(TaskStatusError):
+    """The server refused the credentials or the token (401), or none were found."""
+
+
+class Forbidden(TaskStatusError):
+    """The credentials are good but lack the scope the operation needs (403)."""
+
+
+class RateLimited(TaskStatusError):
+    """The server kept answering 429 after the client's retries; `retry_after` in seconds."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class BadRequest(TaskStatusError, ValueError):
+    """The server refused the request as invalid (a 4xx with no more specific type)."""
+
+
+class ServerError(TaskStatusError):
+    """The server failed (5xx) or answered something the client cannot read."""
+
+
+class Unreachable(TaskStatusError):
+    """No answer from the server (connection refused, reset or timed out) after the retries."""

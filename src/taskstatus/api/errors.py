@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskstatus.errors import (
     ConflictError,
+    HasSubtasks,
     InvalidArguments,
     NotFound,
     StoreUnavailable,
@@ -169,7 +170,7 @@ def as_api_error(exc: Exception) -> ApiError | None:
         return ApiError(400, [f"{exc.handler}: {e}" for e in exc.errors])
     if isinstance(exc, UnknownHandler):
         return ApiError(400, [str(exc)])
-    if isinstance(exc, ConflictError):
+    if isinstance(exc, ConflictError | HasSubtasks):
         return ApiError(409, [str(exc)])
     if isinstance(exc, StoreUnavailable):
         return ApiError(503, [str(exc)], headers={"Retry-After": str(exc.retry_after)})

@@ -42,7 +42,7 @@ def _guard(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
             what = self._unavailable(exc)
             if what is None:
                 raise
-            raise StoreUnavailable(what, exc) from exc
+            raise StoreUnavailable.because(what, exc) from exc
 
     return guarded_operation
 

@@ -200,7 +200,7 @@ class SQLiteStore:
             # A write queued behind others waits only for what is left of its busy timeout.
             left = deadline - time.monotonic()
             if left <= 0:
-                raise StoreUnavailable(
+                raise StoreUnavailable.because(
                     f"locked: writes queued past the busy timeout of {self._busy_timeout:g} s"
                 )
             wait_ms = max(1, int(min(left, self._busy_timeout) * 1000))
