@@ -228,11 +228,20 @@ def test_clients_create_list_revoke(db: str) -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [["get", "0" * 32], ["list"], ["watch", "0" * 32], ["cancel", "0" * 32], ["purge"]],
+    [
+        ["get", "0" * 32],
+        ["list"],
+        ["watch", "0" * 32],
+        ["cancel", "0" * 32],
+        ["clear", "0" * 32, "ERROR"],
+        ["delete", "0" * 32],
+        ["purge"],
+        ["definitions"],
+    ],
 )
 def test_read_only_commands_refuse_a_missing_sqlite_file(tmp_path: Path, args: list[str]) -> None:
-    """get, list, watch, cancel and purge name a SQLite file that does not exist, in one
-    line, and do not create it."""
+    """get, list, watch, cancel, clear, delete, purge and definitions name a SQLite file
+    that does not exist, in one line, and do not create it."""
     path = tmp_path / "typo.db"
     result = ts(*args, "--database", f"sqlite:///{path}")
     assert result.returncode == 1

@@ -1,9 +1,14 @@
-"""Task commands: submit, get, list, cancel, watch, purge, definitions."""
+"""Task commands: submit, get, list, cancel, clear, delete, watch, purge, definitions.
+
+All but purge also work against a server: ``--url`` (or TASKSTATUS_URL) in place of
+``--database`` (cli/remote.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,8 +20,10 @@ from rich.table import Table
 from rich.text import Text
 
 from taskstatus.cli import DATABASE_DEFAULT, Database, Imports, app, fail, load_modules, out, run
+from taskstatus.cli.remote import Url, open_tasks
+from taskstatus.client import AsyncRemoteConnection, TaskEvent
 from taskstatus.connection import AsyncConnection
-from taskstatus.errors import NotFound
+from taskstatus.errors import HasSubtasks, NotFound
 from taskstatus.model import CompletionStatus, Target, TargetType, Task, TaskState
 from taskstatus.views import iso, task_status
 
@@ -69,6 +76,7 @@ def submit(
         str | None, typer.Argument(help="Arguments as a JSON object, or @file.json")
     ] = None,
     database: Database = DATABASE_DEFAULT,
+    url: Url = None,
     imports: Imports = None,
     target_id: Annotated[str | None, typer.Option(help="Id of what the task acts on")] = None,
     target_type: Annotated[TargetType | None, typer.Option(help="APPLICATION or IDENTITY")] = None,
@@ -93,7 +101,7 @@ def submit(
         target = Target(target_id, target_type, target_name)
 
     async def go() -> Task:
-        async with AsyncConnection(database) as conn:
+        async with open_tasks(database, url) as conn:
             task = await conn.submit(
                 handler,
                 args,
@@ -119,12 +127,13 @@ def submit(
 def get(
     task_id: Annotated[str, typer.Argument(help="Task id")],
     database: Database = DATABASE_DEFAULT,
+    url: Url = None,
     as_json: Json = False,
 ) -> None:
     """Show one task: its state, progress, messages and result."""
 
     async def go() -> Task:
-        async with AsyncConnection(database, must_exist=True) as conn:
+        async with open_tasks(database, url, must_exist=True) as conn:
             return await conn.get(task_id)
 
     task = run(go())
@@ -167,6 +176,7 @@ def get(
 @app.command("list")
 def list_(
     database: Database = DATABASE_DEFAULT,
+    url: Url = None,
     filters: Annotated[
         str | None,
         typer.Option(
@@ -190,7 +200,7 @@ def list_(
         text = f"{kind} and ({filters})" if filters else kind
 
     async def go() -> tuple[list[Task], int]:
-        async with AsyncConnection(database, must_exist=True) as conn:
+        async with open_tasks(database, url, must_exist=True) as conn:
             found = await conn.query(text, sorters, limit=limit, offset=offset)
             return found, await conn.count(text)
 
@@ -220,11 +230,12 @@ def list_(
 def cancel(
     task_id: Annotated[str, typer.Argument(help="Task id")],
     database: Database = DATABASE_DEFAULT,
+    url: Url = None,
 ) -> None:
     """Cancel a queued task, or ask a running one to stop."""
 
     async def go() -> Task:
-        async with AsyncConnection(database, must_exist=True) as conn:
+        async with open_tasks(database, url, must_exist=True) as conn:
             return await conn.cancel(task_id)
 
     task = run(go())
@@ -235,13 +246,14 @@ def cancel(
 def watch(
     task_id: Annotated[str, typer.Argument(help="Task id")],
     database: Database = DATABASE_DEFAULT,
+    url: Url = None,
     interval: Annotated[float, typer.Option(min=0.05, help="Seconds between looks")] = 0.5,
 ) -> None:
     """Follow a task with a live progress bar; exit with its outcome (0 SUCCESS, 1 ERROR,
     3 WARNING, 4 TERMINATED, 5 TEMPERROR), or 6 if there is no such task."""
 
     async def go() -> Task:
-        async with AsyncConnection(database, must_exist=True) as conn:
+        async with open_tasks(database, url, must_exist=True) as conn:
             try:
                 task = await conn.get(task_id)
             except NotFound as e:
@@ -255,19 +267,85 @@ def watch(
             )
             with Progress(*columns, console=out, transient=False) as bar:
                 row = bar.add_task("", total=100, name=task.unique_name)
-                while True:
-                    latest = task.messages[-1].text if task.messages else ""
-                    text = " | ".join(p for p in (task.progress or "", latest) if p)
-                    bar.update(row, completed=task.percent_complete, description=text)
-                    if task.terminal:
-                        return task
-                    await asyncio.sleep(interval)
-                    task = await conn.get(task_id)
+                # against a server: woken by its event stream, not by a timer
+                stream = conn.watch(task_id) if isinstance(conn, AsyncRemoteConnection) else None
+                try:
+                    while True:
+                        latest = task.messages[-1].text if task.messages else ""
+                        text = " | ".join(p for p in (task.progress or "", latest) if p)
+                        bar.update(row, completed=task.percent_complete, description=text)
+                        if task.terminal:
+                            return task
+                        stream = await _next_change(stream, interval)
+                        task = await conn.get(task_id)
+                finally:
+                    aclose = getattr(stream, "aclose", None)
+                    if aclose is not None:
+                        await aclose()
 
     task = run(go())
     assert task.completion_status is not None
     out.print(f"{task.id} {task.state.value} ({task.completion_status.value})")
     raise typer.Exit(EXIT_CODES[task.completion_status])
+
+
+async def _next_change(
+    stream: AsyncIterator[TaskEvent] | None, interval: float
+) -> AsyncIterator[TaskEvent] | None:
+    """Wait for the task's next event; without a stream (a database, or a server that has
+    none), for `interval` seconds. The stream, or None once there is none."""
+    if stream is not None:
+        try:
+            await anext(stream)
+            return stream
+        except StopAsyncIteration:
+            return None  # the task ended: the caller reads it once more
+        except NotFound:
+            pass  # a server without the event stream: look every `interval` instead
+    await asyncio.sleep(interval)
+    return None
+
+
+@app.command()
+def clear(
+    task_id: Annotated[str, typer.Argument(help="Task id")],
+    status: Annotated[
+        CompletionStatus, typer.Argument(help="SUCCESS, WARNING, ERROR, TERMINATED or TEMPERROR")
+    ],
+    database: Database = DATABASE_DEFAULT,
+    url: Url = None,
+) -> None:
+    """End a pending task by hand with a completion status; its worker is told to stop."""
+
+    async def go() -> Task:
+        async with open_tasks(database, url, must_exist=True) as conn:
+            return await conn.clear(task_id, status)
+
+    task = run(go())
+    assert task.completion_status is not None
+    out.print(f"{task.id} {task.state.value} ({task.completion_status.value})")
+
+
+@app.command()
+def delete(
+    task_id: Annotated[str, typer.Argument(help="Task id")],
+    database: Database = DATABASE_DEFAULT,
+    url: Url = None,
+    force: Annotated[bool, typer.Option(help="Also delete its subtasks")] = False,
+) -> None:
+    """Delete a task (kept as history), cancelling it if it runs. A task with subtasks needs
+    --force, which deletes them too."""
+
+    async def go() -> list[str]:
+        async with open_tasks(database, url, must_exist=True) as conn:
+            try:
+                return await conn.delete(task_id, force=force)
+            except HasSubtasks as e:
+                ids = ", ".join(t.id for t in e.subtasks if isinstance(t, Task))
+                fail(f"{e} ({ids})")
+
+    for deleted in run(go()):
+        out.print(f"{deleted} deleted")
 
 
 @app.command()
@@ -289,14 +367,15 @@ def purge(
 @app.command()
 def definitions(
     database: Database = DATABASE_DEFAULT,
+    url: Url = None,
     imports: Imports = None,
 ) -> None:
-    """List the handlers (task definitions) known to this database."""
+    """List the handlers (task definitions) known to this database or server."""
     load_modules(imports)
 
     async def go() -> list[tuple[str, str, str]]:
-        async with AsyncConnection(database) as conn:
-            found = await conn.store.definitions()
+        async with open_tasks(database, url, must_exist=True) as conn:
+            found = await conn.definitions()
             return [(d.name, d.summary.executor, d.summary.description) for d in found]
 
     table = Table("name", "executor", "description")
