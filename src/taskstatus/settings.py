@@ -90,6 +90,12 @@ class Settings(StoreSettings):
         "and proxies' own idle timeouts (httpx 5 s, load balancers 60 s), so that the client, "
         "never the server, closes it and no request meets a connection closing under it",
     )
+    max_streams_per_client: int = Field(
+        100, ge=1, description="Event streams (SSE) one API client may hold open at once"
+    )
+    event_heartbeat: float = Field(
+        15.0, gt=0, description="Seconds between comment lines on an idle event stream"
+    )
     telemetry: bool = Field(
         False,
         description="FastAPI's OpenTelemetry spans, metrics and logs (needs configured "

@@ -54,6 +54,12 @@ def serve(
     credentials_file: Annotated[
         Path, _opt("credentials_file", "Where the first start writes the admin credentials")
     ] = _D["credentials_file"],
+    max_streams_per_client: Annotated[
+        int, _opt("max_streams_per_client", "Event streams one API client may hold", min=1)
+    ] = _D["max_streams_per_client"],
+    event_heartbeat: Annotated[
+        float, _opt("event_heartbeat", "Seconds between comments on idle event streams", min=1)
+    ] = _D["event_heartbeat"],
     token_rate_limit: Annotated[
         float, _opt("token_rate_limit", "Token requests/s per address (0: no limit)", min=0)
     ] = _D["token_rate_limit"],
@@ -110,6 +116,8 @@ def serve(
         pool_timeout=pool_timeout,
         statement_timeout=statement_timeout,
         busy_timeout=busy_timeout,
+        max_streams_per_client=max_streams_per_client,
+        event_heartbeat=event_heartbeat,
     )
     config = uvicorn.Config(
         create_app(settings),
