@@ -16,6 +16,7 @@ from typing import Any
 
 from taskstatus.errors import NotFound, UnknownHandler, WaitTimeout
 from taskstatus.handlers import REGISTRY, Handler, Registry, validate_with_schema
+from taskstatus.limits import check_int, check_json, check_text
 from taskstatus.model import (
     CompletionStatus,
     Target,
@@ -51,6 +52,26 @@ class Submission:
     type: TaskType = TaskType.QUEUED_TASK
     unique_name: str | None = None
     description: str | None = None
+
+
+def _check_storable(arguments: Sequence[Mapping[str, Any]], options: Submission) -> None:
+    """InputRejected unless every backend can store the submission unchanged."""
+    for args in arguments:
+        check_json(args, "arguments")
+    for where, text in (
+        ("launcher", options.launcher),
+        ("idempotency_key", options.idempotency_key),
+        ("unique_name", options.unique_name),
+        ("description", options.description),
+        ("target.id", options.target.id if options.target else None),
+        ("target.name", options.target.name if options.target else None),
+        ("parent", options.parent if isinstance(options.parent, str) else None),
+    ):
+        if text is not None:
+            check_text(text, where)
+    check_int(options.priority, "priority")
+    if options.max_attempts is not None:
+        check_int(options.max_attempts, "max_attempts")
 
 
 def _check(
@@ -111,6 +132,7 @@ class TaskService:
         arguments: Sequence[Mapping[str, Any]],
         options: Submission,
     ) -> list[Task]:
+        _check_storable(arguments, options)
         definition, local = await self.resolve(handler)
         validated = [
             local.validate(a)

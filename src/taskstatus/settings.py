@@ -11,6 +11,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from taskstatus import limits
+
 __all__ = ["DEFAULT_DATABASE", "Settings", "default_database"]
 
 DEFAULT_DATABASE = "sqlite:///./taskstatus.db"
@@ -51,7 +53,23 @@ class Settings(BaseSettings):
         description="HS256 key (32+ characters); by default one is created and shared through "
         "the database",
     )
-    max_body_bytes: int = Field(1_048_576, ge=1, description="Larger request bodies are refused")
+    max_body_bytes: int = Field(
+        limits.MAX_BODY_BYTES, ge=1, description="Larger request bodies are refused (413)"
+    )
+    max_header_bytes: int = Field(
+        limits.MAX_HEADER_BYTES,
+        ge=1024,
+        description="Larger request lines and headers are refused (431)",
+    )
+    header_timeout: float = Field(
+        limits.HEADER_TIMEOUT, gt=0, description="Seconds a client has to send a request's headers"
+    )
+    body_timeout: float = Field(
+        limits.BODY_TIMEOUT, gt=0, description="Seconds a client has to send a request's body"
+    )
+    keep_alive_timeout: int = Field(
+        limits.KEEP_ALIVE_TIMEOUT, ge=1, description="Seconds an idle connection stays open"
+    )
     telemetry: bool = Field(
         False,
         description="FastAPI's OpenTelemetry spans, metrics and logs (needs configured "

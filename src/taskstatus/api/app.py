@@ -111,8 +111,11 @@ def create_app(
         redoc_url="/redoc",
     )
     errors.install(app)
-    app.add_middleware(errors.RequestGuard, max_body=settings.max_body_bytes)
     app.add_middleware(FastLane, lanes=v2024.fast_lanes(TASK_STATUS_PREFIXES))
+    # Added last, so outermost: the first to see a request, the FastLane's too.
+    app.add_middleware(
+        errors.RequestGuard, max_body=settings.max_body_bytes, body_timeout=settings.body_timeout
+    )
     routers = [
         *(v2024.router(prefix) for prefix in TASK_STATUS_PREFIXES),
         v2024.router("", "/task-status/v1", pending=False),

@@ -23,6 +23,7 @@ from taskstatus.api.schemas import (
     TooManyRequests429,
     Unauthorized401,
 )
+from taskstatus.limits import InputRejected, check_text
 
 log = logging.getLogger("taskstatus.api")
 router = APIRouter(tags=["OAuth2"])
@@ -50,6 +51,13 @@ async def _fields(request: Request) -> dict[str, str]:
         return {k: str(v) for k, v in data.items() if v is not None}
     form = await request.form()
     return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+def _checked(fields: dict[str, str]) -> dict[str, str]:
+    for key, value in fields.items():
+        check_text(key, "field name")
+        check_text(value, key)
+    return fields
 
 
 @router.post(
@@ -87,7 +95,9 @@ async def token(request: Request, state: State) -> Response:
     """Exchange client credentials for a signed JWT with an expiry and scopes."""
     state.token_limiter.check(f"ip:{request.client.host if request.client else '-'}")
     try:
-        fields = await _fields(request)
+        fields = _checked(await _fields(request))
+    except InputRejected as e:
+        return _error(request, 400, "invalid_request", str(e))
     except (ValueError, orjson.JSONDecodeError) as e:
         return _error(request, 400, "invalid_request", f"the body cannot be read: {e}")
     if fields.get("grant_type") != "client_credentials":

@@ -28,6 +28,7 @@ from taskstatus.api.lean import LeanHandler, LeanRoute
 from taskstatus.api.schemas import ERRORS, JsonPatchOperation, TaskStatus
 from taskstatus.credentials import READ
 from taskstatus.fields import TASK_STATUS
+from taskstatus.limits import MAX_OFFSET, MAX_PAGE_SIZE, check_json
 from taskstatus.model import Task
 from taskstatus.patch import apply_patch
 from taskstatus.query import (
@@ -47,14 +48,14 @@ from taskstatus.query import (
 from taskstatus.service import utcnow
 from taskstatus.views import task_status
 
-MAX_LIMIT = 250
+MAX_LIMIT = MAX_PAGE_SIZE
 PENDING = Condition(TaskField.COMPLETION_STATUS, Op.ISNULL)
 COMPLETED = Condition(TaskField.COMPLETION_STATUS, Op.PR)
 OLDEST_FIRST = (SortKey(TaskField.CREATED),)
 NEWEST_FIRST = (SortKey(TaskField.CREATED, descending=True),)
 PATCH_TYPES = ("application/json-patch+json", "application/json")
 
-Offset = Annotated[int, Query(ge=0, description="Offset into the full result set")]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Offset into the full result set")]
 Limit = Annotated[int, Query(ge=0, le=MAX_LIMIT, description="Max number of results to return")]
 Count = Annotated[
     bool, Query(description="If true, X-Total-Count carries the total ignoring limit and offset")
@@ -293,6 +294,7 @@ def router(prefix: str, resource: str = "/task-status", *, pending: bool = True)
             operations = orjson.loads(await request.body())
         except orjson.JSONDecodeError as e:
             raise ApiError(400, [f"the body is not valid JSON: {e}"]) from None
+        check_json(operations, "body")
         cutoff, now = state.cutoff(), utcnow()
         task = await state.service.store.update(
             id, lambda t: apply_patch(check_visible(principal, t, cutoff), operations, now)

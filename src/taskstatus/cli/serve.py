@@ -59,6 +59,7 @@ def serve(
 ) -> None:
     """Serve the HTTP API (with in-process workers) until SIGTERM or SIGINT."""
     from taskstatus.api import create_app
+    from taskstatus.api.server import uvicorn_config
 
     configure_logging()
     if demo:
@@ -79,14 +80,10 @@ def serve(
         token_ttl=token_ttl,
         credentials_file=credentials_file,
     )
-    config = uvicorn.Config(
+    config = uvicorn_config(
         create_app(settings),
-        host=host,
-        port=port,
-        http="h11",  # h11 writes header names as given (X-Total-Count: see api/errors.py)
-        log_config=None,  # uvicorn's loggers go through ours
+        settings,
         access_log=access_log,
-        server_header=False,
         timeout_graceful_shutdown=int(grace_period) + 5,
     )
     uvicorn.Server(config).run()
