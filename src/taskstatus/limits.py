@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from taskstatus.errors import TaskStatusError
+
 __all__ = [
     "BODY_TIMEOUT",
     "HEADER_TIMEOUT",
@@ -74,8 +76,10 @@ def limit(name: str, value: object) -> str:
     return f"limit: {name} = {value}"
 
 
-class InputRejected(ValueError):
-    """Input that no store may keep, or past a limit; the message says what and where."""
+class InputRejected(TaskStatusError):
+    """Input that no store may keep, or past a limit; the message says what and where.
+    Not a ValueError on purpose: raised in a pydantic validator it reaches the caller as it
+    is, not wrapped in an error that quotes the (unprintable) input."""
 
 
 def check_text(value: str, where: str) -> str:

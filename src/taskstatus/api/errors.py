@@ -117,7 +117,12 @@ def _tracking_id(scope: Scope) -> str:
 
 
 def _text(text: str) -> dict[str, str]:
-    return {"locale": "en-US", "localeOrigin": "DEFAULT", "text": text}
+    return {"locale": "en-US", "localeOrigin": "DEFAULT", "text": printable(text)}
+
+
+def printable(text: str) -> str:
+    """`text` as JSON can carry it: a lone surrogate (from a hostile body) as its escape."""
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode()
 
 
 def error_body(status: int, tid: str, message: str, causes: Sequence[str]) -> dict[str, Any]:
@@ -157,10 +162,10 @@ def shaped_body(
 ) -> dict[str, Any]:
     """The body of an error in the dialect of `path` (see the module's docstring)."""
     if path.startswith(JIRA_PREFIX):
-        return {"errorMessages": list(causes) or [message], "errors": {}}
+        return {"errorMessages": [printable(c) for c in causes] or [message], "errors": {}}
     body = {**error_body(status, tid, message, causes), **(extra or {})}
     if path == TOKEN_PATH:
-        description = "; ".join(causes) or message
+        description = printable("; ".join(causes) or message)
         return {"error": oauth_error(status), "error_description": description, **body}
     return body
 

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from taskstatus.api.access import check_visible
@@ -25,7 +26,9 @@ from taskstatus.api.errors import (
     RateLimited,
     Unauthorized,
     as_api_error,
+    error_headers,
     json_response,
+    shaped_body,
     tracking_id,
 )
 from taskstatus.credentials import READ, WRITE
@@ -73,6 +76,9 @@ def _jira_error(request: Request, exc: Exception) -> Response:
         headers["Retry-After"] = str(exc.retry_after)
     elif isinstance(exc, RequestValidationError):
         status, messages = 400, [str(e.get("msg")) for e in exc.errors()]
+    elif isinstance(exc, StarletteHTTPException):  # e.g. a body too large or too slow
+        status, messages = exc.status_code, [str(exc.detail)]
+        headers.update(exc.headers or {})
     else:
         error = as_api_error(exc)
         if error is None:
@@ -89,7 +95,8 @@ def _jira_error(request: Request, exc: Exception) -> Response:
             tid,
             "; ".join(messages),
         )
-    return json_response(status, {"errorMessages": messages, "errors": {}}, headers)
+    body = shaped_body(request.url.path, status, tid, "", messages)
+    return json_response(status, body, error_headers(status, tid, headers))
 
 
 class JiraRoute(APIRoute):

@@ -37,7 +37,14 @@ class _Connection(h11.Connection):
 
     def next_event(self) -> Any:
         try:
-            return super().next_event()
+            event = super().next_event()
+            if isinstance(event, h11.Request):
+                # h11 bounds only a head that arrives in pieces; one that came whole is
+                # measured here
+                size = len(event.target) + sum(len(k) + len(v) + 4 for k, v in event.headers)
+                if size > self._max_incomplete_event_size:
+                    raise h11.RemoteProtocolError("request head too large", 431)
+            return event
         except h11.RemoteProtocolError as e:
             self.last_error = e
             raise

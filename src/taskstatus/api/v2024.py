@@ -12,6 +12,7 @@ optimistic update. Lists:
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from typing import Annotated, Any
@@ -291,8 +292,9 @@ def router(prefix: str, resource: str = "/task-status", *, pending: bool = True)
                 415, [f"send the patch as application/json-patch+json, not {media or 'nothing'}"]
             )
         try:
-            operations = orjson.loads(await request.body())
-        except orjson.JSONDecodeError as e:
+            # json, not orjson: orjson reads integers past 64 bits as floats, unnoticed
+            operations = json.loads(await request.body())
+        except (ValueError, RecursionError) as e:
             raise ApiError(400, [f"the body is not valid JSON: {e}"]) from None
         check_json(operations, "body")
         cutoff, now = state.cutoff(), utcnow()
