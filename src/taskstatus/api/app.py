@@ -18,7 +18,7 @@ from importlib.metadata import version
 
 from fastapi import FastAPI
 
-from taskstatus.api import errors, health, jira, oauth, v2, v2024
+from taskstatus.api import errors, health, jira, oauth, openapi, v2, v2024
 from taskstatus.api.auth import Auth
 from taskstatus.api.deps import ApiState
 from taskstatus.api.fastlane import FastLane
@@ -111,6 +111,7 @@ def create_app(
         redoc_url="/redoc",
     )
     errors.install(app)
+    openapi.install(app)
     app.add_middleware(FastLane, lanes=v2024.fast_lanes(TASK_STATUS_PREFIXES))
     # Added last, so outermost: the first to see a request, the FastLane's too.
     app.add_middleware(

@@ -26,6 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskstatus.errors import ConflictError, InvalidArguments, NotFound, UnknownHandler
@@ -270,7 +271,10 @@ def install(app: FastAPI) -> None:
         causes = (
             [str(exc.detail)] if exc.detail and exc.detail != GENERIC.get(exc.status_code) else []
         )
-        return _respond(request, ApiError(exc.status_code, causes, headers=dict(exc.headers or {})))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request)
+        return _respond(request, ApiError(exc.status_code, causes, headers=headers))
 
     async def on_unauthorized(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Unauthorized)
@@ -314,6 +318,18 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(Unauthorized, on_unauthorized)
     app.add_exception_handler(RateLimited, on_rate_limited)
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route takes at the request's path (Starlette names only the first
+    route's, but a path can have several: GET and PATCH of a task)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches({**request.scope, "method": "GET"})
+            if match is not Match.NONE:
+                methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 class RequestGuard:

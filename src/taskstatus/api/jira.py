@@ -145,6 +145,7 @@ async def get_task(
     "/{taskId}/cancel",
     summary="Cancel task",
     status_code=202,
+    response_class=Response,  # no body: Jira answers 202 Accepted with none
     responses={202: {"description": "Cancellation requested"}},
 )
 async def cancel_task(
