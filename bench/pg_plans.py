@@ -10,6 +10,12 @@ API's grammar, plus the retention and visibility conditions of ``taskstatus.api.
 the worker statements are the store's own named queries, so the plans are of the real SQL.
 Exits 1 if any plan reads the tasks table with a sequential scan.
 
+Then the claim without statistics: for 10,000 and 100,000 queued tasks in a fresh database that
+nothing analyzes (as on a server with autovacuum off), the plan of the claim's pick
+(``taskstatus_due``, run as the function runs it) and of the claim, and the median round trip
+of ``PostgresStore.claim`` of 8 tasks, fresh and after 90 % of the queue was claimed; exits 1 if
+the pick sorts or reads a table sequentially.
+
 Usage::
 
     .venv/bin/python bench/pg_plans.py [--url URL] [--rows N] [--database NAME] [--keep] [--reuse]
@@ -20,6 +26,7 @@ Usage::
 --database  the scratch database (default taskstatus_bench_plans); dropped at the end
 --keep      keep the scratch database afterwards
 --reuse     use the scratch database as it is, if it exists (no regeneration)
+--queue-only  only the claim without statistics
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import argparse
 import asyncio
 import os
 import re
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -265,6 +273,130 @@ async def explain(url: str, case: Case) -> tuple[str, float, float]:
     )
 
 
+# Queued tasks as create_tasks stores them (the task and its queue row), generated in the
+# database; nothing analyzes them.
+QUEUE_FILL = (
+    """
+    INSERT INTO tasks (id, handler, type, unique_name, description, launcher, created,
+                       modified, state, run_at, priority)
+    SELECT md5(g::text), 'noop', 'QUEUED_TASK', 'Task ' || g, 'queued', 'bench', now(), now(),
+           'queued', now() - interval '1 minute' + g * interval '1 microsecond', 0
+    FROM generate_series(1, %(n)s) g
+    """,
+    """
+    INSERT INTO task_queue (id, handler, priority, run_at)
+    SELECT id, handler, priority, run_at FROM tasks WHERE state = 'queued'
+    """,
+)
+
+
+async def nested_plans(url: str, statement: Statement) -> list[str]:
+    """auto_explain's plans (ANALYZE, BUFFERS) of `statement` and of the statements run inside
+    it (taskstatus_due's query, the triggers'), warm; rolled back."""
+    logged: list[str] = []
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute("LOAD 'auto_explain'")
+        for setting in (
+            "log_min_duration = 0",
+            "log_nested_statements = on",
+            "log_analyze = on",
+            "log_buffers = on",
+        ):
+            await conn.execute(f"SET auto_explain.{setting}")
+        await conn.execute("SET client_min_messages = log")
+        params: Any = statement.params
+        for _ in range(2):  # the first warms the caches and the function's plan
+            logged.clear()
+            await conn.execute("BEGIN")
+            await conn.execute(statement.sql, params)
+            await conn.execute("ROLLBACK")
+        conn.add_notice_handler(lambda notice: logged.append(notice.message_primary or ""))
+        await conn.execute("BEGIN")
+        await conn.execute(statement.sql, params)
+        await conn.execute("ROLLBACK")
+    return logged
+
+
+async def claim_ms(store: PostgresStore, tries: int = 200) -> float:
+    """The median round trip (ms) of a claim of 8 tasks through the store."""
+    times = []
+    for _ in range(tries):
+        started = time.perf_counter()
+        got = await store.claim("bench", 8, 30.0, ["noop"])
+        times.append(time.perf_counter() - started)
+        assert len(got) == 8
+    return statistics.median(times) * 1000
+
+
+async def queue_check(admin_url: str, queued: int) -> tuple[dict[str, float], bool]:
+    """The claim at `queued` tasks with no statistics: its figures, and whether its pick is
+    an ordered index scan (no sort, no sequential scan)."""
+    database = f"taskstatus_bench_queue_{queued}"
+    async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as admin:
+        await admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
+        )
+        await admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    url = url_of(admin_url, database)
+    store = PostgresStore(url)
+    await store.open()
+    figures: dict[str, float] = {}
+    try:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            for statement in QUEUE_FILL:
+                await conn.execute(statement, {"n": queued})
+            stats = await (
+                await conn.execute(
+                    "SELECT count(*) FROM pg_stats WHERE tablename IN ('tasks', 'task_queue')"
+                )
+            ).fetchone()
+        claim = Statement(
+            QUERIES["claim"], {"worker": "bench", "lease": 30.0, "limit": 8, "handlers": ["noop"]}
+        )
+        logged = await nested_plans(url, claim)
+        picked = next((p for p in logged if "FROM task_queue q" in p), "")
+        text = next((p for p in logged if "taskstatus_due(" in p), "")
+        fits = "Index Scan using task_queue_due" in picked and not re.search(
+            r"Sort|Seq Scan", picked + text
+        )
+        label = f"{queued // 1000}k"
+        print(f"\n=== {queued:,} queued, statistics rows: {stats[0] if stats else '?'}")
+        print(f"--- the pick (taskstatus_due)\n{picked}\n--- the claim\n{text}")
+        for name, logged_plan in (("claim8_pick_exec_ms", picked), ("claim8_exec_ms", text)):
+            took = re.search(r"duration: ([\d.]+) ms", logged_plan)
+            figures[f"{name}.{label}"] = float(took.group(1)) if took else float("nan")
+        figures[f"claim8_ms.{label}"] = await claim_ms(store)
+        # drain 90 % of the queue (the store vacuums it as it goes), then again
+        drained = 8 * 200
+        while drained < queued * 9 // 10:
+            drained += len(await store.claim("bench", 500, 30.0, ["noop"]))
+        figures[f"claim8_ms.{label}.drained"] = await claim_ms(store, 100)
+    finally:
+        await store.close()
+        async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as admin:
+            await admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
+            )
+    return figures, fits
+
+
+async def queue_checks(admin_url: str) -> tuple[dict[str, float], bool]:
+    figures: dict[str, float] = {}
+    good = True
+    for queued in (10_000, 100_000):
+        more, fits = await queue_check(admin_url, queued)
+        figures |= more
+        good = good and fits
+    print(
+        "\n=== the claim without statistics (ms; pick/claim: server execution, claim8_ms: "
+        "round trip of PostgresStore.claim, median)"
+    )
+    for name, value in figures.items():
+        print(f"{name:<40} {value:>8.3f}")
+    print(f"the pick is an ordered index scan at every size: {'yes' if good else 'NO'}")
+    return figures, good
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default=DEFAULT_URL)
@@ -272,7 +404,10 @@ async def main() -> int:
     parser.add_argument("--database", default="taskstatus_bench_plans")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--reuse", action="store_true")
+    parser.add_argument("--queue-only", action="store_true")
     args = parser.parse_args()
+    if args.queue_only:
+        return 0 if (await queue_checks(args.url))[1] else 1
     await load(args.url, args.database, args.rows, args.reuse)
     url = url_of(args.url, args.database)
     summary: list[tuple[str, float, float, bool]] = []
@@ -294,7 +429,8 @@ async def main() -> int:
     print(f"{'statement':<75} {'execute':>9} {'plan':>7}  seq scan on tasks")
     for name, execution, planning, seq in summary:
         print(f"{name:<75} {execution:>9.3f} {planning:>7.3f}  {'YES' if seq else 'no'}")
-    return 1 if any(seq for *_, seq in summary) else 0
+    _, good = await queue_checks(args.url)
+    return 1 if any(seq for *_, seq in summary) or not good else 0
 
 
 if __name__ == "__main__":

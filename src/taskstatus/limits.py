@@ -25,6 +25,8 @@ __all__ = [
     "INT64_MIN",
     "KEEP_ALIVE_TIMEOUT",
     "MAX_BODY_BYTES",
+    "MAX_CLIENT_PAGE_SIZE",
+    "MAX_DELAY_SECONDS",
     "MAX_FILTER_DEPTH",
     "MAX_FILTER_LENGTH",
     "MAX_FILTER_TERMS",
@@ -52,12 +54,14 @@ MAX_FILTER_TERMS = 64  # comparisons in a filter
 MAX_FILTER_VALUES = 256  # values in a filter (the lists of `in` and `ca` included)
 MAX_SORTERS = 8  # keys in `sorters`
 MAX_PAGE_SIZE = 250  # `limit` (v2024) and `per-page` (v2)
+MAX_CLIENT_PAGE_SIZE = 1000  # `limit` of the client dialect (/taskstatus/v1)
 MAX_OFFSET = 1_000_000_000  # `offset` (v2024), (page - 1) * per-page (v2)
 
 # --- stored values (fixed) ------------------------------------------------------------------------
 MAX_JSON_DEPTH = 32  # nesting of arrays and objects in arguments, attributes, patch values
 MAX_TEXT_LENGTH = 65_536  # characters in one string of a request (ids, names, descriptions)
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # every integer read, anywhere
+MAX_DELAY_SECONDS = 100 * 365 * 86_400  # how far in the future a task may be scheduled
 
 # --- connections (defaults of settings of the same name) ------------------------------------
 MAX_BODY_BYTES = 1_048_576  # max_body_bytes: larger bodies get a 413

@@ -16,7 +16,14 @@ from typing import Any
 
 from taskstatus.errors import NotFound, UnknownHandler, WaitTimeout
 from taskstatus.handlers import REGISTRY, Handler, Registry, validate_with_schema
-from taskstatus.limits import check_int, check_json, check_text
+from taskstatus.limits import (
+    MAX_DELAY_SECONDS,
+    InputRejected,
+    check_int,
+    check_json,
+    check_text,
+    to_utc,
+)
 from taskstatus.model import (
     CompletionStatus,
     Target,
@@ -72,6 +79,12 @@ def _check_storable(arguments: Sequence[Mapping[str, Any]], options: Submission)
     check_int(options.priority, "priority")
     if options.max_attempts is not None:
         check_int(options.max_attempts, "max_attempts")
+    if isinstance(options.run_at, datetime):
+        to_utc(options.run_at, "run_at")
+    elif isinstance(options.run_at, timedelta) and options.run_at > timedelta(
+        seconds=MAX_DELAY_SECONDS
+    ):
+        raise InputRejected(f"run_at: more than {MAX_DELAY_SECONDS} s ahead")
 
 
 def _check(
@@ -216,6 +229,8 @@ class TaskService:
         self, task_id: str, status: CompletionStatus, completed: datetime | None = None
     ) -> Task:
         """End a pending task by hand with `status`; its worker is told to stop."""
+        if completed is not None:
+            to_utc(completed, "completed")
         return await self.store.update(task_id, lambda t: clear(t, status, completed, self.clock()))
 
     async def delete(self, task_id: str, *, force: bool) -> DeleteResult:

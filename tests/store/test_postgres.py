@@ -18,6 +18,7 @@ import pytest
 from taskstatus.model import CompletionStatus, Message, MessageType, Target, TaskState
 from taskstatus.query import Condition, Op, SortKey, TaskField, TaskQuery, all_of
 from taskstatus.store import Outcome, Progress, make_store
+from taskstatus.store import postgres as postgres_store
 from taskstatus.store.postgres import QUERIES, PostgresStore, list_statements
 from taskstatus.store.sqlfiles import load_migrations
 from tests import pg
@@ -348,7 +349,7 @@ async def test_claims_lists_and_recovery_use_their_indexes(store: PostgresStore)
     # at 1M rows the pending index; on a table this small, the status index may do
     cases.append((("tasks_pending_created", "tasks_status_created"), page.sql, page.params))
     claim = {"worker": W1, "lease": 30.0, "handlers": ["noop"], "limit": 10}
-    cases.append(("task_queue_due", QUERIES["claim"], claim))
+    cases.append(("tasks_pkey", QUERIES["claim"], claim))  # its pick: see the next test
     cases.append(("tasks_inflight", QUERIES["recover"], None))
     cases.append(("tasks_pkey", QUERIES["get_task"], {"id": "a" * 32, "include_deleted": False}))
     for indexes, sql, params in cases:
@@ -356,6 +357,92 @@ async def test_claims_lists_and_recovery_use_their_indexes(store: PostgresStore)
         fits = (indexes,) if isinstance(indexes, str) else indexes
         assert any(f" {index} " in text for index in fits), f"{fits} not used by\n{sql}\n{text}"
         assert "Seq Scan on tasks" not in text, text
+
+
+# Queued tasks as create_tasks stores them (a task row and its queue row), made in the
+# database so that 100,000 take seconds; nothing analyzes them, as nothing does on a server
+# with autovacuum off.
+QUEUE_FILL = (
+    """
+    INSERT INTO tasks (id, handler, type, unique_name, description, launcher, created,
+                       modified, state, run_at, priority)
+    SELECT md5(g::text), 'noop', 'QUEUED_TASK', 'Task ' || g, 'queued', 'tester', now(),
+           now(), 'queued', now() - interval '1 minute' + g * interval '1 microsecond', 0
+    FROM generate_series(1, %(n)s) g
+    """,
+    """
+    INSERT INTO task_queue (id, handler, priority, run_at)
+    SELECT id, handler, priority, run_at FROM tasks WHERE state = 'queued'
+    """,
+)
+
+
+async def nested_plans(url: str, statement: str, params: Any) -> list[str]:
+    """The plans of the statements that run inside `statement` (functions' queries included),
+    as auto_explain logs them; the statement is rolled back."""
+    logged: list[str] = []
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        conn.add_notice_handler(lambda notice: logged.append(notice.message_primary or ""))
+        await conn.execute("LOAD 'auto_explain'")
+        for setting in ("log_min_duration = 0", "log_nested_statements = on"):
+            await conn.execute(f"SET auto_explain.{setting}")
+        await conn.execute("SET client_min_messages = log")
+        await conn.execute("BEGIN")
+        await conn.execute(statement, params)
+        await conn.execute("ROLLBACK")
+    return logged
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("queued", [10_000, 100_000])
+async def test_the_claim_plan_needs_no_statistics(store: PostgresStore, queued: int) -> None:
+    """With thousands of tasks queued and no statistics (no ANALYZE, autovacuum off), a claim
+    picks its tasks by an ordered, limited scan of the queue's due index: no sort of the
+    queue, no sequential scan, whatever the planner guesses about the number of rows."""
+    async with await psycopg.AsyncConnection.connect(store.url, autocommit=True) as conn:
+        for statement in QUEUE_FILL:
+            await conn.execute(statement, {"n": queued})
+        cursor = await conn.execute(
+            "SELECT count(*) FROM pg_stats WHERE tablename IN ('tasks', 'task_queue')"
+        )
+        assert await cursor.fetchone() == (0,), "the tables have statistics"
+    claim = {"worker": W1, "lease": 30.0, "handlers": ["noop", "other"], "limit": 8}
+    logged = await nested_plans(store.url, QUERIES["claim"], claim)
+    picks = [p for p in logged if "FROM task_queue q" in p]
+    assert len(picks) == 1, logged  # taskstatus_due's query, as the function ran it
+    picked = picks[0]
+    assert "Index Scan using task_queue_due on task_queue" in picked, picked
+    assert "Index Scan using tasks_pkey on tasks" in picked, picked
+    assert "Sort" not in picked and "Seq Scan" not in picked, picked
+    (outer,) = [p for p in logged if "taskstatus_due(" in p]  # the claim's own statement
+    assert "Seq Scan" not in outer and "Sort" not in outer, outer
+    assert len(await store.claim(W1, 8, 30, ["noop"])) == 8
+
+
+async def test_a_claimer_vacuums_the_queue_it_drains(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Claims leave dead queue rows; after claiming QUEUE_VACUUM_AFTER tasks a store vacuums
+    task_queue itself, in the background, so nothing depends on autovacuum."""
+    monkeypatch.setattr(postgres_store, "QUEUE_VACUUM_AFTER", 20)
+
+    async def vacuums() -> int:
+        rows = await fetch(
+            store.url,
+            "SELECT vacuum_count + autovacuum_count FROM pg_stat_user_tables"
+            " WHERE relname = 'task_queue'",
+        )
+        return int(rows[0][0])
+
+    before = await vacuums()
+    await store.create_many([make_task() for _ in range(30)])
+    assert len(await store.claim(W1, 10, 30, ["noop"])) == 10
+    assert await vacuums() == before  # not yet
+    assert len(await store.claim(W1, 20, 30, ["noop"])) == 20
+    vacuum = store._vacuum
+    assert vacuum is not None
+    await vacuum
+    assert await vacuums() == before + 1
 
 
 # --- counts --------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from importlib.metadata import version
 
 from fastapi import FastAPI
 
-from taskstatus.api import errors, health, jira, oauth, openapi, v2, v2024
+from taskstatus.api import errors, health, jira, native, oauth, openapi, v2, v2024
 from taskstatus.api.auth import Auth
 from taskstatus.api.deps import ApiState
 from taskstatus.api.fastlane import FastLane
@@ -122,6 +122,7 @@ def create_app(
         v2024.router("", "/task-status/v1", pending=False),
         v2.router,
         jira.router,
+        native.router,
         oauth.router,
         health.router,
     ]

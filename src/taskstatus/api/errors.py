@@ -29,7 +29,13 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taskstatus.errors import ConflictError, InvalidArguments, NotFound, UnknownHandler
+from taskstatus.errors import (
+    ConflictError,
+    HasSubtasks,
+    InvalidArguments,
+    NotFound,
+    UnknownHandler,
+)
 from taskstatus.limits import BODY_TIMEOUT, InputRejected, limit
 from taskstatus.model import IllegalTransition, InvalidTaskChange
 from taskstatus.patch import PatchError
@@ -227,7 +233,7 @@ def as_api_error(exc: Exception) -> ApiError | None:
         return ApiError(400, [f"{exc.handler}: {e}" for e in exc.errors])
     if isinstance(exc, UnknownHandler):
         return ApiError(400, [str(exc)])
-    if isinstance(exc, ConflictError):
+    if isinstance(exc, ConflictError | HasSubtasks):
         return ApiError(409, [str(exc)])
     return None
 

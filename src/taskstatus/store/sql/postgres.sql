@@ -134,24 +134,21 @@ SELECT {columns} FROM tasks WHERE tasks.id IN (SELECT id FROM tree)
 FOR UPDATE OF tasks
 
 -- name: claim
--- Due tasks in queue order; the tasks' rows are locked (skipping those another claimer or
--- writer holds), as every writer locks a task before its queue row: no deadlock. Updating
--- the state removes the queue rows (the trigger) and is a heap-only update of `tasks`.
-WITH picked AS (
-    SELECT t.id FROM task_queue q JOIN tasks t ON t.id = q.id
-    WHERE q.run_at <= now() AND q.handler = ANY(%(handlers)s::text[])
-      AND t.state = {from:running}
-    ORDER BY q.priority DESC, q.run_at
-    LIMIT %(limit)s
-    FOR UPDATE OF t SKIP LOCKED
-)
+-- The due tasks in queue order, locked: taskstatus_due (migration 0003) picks them with a plan
+-- that does not depend on table statistics. Updating the state removes the queue rows (the
+-- trigger) and is a heap-only update of `tasks`.
 UPDATE tasks SET
     state = 'running', lease_owner = %(worker)s,
     lease_expires = now() + %(lease)s * interval '1 second',
     attempts = attempts + 1, launched = coalesce(launched, now()), modified = now(),
     version = version + 1
-WHERE tasks.id = ANY(ARRAY(SELECT id FROM picked))  -- key lookups, never a join over tasks
+WHERE tasks.id = ANY(ARRAY(SELECT taskstatus_due(%(handlers)s::text[], %(limit)s)))
+  AND tasks.state IN ({from:running})  -- key lookups, never a join over tasks
 RETURNING {columns}
+
+-- name: vacuum_queue
+-- (postgres.py runs it after many claims; it needs a connection outside any transaction)
+VACUUM (SKIP_LOCKED) task_queue
 
 -- name: heartbeat
 -- What comes back is what this worker still holds; sort_heartbeat calls the rest lost.
