@@ -55,6 +55,7 @@ def test_every_operation_keeps_its_documented_contract(live: Live, tmp_path: Pat
         ],
         capture_output=True,
         text=True,
+        cwd=tmp_path,  # its crash cache goes there, not into the repository
         timeout=600,
         check=False,
     )
