@@ -22,6 +22,7 @@ from taskstatus.limits import (
     check_int,
     check_json,
     check_text,
+    limit,
     to_utc,
 )
 from taskstatus.model import (
@@ -34,7 +35,7 @@ from taskstatus.model import (
     clear,
     new_task,
 )
-from taskstatus.query import TaskQuery
+from taskstatus.query import Condition, Op, TaskField, TaskQuery
 from taskstatus.store.base import DeleteResult, Page, Store
 
 __all__ = ["Submission", "TaskService", "utcnow"]
@@ -105,10 +106,22 @@ class TaskService:
         registry: Registry = REGISTRY,
         *,
         clock: Callable[[], datetime] = utcnow,
+        max_subtask_depth: int | None = None,
+        max_subtasks: int | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.clock = clock
+        # Unless given: the settings (TASKSTATUS_MAX_SUBTASK_DEPTH, TASKSTATUS_MAX_SUBTASKS),
+        # so that workers and connect() hold to the same limits as the API.
+        if max_subtask_depth is None or max_subtasks is None:
+            from taskstatus.settings import Settings
+
+            configured = Settings()
+            max_subtask_depth = configured.max_subtask_depth
+            max_subtasks = configured.max_subtasks
+        self.max_subtask_depth = max_subtask_depth
+        self.max_subtasks = max_subtasks
 
     async def publish_definitions(self) -> None:
         """Store this process's handler definitions so that every node can validate them."""
@@ -154,6 +167,8 @@ class TaskService:
             for a in arguments
         ]
         parent = await self._parent(options.parent)
+        if parent is not None:
+            await self._check_family(parent, len(arguments))
         now = self.clock()
         run_at = options.run_at
         if isinstance(run_at, timedelta):
@@ -187,6 +202,36 @@ class TaskService:
             )
             for i, args in enumerate(validated)
         ]
+
+    async def _check_family(self, parent: Task, adding: int) -> None:
+        """InputRejected when `adding` subtasks of `parent` would be nested deeper than
+        max_subtask_depth or make it have more than max_subtasks: no fork bombs. (Two
+        submissions racing may pass the count by a few; the depth holds.)"""
+        depth, ancestor = 1, parent
+        while ancestor.parent_id is not None and depth <= self.max_subtask_depth:
+            found = await self.store.get(ancestor.parent_id, include_deleted=True)
+            if found is None:
+                break
+            depth, ancestor = depth + 1, found
+        if depth > self.max_subtask_depth:
+            raise InputRejected(
+                f"parent: a subtask of {parent.id} would be nested more than "
+                f"{self.max_subtask_depth} levels deep "
+                f"({limit('max-subtask-depth', self.max_subtask_depth)})"
+            )
+        siblings = await self.store.query(
+            TaskQuery(
+                where=Condition(TaskField.PARENT_ID, Op.EQ, (parent.id,)),
+                limit=0,
+                count=True,
+                include_deleted=True,
+            )
+        )
+        if (siblings.total or 0) + adding > self.max_subtasks:
+            raise InputRejected(
+                f"parent: task {parent.id} has {siblings.total} subtasks; {adding} more would "
+                f"pass {self.max_subtasks} ({limit('max-subtasks', self.max_subtasks)})"
+            )
 
     async def _parent(self, parent: Task | str | None) -> Task | None:
         if parent is None or isinstance(parent, Task):

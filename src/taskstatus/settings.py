@@ -75,6 +75,26 @@ class Settings(BaseSettings):
         description="FastAPI's OpenTelemetry spans, metrics and logs (needs configured "
         "providers); off, requests skip the per-request provider checks",
     )
+    public_url: str | None = Field(
+        None,
+        description="The URL clients reach this server at (https://tasks.example.com); links "
+        "the server builds (Jira's self) start with it",
+    )
+    allowed_hosts: str = Field(
+        "localhost,127.0.0.1,[::1]",
+        description="Without public_url: the Host header values links may be built from, "
+        "comma-separated (a port is optional; * allows any); another Host gets a 400",
+    )
+    auth_failure_rate: float = Field(
+        0.2, ge=0, description="Failed authentications/s allowed per client id and per address"
+    )
+    auth_failure_burst: int = Field(
+        10, ge=1, description="Failed authentications allowed at once before 429s begin"
+    )
+    max_subtask_depth: int = Field(
+        limits.MAX_SUBTASK_DEPTH, ge=0, description="Levels of parents above a task"
+    )
+    max_subtasks: int = Field(limits.MAX_SUBTASKS, ge=0, description="Subtasks of one task")
     credentials_file: Path = Field(
         Path("taskstatus-credentials.json"),
         description="Where the first start writes the admin client's credentials (mode 0600)",

@@ -38,7 +38,14 @@ def srv(
         url = request.getfixturevalue("postgres").url(
             request.getfixturevalue("postgres").create_database()
         )
-    settings = settings_for(url, tmp, concurrency=0, header_timeout=1.0, body_timeout=1.0)
+    settings = settings_for(
+        url,
+        tmp,
+        concurrency=0,
+        header_timeout=1.0,
+        body_timeout=1.0,
+        auth_failure_burst=10_000,  # bad credentials are sent on purpose here
+    )
     for server in run_server(settings):
         with server.client() as http:
             created = http.post(

@@ -23,17 +23,20 @@ from taskstatus.api.access import check_visible
 from taskstatus.api.auth import Principal
 from taskstatus.api.deps import State, caller
 from taskstatus.api.errors import (
+    ApiError,
     RateLimited,
     Unauthorized,
     as_api_error,
     error_headers,
     json_response,
+    printable,
     shaped_body,
     tracking_id,
 )
 from taskstatus.credentials import READ, WRITE
 from taskstatus.model import cancel
 from taskstatus.service import utcnow
+from taskstatus.settings import Settings
 from taskstatus.views import jira_task
 
 log = logging.getLogger("taskstatus.api")
@@ -137,8 +140,36 @@ async def get_task(
 ) -> Response:
     """The task's progress; 404 for unknown tasks and for tasks past the retention window."""
     task = check_visible(principal, await state.service.get(taskId), state.cutoff())
-    url = request.url_for("get_task", version=version, taskId=task.id)
-    return json_response(200, jira_task(task, str(url), utcnow()))
+    url = self_link(request, state.settings, f"/rest/api/{version}/task/{task.id}")
+    return json_response(200, jira_task(task, url, utcnow()))
+
+
+def host_allowed(host: str, allowed: str) -> bool:
+    """Whether the Host header `host` (a port optional) is in the comma-separated list."""
+    entries = {e.strip().lower() for e in allowed.split(",") if e.strip()}
+    if "*" in entries:
+        return True
+    host = host.strip().lower()
+    name = host.split("]")[0] + "]" if host.startswith("[") else host.split(":")[0]
+    return host in entries or name in entries
+
+
+def self_link(request: Request, settings: Settings, path: str) -> str:
+    """A link to `path` on this server: under the configured public URL, else at the Host the
+    request named if that Host is allowed; any other Host is refused (400), so that no client
+    can make the server hand out links to a host of its choosing."""
+    if settings.public_url:
+        return settings.public_url.rstrip("/") + path
+    host = request.headers.get("host", "")
+    if not host_allowed(host, settings.allowed_hosts):
+        raise ApiError(
+            400,
+            [
+                f"Host {printable(host)!r} is not one this server answers to (allowed: "
+                f"{settings.allowed_hosts}); set --public-url or --allowed-hosts"
+            ],
+        )
+    return f"{request.url.scheme}://{host}{path}"
 
 
 @router.post(

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from taskstatus.api.auth import basic_credentials
-from taskstatus.api.deps import State
+from taskstatus.api.deps import State, source_address
 from taskstatus.api.errors import error_body, json_response, tracking_id
 from taskstatus.api.schemas import (
     ErrorResponseDto,
@@ -110,8 +110,11 @@ async def token(request: Request, state: State) -> Response:
         client_id, secret = basic
     if not client_id or not secret:
         return _error(request, 400, "invalid_request", "client_id and client_secret are required")
+    address = source_address(request)
+    state.auth_failures.check(client_id, address)  # 429 past the failures allowed
     client = await state.auth.authenticate_client(client_id, secret)
     if client is None:
+        state.auth_failures.failed(client_id, address)
         return _error(request, 401, "invalid_client", "unknown client, wrong secret, or revoked")
     requested = fields["scope"].split() if fields.get("scope") else None
     try:

@@ -54,8 +54,14 @@ def serve(
     credentials_file: Annotated[
         Path, _opt("credentials_file", "Where the first start writes the admin credentials")
     ] = _D["credentials_file"],
+    public_url: Annotated[
+        str | None, _opt("public_url", "The URL clients reach this server at (for links)")
+    ] = None,
+    allowed_hosts: Annotated[
+        str, _opt("allowed_hosts", "Host headers links may be built from (comma-separated, *)")
+    ] = _D["allowed_hosts"],
     access_log: Annotated[bool, typer.Option(help="Log every request")] = True,
-    demo: Demo = True,
+    demo: Demo = False,
 ) -> None:
     """Serve the HTTP API (with in-process workers) until SIGTERM or SIGINT."""
     from taskstatus.api import create_app
@@ -79,6 +85,8 @@ def serve(
         require_experimental_header=require_experimental_header,
         token_ttl=token_ttl,
         credentials_file=credentials_file,
+        public_url=public_url,
+        allowed_hosts=allowed_hosts,
     )
     config = uvicorn_config(
         create_app(settings),
