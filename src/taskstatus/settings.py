@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     keep_alive_timeout: int = Field(
         limits.KEEP_ALIVE_TIMEOUT, ge=1, description="Seconds an idle connection stays open"
     )
+    max_streams_per_client: int = Field(
+        100, ge=1, description="Event streams (SSE) one API client may hold open at once"
+    )
+    event_heartbeat: float = Field(
+        15.0, gt=0, description="Seconds between comment lines on an idle event stream"
+    )
     telemetry: bool = Field(
         False,
         description="FastAPI's OpenTelemetry spans, metrics and logs (needs configured "

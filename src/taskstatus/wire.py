@@ -244,7 +244,9 @@ def _texts(items: Any) -> list[str]:
     return [str(i.get("text")) for i in items if isinstance(i, dict) and i.get("text")]
 
 
-def _typed(kind: str, detail: Mapping[str, Any], text: str) -> Exception | None:
+def _typed(
+    kind: str, detail: Mapping[str, Any], text: str, retry_after: float | None
+) -> Exception | None:
     """The exception a database connection raises for `kind`, rebuilt from `detail`."""
     try:
         if kind == "NotFound":
@@ -270,7 +272,7 @@ def _typed(kind: str, detail: Mapping[str, Any], text: str) -> Exception | None:
         if kind == "ConflictError":
             return ConflictError(text)
         if kind == "StoreUnavailable":
-            return StoreUnavailable(text)
+            return _store_unavailable(text, retry_after)
     except (KeyError, TypeError, ValueError):
         return None
     return None
@@ -293,7 +295,9 @@ def error_from_response(
     detail = body.get("errorDetail")
     exc: Exception | None = None
     if isinstance(body.get("errorType"), str):
-        exc = _typed(body["errorType"], detail if isinstance(detail, dict) else {}, text)
+        exc = _typed(
+            body["errorType"], detail if isinstance(detail, dict) else {}, text, retry_after
+        )
     if exc is None:
         exc = _by_status(status, text, body, retry_after)
     if tracking_id:
@@ -316,12 +320,21 @@ def _by_status(
         wait = f"; the server asks to wait {retry_after:g} s" if retry_after else ""
         return RateLimited(f"rate limited{wait}", retry_after)
     if status == 503:
-        return StoreUnavailable(text)
+        return _store_unavailable(text, retry_after)
     if status == 409:
         return ConflictError(text)
     if status >= 500:
         return ServerError(f"server error {status}: {text}")
     return BadRequest(f"HTTP {status}: {text}")
+
+
+def _store_unavailable(text: str, retry_after: float | None = None) -> StoreUnavailable:
+    """The server's own words, whatever the constructor would make of them."""
+    exc = StoreUnavailable(text)
+    exc.args = (text,)
+    if retry_after is not None:
+        exc.retry_after = retry_after  # type: ignore[attr-defined,assignment,unused-ignore]
+    return exc
 
 
 def _not_found(text: str) -> NotFound:

@@ -35,6 +35,7 @@ class Server:
     client_id: str
     client_secret: str
     settings: Settings
+    app: Any = None  # the ASGI app, to look at its state
     _tokens: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def token(self, client_id: str | None = None, secret: str | None = None, **form: str) -> str:
@@ -102,8 +103,9 @@ class _ThreadServer(uvicorn.Server):
 
 
 def run_server(settings: Settings) -> Iterator[Server]:
+    app = create_app(settings)
     config = uvicorn_config(
-        create_app(settings), settings, host="127.0.0.1", port=0, access_log=False, lifespan="on"
+        app, settings, host="127.0.0.1", port=0, access_log=False, lifespan="on"
     )
     server = _ThreadServer(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
@@ -121,6 +123,7 @@ def run_server(settings: Settings) -> Iterator[Server]:
             creds["client_id"],
             creds["client_secret"],
             settings,
+            app,
         )
     finally:
         server.should_exit = True

@@ -24,7 +24,7 @@ from taskstatus.api import errors, health, jira, native, oauth, openapi, v2, v20
 from taskstatus.api.auth import Auth
 from taskstatus.api.deps import ApiState
 from taskstatus.api.fastlane import FastLane
-from taskstatus.api.ratelimit import FailureLimiter, RateLimiter
+from taskstatus.api.ratelimit import FailureLimiter, RateLimiter, StreamLimits
 from taskstatus.credentials import bootstrap_admin
 from taskstatus.handlers import REGISTRY, Registry
 from taskstatus.service import TaskService, utcnow
@@ -89,6 +89,7 @@ def create_app(
                 settings.token_rate_limit, max(1, int(settings.token_rate_limit * 4))
             ),
             auth_failures=FailureLimiter(settings.auth_failure_rate, settings.auth_failure_burst),
+            streams=StreamLimits(settings.max_streams_per_client),
         )
         worker, running = None, None
         if settings.concurrency > 0 and len(registry):

@@ -14,7 +14,7 @@ from fastapi.security import OAuth2
 
 from taskstatus.api.auth import Auth, Principal, basic_credentials
 from taskstatus.api.errors import ApiError, Unauthorized
-from taskstatus.api.ratelimit import FailureLimiter, RateLimiter
+from taskstatus.api.ratelimit import FailureLimiter, RateLimiter, StreamLimits
 from taskstatus.credentials import ADMIN, READ, WRITE
 from taskstatus.service import TaskService, utcnow
 from taskstatus.settings import Settings
@@ -44,6 +44,7 @@ class ApiState:
     limiter: RateLimiter
     token_limiter: RateLimiter
     auth_failures: FailureLimiter = field(default_factory=lambda: FailureLimiter(0.2, 10))
+    streams: StreamLimits = field(default_factory=lambda: StreamLimits(100))
 
     @property
     def retention(self) -> timedelta:

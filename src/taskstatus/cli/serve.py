@@ -60,6 +60,12 @@ def serve(
     allowed_hosts: Annotated[
         str, _opt("allowed_hosts", "Host headers links may be built from (comma-separated, *)")
     ] = _D["allowed_hosts"],
+    max_streams_per_client: Annotated[
+        int, _opt("max_streams_per_client", "Event streams one API client may hold", min=1)
+    ] = _D["max_streams_per_client"],
+    event_heartbeat: Annotated[
+        float, _opt("event_heartbeat", "Seconds between comments on idle event streams", min=1)
+    ] = _D["event_heartbeat"],
     access_log: Annotated[bool, typer.Option(help="Log every request")] = True,
     demo: Demo = False,
 ) -> None:
@@ -87,6 +93,8 @@ def serve(
         credentials_file=credentials_file,
         public_url=public_url,
         allowed_hosts=allowed_hosts,
+        max_streams_per_client=max_streams_per_client,
+        event_heartbeat=event_heartbeat,
     )
     config = uvicorn_config(
         create_app(settings),

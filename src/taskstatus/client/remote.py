@@ -348,7 +348,10 @@ class AsyncRemoteConnection(Listing):
                     raise Unreachable(f"GET {self.url}{path}: {e}") from e
                 await asyncio.sleep(self.transport.policy.delay(failures - 1, None))
                 continue
-            # the stream ended before the terminal event: a server going away; resume
+            # the stream ended before the terminal event: a task that had already ended
+            # before its log began, or a server going away (then resume)
+            if (await self.get(task_id)).terminal:
+                return
             failures += 1
             if failures > self.transport.policy.retries:
                 raise Unreachable(f"GET {self.url}{path}: the stream kept ending early")
