@@ -23,7 +23,6 @@ __all__ = [
     "HEADER_TIMEOUT",
     "INT64_MAX",
     "INT64_MIN",
-    "KEEP_ALIVE_TIMEOUT",
     "MAX_BODY_BYTES",
     "MAX_CLIENT_PAGE_SIZE",
     "MAX_DELAY_SECONDS",
@@ -68,7 +67,6 @@ MAX_BODY_BYTES = 1_048_576  # max_body_bytes: larger bodies get a 413
 MAX_HEADER_BYTES = 16_384  # max_header_bytes: request line and headers; larger get a 431
 HEADER_TIMEOUT = 10.0  # header_timeout: seconds from the first byte to the last header
 BODY_TIMEOUT = 30.0  # body_timeout: seconds from the headers to the end of the body
-KEEP_ALIVE_TIMEOUT = 5  # keep_alive_timeout: seconds an idle connection stays open
 
 # --- submissions (defaults of settings of the same name) ------------------------------------
 MAX_SUBTASK_DEPTH = 8  # max_subtask_depth: levels of parents above a task

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from taskstatus.api import errors, health, jira, native, oauth, openapi, v2, v2024
+from taskstatus.api import docs, errors, health, jira, native, oauth, openapi, v2, v2024
 from taskstatus.api.auth import Auth
 from taskstatus.api.deps import ApiState
 from taskstatus.api.fastlane import FastLane
@@ -67,7 +67,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        st = store or make_store(settings.database)
+        st = store or make_store(settings.database, limits=settings.limits())
         await st.open()
         service = TaskService(
             st,
@@ -127,8 +127,8 @@ def create_app(
             "logs": settings.telemetry,
         },
         openapi_url="/openapi.json",
-        docs_url="/docs",
-        redoc_url="/redoc",
+        docs_url=None,  # served by api/docs.py, from local files
+        redoc_url=None,
     )
     errors.install(app)
     openapi.install(app)
@@ -137,6 +137,7 @@ def create_app(
     app.add_middleware(
         errors.RequestGuard, max_body=settings.max_body_bytes, body_timeout=settings.body_timeout
     )
+    app.add_middleware(errors.ContainErrors)  # outermost of ours: see its docstring
     routers = [
         *(v2024.router(prefix) for prefix in TASK_STATUS_PREFIXES),
         v2024.router("", "/task-status/v1", pending=False),
@@ -151,4 +152,5 @@ def create_app(
     # GET of one task). The routers' prefixes, tags and dependencies are already in them.
     for router in routers:
         app.router.routes.extend(router.routes)
+    docs.install(app)
     return app

@@ -142,7 +142,7 @@ def uvicorn_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Conf
         # h11 writes header names as given (X-Total-Count: see api/errors.py)
         "http": protocol,
         "h11_max_incomplete_event_size": settings.max_header_bytes,
-        "timeout_keep_alive": settings.keep_alive_timeout,
+        "timeout_keep_alive": settings.keep_alive,
         "log_config": None,  # uvicorn's loggers go through ours
         "server_header": False,
     }
