@@ -1,5 +1,5 @@
 # One entry point. Every target bootstraps .venv on a fresh machine (Python 3.11 and make).
-#   make serve   run the service on an embedded SQLite file (ARGS="--port 9000 ..." to pass flags)
+#   make serve   run the service with the demo handlers on an embedded SQLite file (ARGS=...)
 #   make test    ruff, mypy (strict), import-linter, then the whole test suite (TEST_ARGS=...)
 #   make bench   the benchmark suite (bench/README.md)
 #   make lock    regenerate requirements.lock and requirements-dev.lock from pyproject.toml,
@@ -31,7 +31,7 @@ $(VENV)/.dev: pyproject.toml requirements-dev.lock $(VENV)/.runtime
 	touch $@
 
 serve: $(VENV)/.runtime
-	$(BIN)/taskstatus serve $(ARGS)
+	$(BIN)/taskstatus serve --demo $(ARGS)
 
 worker: $(VENV)/.runtime
 	$(BIN)/taskstatus worker $(ARGS)

@@ -94,6 +94,16 @@ class Handler:
         """The arguments as they will be stored (JSON), or InvalidArguments."""
         if self.model is None:
             return validate_with_schema(self.name, self.schema, arguments)
+        if isinstance(arguments, Mapping) and self.schema.get("additionalProperties") is False:
+            declared = {
+                alias
+                for name, f in self.model.model_fields.items()
+                for alias in (name, f.alias, f.validation_alias)
+                if isinstance(alias, str)
+            }
+            undeclared = sorted(str(k) for k in arguments if k not in declared)
+            if undeclared:
+                raise InvalidArguments(self.name, [_undeclared(undeclared, declared)])
         try:
             return self.model.model_validate(arguments).model_dump(mode="json")
         except pydantic.ValidationError as e:
@@ -147,15 +157,32 @@ class Registry:
 REGISTRY = Registry()
 
 
-def _schema_of(arguments: type[pydantic.BaseModel] | Mapping[str, Any] | None) -> Mapping[str, Any]:
+def _undeclared(names: list[str], declared: set[str]) -> str:
+    known = ", ".join(sorted(declared)) or "none"
+    return f"undeclared arguments: {', '.join(names)} (declared: {known})"
+
+
+def _schema_of(
+    arguments: type[pydantic.BaseModel] | Mapping[str, Any] | None, extra_arguments: bool
+) -> Mapping[str, Any]:
+    """The JSON schema of a handler's arguments. One that declares its properties refuses
+    others (``additionalProperties: false``), unless `extra_arguments` (or the pydantic
+    model's ``extra="allow"``, or the schema's own ``additionalProperties``) says otherwise:
+    a typo such as ``secnds`` is an error, not an argument silently ignored."""
     if arguments is None:
         return {"type": "object"}
     if isinstance(arguments, type) and issubclass(arguments, pydantic.BaseModel):
-        return arguments.model_json_schema()
-    if isinstance(arguments, Mapping):
+        schema = arguments.model_json_schema()
+        if arguments.model_config.get("extra") in ("allow", "ignore"):  # set on purpose
+            extra_arguments = True
+    elif isinstance(arguments, Mapping):
         jsonschema.Draft202012Validator.check_schema(arguments)
-        return dict(arguments)
-    raise TypeError("arguments= takes a pydantic model class or a JSON schema (a dict)")
+        schema = dict(arguments)
+    else:
+        raise TypeError("arguments= takes a pydantic model class or a JSON schema (a dict)")
+    if not extra_arguments and "properties" in schema and "additionalProperties" not in schema:
+        schema = {**schema, "additionalProperties": False}
+    return schema
 
 
 def handler(
@@ -167,14 +194,17 @@ def handler(
     max_attempts: int | None = None,
     timeout: float | None = None,
     registry: Registry | None = None,
+    extra_arguments: bool = False,
 ) -> Callable[[HandlerFn], Handler]:
     """Register a function as the task definition `name`.
 
     ``retry_on`` lists the exceptions that are transient: the task is retried with exponential
     backoff up to its max attempts (raising ``taskstatus.Retry`` does the same from anywhere).
     ``max_attempts`` and ``timeout`` (seconds) are defaults a submission may override.
+    Arguments the handler does not declare are refused (400 over HTTP) unless
+    ``extra_arguments=True``; a handler that declares none takes any JSON object.
     """
-    schema = _schema_of(arguments)
+    schema = _schema_of(arguments, extra_arguments)
     model = arguments if isinstance(arguments, type) else None
 
     def register(fn: HandlerFn) -> Handler:

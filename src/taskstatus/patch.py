@@ -21,6 +21,7 @@ from typing import Any
 import jsonpatch
 import jsonpointer
 
+from taskstatus.limits import InputRejected, to_utc
 from taskstatus.model import (
     CompletionStatus,
     IllegalTransition,
@@ -160,7 +161,10 @@ def _datetime(value: Any, path: str) -> datetime:
         except ValueError:
             parsed = None
         if parsed is not None and parsed.tzinfo is not None:
-            return parsed
+            try:
+                return to_utc(parsed, path)
+            except InputRejected as e:
+                raise PatchError(str(e).removeprefix(f"{path}: "), path) from None
     raise PatchError("must be an ISO 8601 date-time with a time zone", path)
 
 

@@ -15,11 +15,15 @@ Grammar (precedence: not > and > or)::
                 | NAME ("in"|"ca") "(" value ("," value)* ")"
                 | NAME ("pr"|"isnull")
     value      := STRING | NUMBER | DATETIME | "true" | "false" | "null"
+
+Limits (taskstatus.limits): the text's length, the nesting of parentheses and ``not``, the
+number of comparisons and of values, the number of sorters. Past one, a QueryError names it.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +31,19 @@ from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 from taskstatus.errors import InvalidFilter
+from taskstatus.limits import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_FILTER_DEPTH,
+    MAX_FILTER_LENGTH,
+    MAX_FILTER_TERMS,
+    MAX_FILTER_VALUES,
+    MAX_SORTERS,
+    InputRejected,
+    check_json,
+    check_text,
+    limit,
+)
 
 __all__ = [
     "Catalog",
@@ -207,8 +224,26 @@ def _tokens(text: str, param: str) -> Iterator[_Tok]:
 class _Parser:
     def __init__(self, text: str, param: str) -> None:
         self.param = param
+        if len(text) > MAX_FILTER_LENGTH:
+            raise QueryError(
+                f"the filter is longer than {MAX_FILTER_LENGTH} characters "
+                f"({limit('filter-length', MAX_FILTER_LENGTH)})",
+                param=param,
+            )
         self.toks = list(_tokens(text, param))
         self.i = 0
+        self.depth = 0
+        self.terms = 0
+        self.values = 0
+
+    def nest(self, tok: _Tok) -> None:
+        self.depth += 1
+        if self.depth > MAX_FILTER_DEPTH:
+            raise self.error(
+                f"the filter nests deeper than {MAX_FILTER_DEPTH} levels of parentheses and "
+                f"'not' ({limit('filter-depth', MAX_FILTER_DEPTH)})",
+                tok,
+            )
 
     def error(self, message: str, tok: _Tok | None = None) -> QueryError:
         return QueryError(message, (tok or self.peek()).position, param=self.param)
@@ -257,12 +292,18 @@ class _Parser:
         return items[0] if len(items) == 1 else And(tuple(items))
 
     def unary(self) -> Expr:
+        tok = self.peek()
         if self.keyword("not"):
-            return Not(self.unary())
-        if self.peek().text == "(":
+            self.nest(tok)
+            item = self.unary()
+            self.depth -= 1
+            return Not(item)
+        if tok.text == "(":
             self.take()
+            self.nest(tok)
             expr = self.or_()
             self.expect(")")
+            self.depth -= 1
             return expr
         return self.comparison()
 
@@ -271,6 +312,13 @@ class _Parser:
         if name.kind != "name":
             found = repr(name.text) if name.kind != "end" else "the end"
             raise self.error(f"expected a field name but found {found}", name)
+        self.terms += 1
+        if self.terms > MAX_FILTER_TERMS:
+            raise self.error(
+                f"the filter has more than {MAX_FILTER_TERMS} comparisons "
+                f"({limit('filter-terms', MAX_FILTER_TERMS)})",
+                name,
+            )
         op_tok = self.take()
         try:
             op = Op(op_tok.text.lower()) if op_tok.kind == "name" else None
@@ -293,10 +341,25 @@ class _Parser:
 
     def value(self) -> Literal:
         tok = self.take()
+        self.values += 1
+        if self.values > MAX_FILTER_VALUES:
+            raise self.error(
+                f"the filter has more than {MAX_FILTER_VALUES} values "
+                f"({limit('filter-values', MAX_FILTER_VALUES)})",
+                tok,
+            )
         if tok.kind == "string":
             return Literal(_ESCAPE.sub(r"\1", tok.text[1:-1]), tok.position, quoted=True)
         if tok.kind == "number":
-            number = float(tok.text) if "." in tok.text else int(tok.text)
+            number: int | float
+            if "." in tok.text:
+                number = float(tok.text)
+                if math.isinf(number):
+                    raise self.error(f"the number {tok.text[:20]}... is too large", tok)
+            else:
+                number = int(tok.text)
+                if not INT64_MIN <= number <= INT64_MAX:
+                    raise self.error("the integer is outside the 64-bit range", tok)
             return Literal(number, tok.position, quoted=False)
         if tok.kind == "datetime":
             return Literal(tok.text, tok.position, quoted=False)
@@ -352,7 +415,7 @@ def _coerce(spec: FieldSpec, name: str, lit: Literal, param: str) -> Any:
     if spec.kind is Kind.STRING:
         if not isinstance(value, str) or not lit.quoted:
             raise QueryError(f"{name!r} takes a quoted string", lit.position, param=param)
-        return value
+        return _storable(check_text, value, name, lit, param)
     if spec.kind is Kind.INTEGER:
         if isinstance(value, bool) or not isinstance(value, int):
             raise QueryError(f"{name!r} takes an integer", lit.position, param=param)
@@ -389,7 +452,15 @@ def _coerce(spec: FieldSpec, name: str, lit: Literal, param: str) -> Any:
                 param=param,
             )
         return member
-    return value  # Kind.JSON: any JSON value, compared whole
+    return _storable(check_json, value, name, lit, param)  # Kind.JSON: compared whole
+
+
+def _storable(check: Any, value: Any, name: str, lit: Literal, param: str) -> Any:
+    """`check(value, name)`, its InputRejected as a QueryError at the literal."""
+    try:
+        return check(value, name)
+    except InputRejected as e:
+        raise QueryError(str(e), lit.position, param=param) from None
 
 
 def bind(expr: Expr, catalog: Catalog, param: str = "filters") -> Expr:
@@ -442,6 +513,12 @@ def parse_sorters(
     keys: list[SortKey] = []
     pos = 0
     while pos < len(text):
+        if len(keys) == MAX_SORTERS:
+            raise QueryError(
+                f"more than {MAX_SORTERS} sorters ({limit('sorters', MAX_SORTERS)})",
+                pos,
+                param=param,
+            )
         m = _SORTER.match(text, pos)
         if m is None:
             raise QueryError(

@@ -18,6 +18,15 @@ from typing import Any
 from taskstatus.errors import NotFound, UnknownHandler, WaitTimeout
 from taskstatus.events import EventHub
 from taskstatus.handlers import REGISTRY, Handler, Registry, validate_with_schema
+from taskstatus.limits import (
+    MAX_DELAY_SECONDS,
+    InputRejected,
+    check_int,
+    check_json,
+    check_text,
+    limit,
+    to_utc,
+)
 from taskstatus.model import (
     CompletionStatus,
     Target,
@@ -28,7 +37,7 @@ from taskstatus.model import (
     clear,
     new_task,
 )
-from taskstatus.query import TaskQuery
+from taskstatus.query import Condition, Op, TaskField, TaskQuery
 from taskstatus.store.base import DeleteResult, Page, Store
 
 __all__ = ["Submission", "TaskService", "utcnow"]
@@ -59,6 +68,32 @@ class Submission:
     description: str | None = None
 
 
+def _check_storable(arguments: Sequence[Mapping[str, Any]], options: Submission) -> None:
+    """InputRejected unless every backend can store the submission unchanged."""
+    for args in arguments:
+        check_json(args, "arguments")
+    for where, text in (
+        ("launcher", options.launcher),
+        ("idempotency_key", options.idempotency_key),
+        ("unique_name", options.unique_name),
+        ("description", options.description),
+        ("target.id", options.target.id if options.target else None),
+        ("target.name", options.target.name if options.target else None),
+        ("parent", options.parent if isinstance(options.parent, str) else None),
+    ):
+        if text is not None:
+            check_text(text, where)
+    check_int(options.priority, "priority")
+    if options.max_attempts is not None:
+        check_int(options.max_attempts, "max_attempts")
+    if isinstance(options.run_at, datetime):
+        to_utc(options.run_at, "run_at")
+    elif isinstance(options.run_at, timedelta) and options.run_at > timedelta(
+        seconds=MAX_DELAY_SECONDS
+    ):
+        raise InputRejected(f"run_at: more than {MAX_DELAY_SECONDS} s ahead")
+
+
 def _check(
     definition: TaskDefinition, local: Handler | None, arguments: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -77,10 +112,22 @@ class TaskService:
         registry: Registry = REGISTRY,
         *,
         clock: Callable[[], datetime] = utcnow,
+        max_subtask_depth: int | None = None,
+        max_subtasks: int | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.clock = clock
+        # Unless given: the settings (TASKSTATUS_MAX_SUBTASK_DEPTH, TASKSTATUS_MAX_SUBTASKS),
+        # so that workers and connect() hold to the same limits as the API.
+        if max_subtask_depth is None or max_subtasks is None:
+            from taskstatus.settings import Settings
+
+            configured = Settings()
+            max_subtask_depth = configured.max_subtask_depth
+            max_subtasks = configured.max_subtasks
+        self.max_subtask_depth = max_subtask_depth
+        self.max_subtasks = max_subtasks
         self.events = EventHub(store)
 
     async def publish_definitions(self) -> None:
@@ -118,6 +165,7 @@ class TaskService:
         arguments: Sequence[Mapping[str, Any]],
         options: Submission,
     ) -> list[Task]:
+        _check_storable(arguments, options)
         definition, local = await self.resolve(handler)
         validated = [
             local.validate(a)
@@ -126,6 +174,8 @@ class TaskService:
             for a in arguments
         ]
         parent = await self._parent(options.parent)
+        if parent is not None:
+            await self._check_family(parent, len(arguments))
         now = self.clock()
         run_at = options.run_at
         if isinstance(run_at, timedelta):
@@ -159,6 +209,36 @@ class TaskService:
             )
             for i, args in enumerate(validated)
         ]
+
+    async def _check_family(self, parent: Task, adding: int) -> None:
+        """InputRejected when `adding` subtasks of `parent` would be nested deeper than
+        max_subtask_depth or make it have more than max_subtasks: no fork bombs. (Two
+        submissions racing may pass the count by a few; the depth holds.)"""
+        depth, ancestor = 1, parent
+        while ancestor.parent_id is not None and depth <= self.max_subtask_depth:
+            found = await self.store.get(ancestor.parent_id, include_deleted=True)
+            if found is None:
+                break
+            depth, ancestor = depth + 1, found
+        if depth > self.max_subtask_depth:
+            raise InputRejected(
+                f"parent: a subtask of {parent.id} would be nested more than "
+                f"{self.max_subtask_depth} levels deep "
+                f"({limit('max-subtask-depth', self.max_subtask_depth)})"
+            )
+        siblings = await self.store.query(
+            TaskQuery(
+                where=Condition(TaskField.PARENT_ID, Op.EQ, (parent.id,)),
+                limit=0,
+                count=True,
+                include_deleted=True,
+            )
+        )
+        if (siblings.total or 0) + adding > self.max_subtasks:
+            raise InputRejected(
+                f"parent: task {parent.id} has {siblings.total} subtasks; {adding} more would "
+                f"pass {self.max_subtasks} ({limit('max-subtasks', self.max_subtasks)})"
+            )
 
     async def _parent(self, parent: Task | str | None) -> Task | None:
         if parent is None or isinstance(parent, Task):
@@ -201,6 +281,8 @@ class TaskService:
         self, task_id: str, status: CompletionStatus, completed: datetime | None = None
     ) -> Task:
         """End a pending task by hand with `status`; its worker is told to stop."""
+        if completed is not None:
+            to_utc(completed, "completed")
         return await self.store.update(task_id, lambda t: clear(t, status, completed, self.clock()))
 
     async def delete(self, task_id: str, *, force: bool) -> DeleteResult:

@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from taskstatus import limits
 from taskstatus.store.base import StoreLimits
 
 __all__ = ["DEFAULT_DATABASE", "Settings", "StoreSettings", "default_database"]
@@ -81,7 +82,20 @@ class Settings(StoreSettings):
         description="HS256 key (32+ characters); by default one is created and shared through "
         "the database",
     )
-    max_body_bytes: int = Field(1_048_576, ge=1, description="Larger request bodies are refused")
+    max_body_bytes: int = Field(
+        limits.MAX_BODY_BYTES, ge=1, description="Larger request bodies are refused (413)"
+    )
+    max_header_bytes: int = Field(
+        limits.MAX_HEADER_BYTES,
+        ge=1024,
+        description="Larger request lines and headers are refused (431)",
+    )
+    header_timeout: float = Field(
+        limits.HEADER_TIMEOUT, gt=0, description="Seconds a client has to send a request's headers"
+    )
+    body_timeout: float = Field(
+        limits.BODY_TIMEOUT, gt=0, description="Seconds a client has to send a request's body"
+    )
     keep_alive: int = Field(
         75,
         gt=0,
@@ -101,6 +115,26 @@ class Settings(StoreSettings):
         description="FastAPI's OpenTelemetry spans, metrics and logs (needs configured "
         "providers); off, requests skip the per-request provider checks",
     )
+    public_url: str | None = Field(
+        None,
+        description="The URL clients reach this server at (https://tasks.example.com); links "
+        "the server builds (Jira's self) start with it",
+    )
+    allowed_hosts: str = Field(
+        "localhost,127.0.0.1,[::1]",
+        description="Without public_url: the Host header values links may be built from, "
+        "comma-separated (a port is optional; * allows any); another Host gets a 400",
+    )
+    auth_failure_rate: float = Field(
+        0.2, ge=0, description="Failed authentications/s allowed per client id and per address"
+    )
+    auth_failure_burst: int = Field(
+        10, ge=1, description="Failed authentications allowed at once before 429s begin"
+    )
+    max_subtask_depth: int = Field(
+        limits.MAX_SUBTASK_DEPTH, ge=0, description="Levels of parents above a task"
+    )
+    max_subtasks: int = Field(limits.MAX_SUBTASKS, ge=0, description="Subtasks of one task")
     credentials_file: Path = Field(
         Path("taskstatus-credentials.json"),
         description="Where the first start writes the admin client's credentials (mode 0600)",

@@ -20,6 +20,7 @@ import uvicorn
 
 import taskstatus.demo  # noqa: F401 - the demo handlers, as `serve` has them
 from taskstatus.api import create_app
+from taskstatus.api.server import uvicorn_config
 from taskstatus.connection import Connection, connect
 from taskstatus.credentials import IssuedClient, new_client
 from taskstatus.service import utcnow
@@ -103,14 +104,8 @@ class _ThreadServer(uvicorn.Server):
 
 def run_server(settings: Settings) -> Iterator[Server]:
     app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        http="h11",
-        log_config=None,
-        access_log=False,
-        lifespan="on",
+    config = uvicorn_config(
+        app, settings, host="127.0.0.1", port=0, access_log=False, lifespan="on"
     )
     server = _ThreadServer(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)

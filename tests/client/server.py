@@ -65,6 +65,7 @@ def serve(
                 "-m",
                 "taskstatus",
                 "serve",
+                "--demo",
                 "--database",
                 database,
                 "--port",

@@ -46,6 +46,7 @@ def test_a_worker_process_events_reach_another_api_node(database: str, tmp_path:
         start(
             [
                 "serve",
+                "--demo",
                 *common,
                 "--port",
                 str(port),

@@ -72,7 +72,8 @@ def test_make_serve_from_a_fresh_clone(clone: Path) -> None:
         assert (r.status_code, r.json()) == (200, [])
         output = (clone.parent / "serve.log").read_text()
         assert "First start: created the admin API client" in output
-        assert creds["client_secret"] in output  # printed once
+        assert creds["client_secret"] not in output  # not a terminal: only in the file
+        assert "taskstatus-credentials.json (mode 0600) only" in output
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(60)

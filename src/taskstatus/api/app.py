@@ -13,16 +13,18 @@ import asyncio
 import contextlib
 import gc
 import logging
+import sys
 from collections.abc import AsyncIterator
 from importlib.metadata import version
+from pathlib import Path
 
 from fastapi import FastAPI
 
-from taskstatus.api import docs, errors, health, jira, native, oauth, v2, v2024
+from taskstatus.api import docs, errors, health, jira, native, oauth, openapi, v2, v2024
 from taskstatus.api.auth import Auth
 from taskstatus.api.deps import ApiState
 from taskstatus.api.fastlane import FastLane
-from taskstatus.api.ratelimit import RateLimiter, StreamLimits
+from taskstatus.api.ratelimit import FailureLimiter, RateLimiter, StreamLimits
 from taskstatus.credentials import bootstrap_admin
 from taskstatus.handlers import REGISTRY, Registry
 from taskstatus.service import TaskService, utcnow
@@ -37,6 +39,24 @@ log = logging.getLogger("taskstatus.api")
 TASK_STATUS_PREFIXES = ("/v2024", "/v2025", "/v2026", "/beta")
 
 
+def announce_admin(client_id: str, secret: str, saved_to: Path) -> None:
+    """Say that the first start created the admin client. The secret is printed only to an
+    interactive terminal: piped or logged output (a service's journal) never holds it."""
+    lines = [
+        "First start: created the admin API client (all scopes).",
+        f"  client_id:     {client_id}",
+    ]
+    if sys.stdout.isatty():
+        lines.append(f"  client_secret: {secret}")
+        lines.append(f"  saved to {saved_to.resolve()} (mode 0600); the secret is not shown again.")
+    else:
+        lines.append(
+            f"  the secret is saved in {saved_to.resolve()} (mode 0600) only: output that is "
+            "not a terminal never shows it."
+        )
+    print("\n".join(lines), flush=True)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -49,19 +69,17 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         st = store or make_store(settings.database, limits=settings.limits())
         await st.open()
-        service = TaskService(st, registry)
+        service = TaskService(
+            st,
+            registry,
+            max_subtask_depth=settings.max_subtask_depth,
+            max_subtasks=settings.max_subtasks,
+        )
         await service.publish_definitions()
         auth = await Auth.create(st, settings.jwt_secret, token_ttl=settings.token_ttl)
         issued = await bootstrap_admin(st, settings.credentials_file, utcnow())
         if issued is not None:
-            print(
-                "First start: created the admin API client (all scopes).\n"
-                f"  client_id:     {issued.client.id}\n"
-                f"  client_secret: {issued.secret}\n"
-                f"  saved to {settings.credentials_file.resolve()} (mode 0600); "
-                "the secret is not shown again.",
-                flush=True,
-            )
+            announce_admin(issued.client.id, issued.secret, settings.credentials_file)
         app.state.api = ApiState(
             settings=settings,
             service=service,
@@ -70,6 +88,7 @@ def create_app(
             token_limiter=RateLimiter(
                 settings.token_rate_limit, max(1, int(settings.token_rate_limit * 4))
             ),
+            auth_failures=FailureLimiter(settings.auth_failure_rate, settings.auth_failure_burst),
             streams=StreamLimits(settings.max_streams_per_client),
         )
         worker, running = None, None
@@ -112,8 +131,12 @@ def create_app(
         redoc_url=None,
     )
     errors.install(app)
-    app.add_middleware(errors.RequestGuard, max_body=settings.max_body_bytes)
+    openapi.install(app)
     app.add_middleware(FastLane, lanes=v2024.fast_lanes(TASK_STATUS_PREFIXES))
+    # Added last, so outermost: the first to see a request, the FastLane's too.
+    app.add_middleware(
+        errors.RequestGuard, max_body=settings.max_body_bytes, body_timeout=settings.body_timeout
+    )
     app.add_middleware(errors.ContainErrors)  # outermost of ours: see its docstring
     routers = [
         *(v2024.router(prefix) for prefix in TASK_STATUS_PREFIXES),

@@ -24,6 +24,7 @@ import jwt
 
 from taskstatus.api.errors import Unauthorized
 from taskstatus.credentials import ADMIN, check_secret
+from taskstatus.limits import MAX_TEXT_LENGTH
 from taskstatus.store.base import ApiClient, Store
 
 __all__ = ["Auth", "Principal", "basic_credentials"]
@@ -96,6 +97,8 @@ class Auth:
 
     async def authenticate_client(self, client_id: str, secret: str) -> ApiClient | None:
         """The client if the secret is right and it is not revoked (read fresh, not cached)."""
+        if "\x00" in client_id or len(client_id) > MAX_TEXT_LENGTH:
+            return None  # no client has such an id: no need to ask the store (or break it)
         client = await self.store.client(client_id)
         if (
             client is None

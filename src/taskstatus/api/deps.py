@@ -12,9 +12,9 @@ from fastapi import Depends, Request, Security
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
 from fastapi.security import OAuth2
 
-from taskstatus.api.auth import Auth, Principal
-from taskstatus.api.errors import ApiError
-from taskstatus.api.ratelimit import RateLimiter, StreamLimits
+from taskstatus.api.auth import Auth, Principal, basic_credentials
+from taskstatus.api.errors import ApiError, Unauthorized
+from taskstatus.api.ratelimit import FailureLimiter, RateLimiter, StreamLimits
 from taskstatus.credentials import ADMIN, READ, WRITE
 from taskstatus.service import TaskService, utcnow
 from taskstatus.settings import Settings
@@ -43,6 +43,7 @@ class ApiState:
     auth: Auth
     limiter: RateLimiter
     token_limiter: RateLimiter
+    auth_failures: FailureLimiter = field(default_factory=lambda: FailureLimiter(0.2, 10))
     streams: StreamLimits = field(default_factory=lambda: StreamLimits(100))
 
     @property
@@ -74,12 +75,32 @@ async def authorize(
     """The authenticated caller, rate-limited, holding `scope`; else Unauthorized (401),
     RateLimited (429) or a 403."""
     state = app_state(request)
-    principal = await state.auth.from_header(authorization, allow_basic=allow_basic)
+    if allow_basic and authorization and authorization[:6].lower() == "basic ":
+        principal = await basic_login(request, authorization)
+    else:
+        principal = await state.auth.from_header(authorization, allow_basic=allow_basic)
     state.limiter.check(principal.client_id)
     if not principal.allows(scope):
         held = ", ".join(sorted(principal.scopes)) or "none"
         raise ApiError(403, [f"this operation needs the {scope} scope; the token has {held}"])
     return principal
+
+
+def source_address(request: Request) -> str:
+    return request.client.host if request.client else "-"
+
+
+async def basic_login(request: Request, authorization: str) -> Principal:
+    """HTTP Basic: a secret is checked, so failures are limited (`FailureLimiter`)."""
+    state = app_state(request)
+    creds = basic_credentials(authorization)
+    client_id, address = (creds[0] if creds else None), source_address(request)
+    state.auth_failures.check(client_id, address)
+    try:
+        return await state.auth.from_header(authorization, allow_basic=True)
+    except Unauthorized:
+        state.auth_failures.failed(client_id, address)
+        raise
 
 
 def caller(scope: str, *, allow_basic: bool = False) -> Callable[..., Awaitable[Principal]]:

@@ -5,10 +5,17 @@ except 401 (``{"error": "JWT validation failed: ..."}``) and 429 (``{"message": 
 ``Retry-After``). An error's tracking id is in its body, in the ``X-Tracking-Id`` header and in
 the server log line of that request. Unexpected exceptions are a 500 of the same shape; the
 traceback goes to the server log (Starlette re-raises it there), never to the client.
+
+Paths have a dialect, whatever route (or none) they match: under ``/rest/api/`` every error is
+Jira's ``{"errorMessages": [...], "errors": {}}``; on ``/oauth/token`` every error carries
+RFC 6749's ``error`` and ``error_description`` (`shaped_body`). A response after which the
+connection cannot be reused (a 500, a body refused before it was read) says
+``Connection: close``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
@@ -19,6 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskstatus.errors import (
@@ -29,6 +37,7 @@ from taskstatus.errors import (
     StoreUnavailable,
     UnknownHandler,
 )
+from taskstatus.limits import BODY_TIMEOUT, InputRejected, limit
 from taskstatus.model import IllegalTransition, InvalidTaskChange
 from taskstatus.patch import PatchError
 from taskstatus.query import QueryError
@@ -42,10 +51,12 @@ DETAIL_CODES = {
     404: "404 Not found",
     405: "405 Method Not Allowed",
     406: "406 Not Acceptable",
+    408: "408 Request Timeout",
     409: "409 Conflict",
     413: "413 Payload Too Large",
     415: "415 Unsupported Media Type",
     429: "429 Too Many Requests",
+    431: "431 Request Header Fields Too Large",
     500: "500.0 Internal Fault",
     503: "503 Service Unavailable",
 }
@@ -54,9 +65,12 @@ GENERIC = {
     403: "The server understood the request but refuses to authorize it.",
     404: "The requested resource was not found.",
     405: "The method is not allowed for the requested URL.",
+    408: "The request was not received in time.",
     409: "The resource changed while the request was being handled.",
     413: "The request body is too large.",
     415: "The request body has an unsupported media type.",
+    429: "Too many requests; retry after the time in Retry-After.",
+    431: "The request's headers are too large.",
     500: "An internal fault occurred.",
     503: "The service cannot answer now.",
 }
@@ -111,7 +125,12 @@ def _tracking_id(scope: Scope) -> str:
 
 
 def _text(text: str) -> dict[str, str]:
-    return {"locale": "en-US", "localeOrigin": "DEFAULT", "text": text}
+    return {"locale": "en-US", "localeOrigin": "DEFAULT", "text": printable(text)}
+
+
+def printable(text: str) -> str:
+    """`text` as JSON can carry it: a lone surrogate (from a hostile body) as its escape."""
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode()
 
 
 def error_body(status: int, tid: str, message: str, causes: Sequence[str]) -> dict[str, Any]:
@@ -123,6 +142,47 @@ def error_body(status: int, tid: str, message: str, causes: Sequence[str]) -> di
     if causes:
         body["causes"] = [_text(c) for c in causes]
     return body
+
+
+JIRA_PREFIX = "/rest/api/"
+TOKEN_PATH = "/oauth/token"  # noqa: S105 - a path, not a password
+# Statuses after which the connection is closed: the request (body) may not have been read.
+CLOSE_AFTER = frozenset({408, 413, 431, 500})
+CLOSE = {"Connection": "close"}
+
+
+def oauth_error(status: int) -> str:
+    """RFC 6749's `error` code for a token endpoint answer of `status`."""
+    if status == 401:
+        return "invalid_client"
+    if status in (429, 503):
+        return "temporarily_unavailable"
+    return "server_error" if status >= 500 else "invalid_request"
+
+
+def shaped_body(
+    path: str,
+    status: int,
+    tid: str,
+    message: str,
+    causes: Sequence[str],
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The body of an error in the dialect of `path` (see the module's docstring)."""
+    if path.startswith(JIRA_PREFIX):
+        return {"errorMessages": [printable(c) for c in causes] or [message], "errors": {}}
+    body = {**error_body(status, tid, message, causes), **(extra or {})}
+    if path == TOKEN_PATH:
+        description = printable("; ".join(causes) or message)
+        return {"error": oauth_error(status), "error_description": description, **body}
+    return body
+
+
+def error_headers(
+    status: int, tid: str, headers: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The headers of an error response: its own, the tracking id, Connection: close if due."""
+    return {**(headers or {}), "X-Tracking-Id": tid, **(CLOSE if status in CLOSE_AFTER else {})}
 
 
 class CasedResponse(Response):
@@ -154,8 +214,10 @@ def _respond(request: Request, error: ApiError) -> Response:
         tid,
         error,
     )
-    body = {**error_body(error.status, tid, error.message, error.causes), **error.extra}
-    return json_response(error.status, body, {**error.headers, "X-Tracking-Id": tid})
+    body = shaped_body(
+        request.url.path, error.status, tid, error.message, error.causes, error.extra
+    )
+    return json_response(error.status, body, error_headers(error.status, tid, error.headers))
 
 
 def as_api_error(exc: Exception) -> ApiError | None:
@@ -164,7 +226,9 @@ def as_api_error(exc: Exception) -> ApiError | None:
         return exc
     if isinstance(exc, NotFound):
         return ApiError(404, [str(exc)])
-    if isinstance(exc, QueryError | PatchError | InvalidTaskChange | IllegalTransition):
+    if isinstance(
+        exc, QueryError | PatchError | InvalidTaskChange | IllegalTransition | InputRejected
+    ):
         return ApiError(400, [str(exc)])
     if isinstance(exc, InvalidArguments):
         return ApiError(400, [f"{exc.handler}: {e}" for e in exc.errors])
@@ -203,6 +267,7 @@ def install(app: FastAPI) -> None:
         InvalidArguments,
         UnknownHandler,
         ConflictError,
+        InputRejected,
         StoreUnavailable,
     ):
         app.add_exception_handler(kind, on_api_error)
@@ -216,7 +281,10 @@ def install(app: FastAPI) -> None:
         causes = (
             [str(exc.detail)] if exc.detail and exc.detail != GENERIC.get(exc.status_code) else []
         )
-        return _respond(request, ApiError(exc.status_code, causes, headers=dict(exc.headers or {})))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request)
+        return _respond(request, ApiError(exc.status_code, causes, headers=headers))
 
     async def on_unauthorized(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Unauthorized)
@@ -234,9 +302,12 @@ def install(app: FastAPI) -> None:
         log.info(
             "%s %s -> 429 trackingId=%s", request.method, request.url.path, tracking_id(request)
         )
-        return json_response(
-            429, {"message": " Rate Limit Exceeded "}, {"Retry-After": str(exc.retry_after)}
-        )
+        path, headers = request.url.path, {"Retry-After": str(exc.retry_after)}
+        if path.startswith(JIRA_PREFIX) or path == TOKEN_PATH:
+            tid = tracking_id(request)
+            body = shaped_body(path, 429, tid, GENERIC[429], [])
+            return json_response(429, body, error_headers(429, tid, headers))
+        return json_response(429, {"message": " Rate Limit Exceeded "}, headers)
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         # Starlette's ServerErrorMiddleware calls this, then re-raises for the server's log.
@@ -249,7 +320,8 @@ def install(app: FastAPI) -> None:
             type(exc).__name__,
             exc,
         )
-        return json_response(500, error_body(500, tid, GENERIC[500], []), {"X-Tracking-Id": tid})
+        body = shaped_body(request.url.path, 500, tid, GENERIC[500], [])
+        return json_response(500, body, error_headers(500, tid))
 
     app.add_exception_handler(Exception, on_unexpected)
     app.add_exception_handler(RequestValidationError, on_validation)
@@ -258,24 +330,47 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RateLimited, on_rate_limited)
 
 
-class RequestGuard:
-    """Pure ASGI middleware: request bodies over `max_body` are refused (413) before they are
-    read whole: at once when Content-Length says so, else while they stream in. Requests
-    without a body pass untouched (no wrappers on the hot path)."""
+def allowed_methods(request: Request) -> str:
+    """Every method some route takes at the request's path (Starlette names only the first
+    route's, but a path can have several: GET and PATCH of a task)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches({**request.scope, "method": "GET"})
+            if match is not Match.NONE:
+                methods |= route.methods
+    return ", ".join(sorted(methods))
 
-    def __init__(self, app: ASGIApp, max_body: int) -> None:
+
+class RequestGuard:
+    """Pure ASGI middleware, the first look at every request:
+
+    - a path or query string with a NUL character is refused (400): no text can hold one;
+    - a body over `max_body` is refused (413) before it is read whole: at once when
+      Content-Length says so, else while it streams in;
+    - a body that has not arrived `body_timeout` seconds after the headers is given up on (408).
+
+    Each in the dialect of the path, with ``Connection: close`` when the body was not read.
+    Requests without a body pass with no wrappers (the hot path)."""
+
+    def __init__(self, app: ASGIApp, max_body: int, body_timeout: float = BODY_TIMEOUT) -> None:
         self.app = app
         self.max_body = max_body
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if "\x00" in scope["path"] or b"%00" in scope["query_string"]:
+            where = "path" if "\x00" in scope["path"] else "query string"
+            await refuse(scope, send, 400, f"the {where} contains a NUL character (%00)")
+            return
         has_body = False
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 if value.isdigit() and int(value) > self.max_body:
-                    await self._too_large(scope, send)
+                    await refuse(scope, send, 413, self._too_large())
                     return
                 has_body = value != b"0"
             elif name == b"transfer-encoding":
@@ -286,6 +381,8 @@ class RequestGuard:
 
         started = False
         received = 0
+        deadline = asyncio.get_running_loop().time() + self.body_timeout
+        more_body = True
 
         async def send_wrapper(message: Message) -> None:
             nonlocal started
@@ -294,43 +391,66 @@ class RequestGuard:
             await send(message)
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, more_body
+            if not more_body:  # the body is in: what follows is a disconnect, not a timeout
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyTimeout(self.body_timeout) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
-                    raise _BodyTooLarge
+                    raise BodyTooLarge(self._too_large())
+                more_body = message.get("more_body", False)
             return message
 
         try:
             await self.app(scope, limited_receive, send_wrapper)
-        except _BodyTooLarge:
-            if not started:
-                await self._too_large(scope, send)
+        except StarletteHTTPException as exc:  # raised outside the app's exception handlers
+            if started or not isinstance(exc, BodyTooLarge | BodyTimeout):
+                raise
+            await refuse(scope, send, exc.status_code, str(exc.detail))
 
-    async def _too_large(self, scope: Scope, send: Send) -> None:
-        tid = _tracking_id(scope)
-        cause = f"the body is over {self.max_body} bytes"
-        log.info(
-            "%s %s -> 413 trackingId=%s: %s", scope.get("method"), scope.get("path"), tid, cause
+    def _too_large(self) -> str:
+        return f"the body is over {self.max_body} bytes ({limit('max-body-bytes', self.max_body)})"
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """The request body passed max_body_bytes while it was read (413)."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(413, cause)
+
+
+class BodyTimeout(StarletteHTTPException):
+    """The request body did not arrive in time (408)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            408, f"the body did not arrive within {seconds:g} s ({limit('body-timeout', seconds)})"
         )
-        body = orjson.dumps(error_body(413, tid, GENERIC[413], [cause]))
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"x-tracking-id", tid.encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
 
 
-class _BodyTooLarge(Exception):
-    pass
+async def refuse(scope: Scope, send: Send, status: int, cause: str) -> None:
+    """Answer the request in `scope` with an error in its dialect, from outside the app."""
+    tid = _tracking_id(scope)
+    path = str(scope.get("path", ""))
+    log.info("%s %s -> %d trackingId=%s: %s", scope.get("method"), path, status, tid, cause)
+    body = orjson.dumps(shaped_body(path, status, tid, GENERIC.get(status, ""), [cause]))
+    headers = error_headers(status, tid, {"Content-Type": "application/json"})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                *((k.lower().encode(), v.encode()) for k, v in headers.items()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 class ContainErrors:

@@ -16,16 +16,21 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from taskstatus.api.access import check_visible
 from taskstatus.api.auth import Principal
 from taskstatus.api.deps import State, caller
 from taskstatus.api.errors import (
+    ApiError,
     RateLimited,
     Unauthorized,
     as_api_error,
+    error_headers,
     json_response,
+    printable,
+    shaped_body,
     tracking_id,
 )
 from taskstatus.api.streams import (
@@ -40,6 +45,7 @@ from taskstatus.api.streams import (
 from taskstatus.credentials import READ, WRITE
 from taskstatus.model import cancel
 from taskstatus.service import utcnow
+from taskstatus.settings import Settings
 from taskstatus.views import jira_task
 
 log = logging.getLogger("taskstatus.api")
@@ -82,6 +88,9 @@ def _jira_error(request: Request, exc: Exception) -> Response:
         headers["Retry-After"] = str(exc.retry_after)
     elif isinstance(exc, RequestValidationError):
         status, messages = 400, [str(e.get("msg")) for e in exc.errors()]
+    elif isinstance(exc, StarletteHTTPException):  # e.g. a body too large or too slow
+        status, messages = exc.status_code, [str(exc.detail)]
+        headers.update(exc.headers or {})
     else:
         error = as_api_error(exc)
         if error is None:
@@ -99,7 +108,8 @@ def _jira_error(request: Request, exc: Exception) -> Response:
             tid,
             "; ".join(messages),
         )
-    return json_response(status, {"errorMessages": messages, "errors": {}}, headers)
+    body = shaped_body(request.url.path, status, tid, "", messages)
+    return json_response(status, body, error_headers(status, tid, headers))
 
 
 class JiraRoute(APIRoute):
@@ -147,8 +157,36 @@ async def get_task(
     With ?wait=, as soon as it has ended or when the time is up."""
     task = check_visible(principal, await state.service.get(taskId), state.cutoff())
     task = await wait_until_terminal(state, principal, task, wait)
-    url = request.url_for("get_task", version=version, taskId=task.id)
-    return json_response(200, jira_task(task, str(url), utcnow()))
+    url = self_link(request, state.settings, f"/rest/api/{version}/task/{task.id}")
+    return json_response(200, jira_task(task, url, utcnow()))
+
+
+def host_allowed(host: str, allowed: str) -> bool:
+    """Whether the Host header `host` (a port optional) is in the comma-separated list."""
+    entries = {e.strip().lower() for e in allowed.split(",") if e.strip()}
+    if "*" in entries:
+        return True
+    host = host.strip().lower()
+    name = host.split("]")[0] + "]" if host.startswith("[") else host.split(":")[0]
+    return host in entries or name in entries
+
+
+def self_link(request: Request, settings: Settings, path: str) -> str:
+    """A link to `path` on this server: under the configured public URL, else at the Host the
+    request named if that Host is allowed; any other Host is refused (400), so that no client
+    can make the server hand out links to a host of its choosing."""
+    if settings.public_url:
+        return settings.public_url.rstrip("/") + path
+    host = request.headers.get("host", "")
+    if not host_allowed(host, settings.allowed_hosts):
+        raise ApiError(
+            400,
+            [
+                f"Host {printable(host)!r} is not one this server answers to (allowed: "
+                f"{settings.allowed_hosts}); set --public-url or --allowed-hosts"
+            ],
+        )
+    return f"{request.url.scheme}://{host}{path}"
 
 
 @router.get(
@@ -168,7 +206,7 @@ async def get_task_events(
 ) -> Response:
     """The task's events as text/event-stream, `data:` in Jira's field names: a `snapshot`
     (the whole task), the log after the cursor, then live events until `completed`."""
-    url = str(request.url_for("get_task", version=version, taskId=taskId))
+    url = self_link(request, state.settings, f"/rest/api/{version}/task/{taskId}")
     return await task_stream(request, state, principal, taskId, JIRA, url)
 
 
@@ -176,6 +214,7 @@ async def get_task_events(
     "/{taskId}/cancel",
     summary="Cancel task",
     status_code=202,
+    response_class=Response,  # no body: Jira answers 202 Accepted with none
     responses={202: {"description": "Cancellation requested"}},
 )
 async def cancel_task(

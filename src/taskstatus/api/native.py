@@ -32,12 +32,13 @@ from taskstatus.api.errors import ApiError, as_api_error, json_response
 from taskstatus.api.schemas import ERRORS
 from taskstatus.errors import HasSubtasks, WaitTimeout
 from taskstatus.fields import TASK_STATUS
+from taskstatus.limits import MAX_CLIENT_PAGE_SIZE, MAX_DELAY_SECONDS, MAX_OFFSET
 from taskstatus.model import CompletionStatus, Target, TargetType, Task
 from taskstatus.query import TaskQuery, all_of, parse_bound, parse_sorters
 from taskstatus.service import Submission
 from taskstatus.wire import PREFIX, definition_to_json, error_detail, task_to_json
 
-MAX_LIMIT = 1000
+MAX_LIMIT = MAX_CLIENT_PAGE_SIZE
 MAX_WAIT = 60.0
 
 
@@ -88,7 +89,9 @@ class Options(BaseModel):
     target: TargetBody | None = None
     parent: str | None = Field(None, description="The parent task's id")
     run_at: datetime | None = Field(None, description="Start no sooner (with a time zone)")
-    delay: float | None = Field(None, ge=0, description="Or: start no sooner than in N seconds")
+    delay: float | None = Field(
+        None, ge=0, le=MAX_DELAY_SECONDS, description="Or: start no sooner than in N seconds"
+    )
     priority: int = Field(0, ge=-(2**31), le=2**31 - 1)
     max_attempts: int | None = Field(None, ge=1, le=1000)
     timeout: float | None = Field(None, gt=0)
@@ -165,7 +168,7 @@ async def query(
     principal: Reader,
     filters: str | None = None,
     sorters: str | None = None,
-    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=0, le=MAX_LIMIT)] = 250,
     count: bool = False,
 ) -> Response:

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from taskstatus.api.auth import basic_credentials
-from taskstatus.api.deps import State
+from taskstatus.api.deps import State, source_address
 from taskstatus.api.errors import error_body, json_response, tracking_id
 from taskstatus.api.schemas import (
     ErrorResponseDto,
@@ -24,6 +24,7 @@ from taskstatus.api.schemas import (
     Unauthorized401,
 )
 from taskstatus.errors import StoreUnavailable
+from taskstatus.limits import InputRejected, check_text
 
 log = logging.getLogger("taskstatus.api")
 router = APIRouter(tags=["OAuth2"])
@@ -65,6 +66,13 @@ async def _fields(request: Request) -> dict[str, str]:
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
+def _checked(fields: dict[str, str]) -> dict[str, str]:
+    for key, value in fields.items():
+        check_text(key, "field name")
+        check_text(value, key)
+    return fields
+
+
 @router.post(
     "/oauth/token",
     summary="Get an access token (client credentials)",
@@ -100,7 +108,9 @@ async def token(request: Request, state: State) -> Response:
     """Exchange client credentials for a signed JWT with an expiry and scopes."""
     state.token_limiter.check(f"ip:{request.client.host if request.client else '-'}")
     try:
-        fields = await _fields(request)
+        fields = _checked(await _fields(request))
+    except InputRejected as e:
+        return _error(request, 400, "invalid_request", str(e))
     except (ValueError, orjson.JSONDecodeError) as e:
         return _error(request, 400, "invalid_request", f"the body cannot be read: {e}")
     if fields.get("grant_type") != "client_credentials":
@@ -113,11 +123,14 @@ async def token(request: Request, state: State) -> Response:
         client_id, secret = basic
     if not client_id or not secret:
         return _error(request, 400, "invalid_request", "client_id and client_secret are required")
+    address = source_address(request)
+    state.auth_failures.check(client_id, address)  # 429 past the failures allowed
     try:
         client = await state.auth.authenticate_client(client_id, secret)
     except StoreUnavailable as e:
         return _error(request, 503, "temporarily_unavailable", str(e), e.retry_after)
     if client is None:
+        state.auth_failures.failed(client_id, address)
         return _error(request, 401, "invalid_client", "unknown client, wrong secret, or revoked")
     requested = fields["scope"].split() if fields.get("scope") else None
     try:

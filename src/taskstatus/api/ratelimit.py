@@ -38,6 +38,50 @@ class RateLimiter:
         self._buckets[key] = (tokens - 1.0, now)
 
 
+class FailureLimiter:
+    """Failed authentications, counted per client id and per source address: `burst` of
+    them at once, then one every 1/`rate` seconds. It is asked *before* a secret is checked,
+    so a guesser past its allowance gets a 429 however good its next guess is; a success
+    costs nothing. (A client id that is guessed at is held back too: the price of stopping
+    the guessing.)"""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = max(1, burst)
+        self._failures: dict[str, tuple[float, float]] = {}  # key -> (allowance left, at)
+
+    def _left(self, key: str, now: float) -> float:
+        left, at = self._failures.get(key, (float(self.burst), now))
+        return min(float(self.burst), left + (now - at) * self.rate)
+
+    def check(self, client_id: str | None, address: str) -> None:
+        """RateLimited when the client id or the address has no failures left."""
+        if self.rate <= 0:
+            return
+        now = time.monotonic()
+        for key in _keys(client_id, address):
+            left = self._left(key, now)
+            if left < 1.0:
+                raise RateLimited(max(1, math.ceil((1.0 - left) / self.rate)))
+
+    def failed(self, client_id: str | None, address: str) -> None:
+        """Count one failure against the client id and the address."""
+        if self.rate <= 0:
+            return
+        now = time.monotonic()
+        if len(self._failures) >= _MAX_BUCKETS:
+            self._failures.clear()
+        for key in _keys(client_id, address):
+            self._failures[key] = (max(0.0, self._left(key, now) - 1.0), now)
+
+
+def _keys(client_id: str | None, address: str) -> list[str]:
+    keys = [f"address:{address}"]
+    if client_id:
+        keys.append(f"client:{client_id[:200]}")
+    return keys
+
+
 class StreamLimits:
     """How many event streams each client holds open: `check` refuses one more past
     `per_client` (429); `hold` counts one for as long as it lasts."""

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.responses import Response
 
 from taskstatus.api.access import check_visible, visible
@@ -29,6 +29,7 @@ from taskstatus.api.streams import (
     task_stream,
     wait_until_terminal,
 )
+from taskstatus.limits import MAX_OFFSET, MAX_PAGE_SIZE, InputRejected, check_json, limit, to_utc
 from taskstatus.model import CompletionStatus, Target, Task, TaskState, cancel, clear
 from taskstatus.query import And, Condition, Expr, Op, SortKey, TaskField, TaskQuery, all_of
 from taskstatus.service import Submission, utcnow
@@ -36,7 +37,7 @@ from taskstatus.views import CRUD_STATUS, crud_task
 
 router = APIRouter(prefix="/v2/task", tags=["Task (v2)"], responses=ERRORS)
 
-MAX_PER_PAGE = 250
+MAX_PER_PAGE = MAX_PAGE_SIZE
 MILLISECOND = timedelta(milliseconds=1)
 # The lifecycle states each v2 status stands for.
 STATES: dict[str, tuple[TaskState, ...]] = {}
@@ -75,7 +76,16 @@ class CrudTask(BaseModel):
     deleted_at: str | None = Field(None, description="Set on historized (deleted) tasks.")
 
 
-class CreateBody(BaseModel):
+class _Body(BaseModel):
+    """A request body: every value in it must be storable (taskstatus.limits.check_json)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        return check_json(data, "body")
+
+
+class CreateBody(_Body):
     model_config = ConfigDict(extra="forbid")
 
     handler: str = Field(description="A registered handler")
@@ -85,7 +95,7 @@ class CreateBody(BaseModel):
     status: str | None = Field(None, description="If given, pending")
 
 
-class UpdateBody(BaseModel):
+class UpdateBody(_Body):
     model_config = ConfigDict(extra="forbid")
 
     status: str | None = Field(None, description="cancelled, completed or failed")
@@ -94,7 +104,7 @@ class UpdateBody(BaseModel):
     response: dict[str, Any] | None = Field(None, description="Replace the result")
 
 
-class IndexBody(BaseModel):
+class IndexBody(_Body):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     filter: dict[str, Any] = Field(default_factory=dict, description="Exact match on task fields")
@@ -111,6 +121,9 @@ def _parse_time(name: str, value: Any) -> datetime:
         parsed = None
     if parsed is None or parsed.tzinfo is None:
         raise ApiError(400, [f"filter.{name}: must be an ISO 8601 date-time with a time zone"])
+    parsed = to_utc(parsed, f"filter.{name}")
+    if parsed >= datetime.max.replace(tzinfo=parsed.tzinfo) - MILLISECOND:
+        raise InputRejected(f"filter.{name}: {value} is at the end of the calendar")
     return parsed
 
 
@@ -156,9 +169,20 @@ async def index(body: IndexBody, state: State, principal: Reader) -> Response:
     """Exact match on any task field (several combine with and); pages from 1; the
     X-Pagination-* headers carry the page, the page count, the page size and the total."""
     if not 1 <= body.per_page <= MAX_PER_PAGE:
-        raise ApiError(400, [f"per-page: must be from 1 to {MAX_PER_PAGE}, not {body.per_page}"])
+        raise ApiError(
+            400,
+            [
+                f"per-page: must be from 1 to {MAX_PER_PAGE}, not {body.per_page} "
+                f"({limit('page-size', MAX_PAGE_SIZE)})"
+            ],
+        )
     if body.page < 1:
         raise ApiError(400, [f"page: must be 1 or more, not {body.page}"])
+    if (body.page - 1) * body.per_page > MAX_OFFSET:
+        raise ApiError(
+            400,
+            [f"page: {body.page} starts past task {MAX_OFFSET} ({limit('offset', MAX_OFFSET)})"],
+        )
     where = all_of(*(_condition(k, v) for k, v in body.filter.items()))
     page = await state.service.query(
         TaskQuery(

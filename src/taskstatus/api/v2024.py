@@ -12,6 +12,7 @@ optimistic update. Lists:
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from typing import Annotated, Any
@@ -39,6 +40,7 @@ from taskstatus.api.streams import (
 )
 from taskstatus.credentials import READ
 from taskstatus.fields import TASK_STATUS
+from taskstatus.limits import MAX_OFFSET, MAX_PAGE_SIZE, check_json
 from taskstatus.model import Task
 from taskstatus.patch import apply_patch
 from taskstatus.query import (
@@ -58,14 +60,14 @@ from taskstatus.query import (
 from taskstatus.service import utcnow
 from taskstatus.views import task_status
 
-MAX_LIMIT = 250
+MAX_LIMIT = MAX_PAGE_SIZE
 PENDING = Condition(TaskField.COMPLETION_STATUS, Op.ISNULL)
 COMPLETED = Condition(TaskField.COMPLETION_STATUS, Op.PR)
 OLDEST_FIRST = (SortKey(TaskField.CREATED),)
 NEWEST_FIRST = (SortKey(TaskField.CREATED, descending=True),)
 PATCH_TYPES = ("application/json-patch+json", "application/json")
 
-Offset = Annotated[int, Query(ge=0, description="Offset into the full result set")]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Offset into the full result set")]
 Limit = Annotated[int, Query(ge=0, le=MAX_LIMIT, description="Max number of results to return")]
 Count = Annotated[
     bool, Query(description="If true, X-Total-Count carries the total ignoring limit and offset")
@@ -338,9 +340,11 @@ def router(prefix: str, resource: str = "/task-status", *, pending: bool = True)
                 415, [f"send the patch as application/json-patch+json, not {media or 'nothing'}"]
             )
         try:
-            operations = orjson.loads(await request.body())
-        except orjson.JSONDecodeError as e:
+            # json, not orjson: orjson reads integers past 64 bits as floats, unnoticed
+            operations = json.loads(await request.body())
+        except (ValueError, RecursionError) as e:
             raise ApiError(400, [f"the body is not valid JSON: {e}"]) from None
+        check_json(operations, "body")
         cutoff, now = state.cutoff(), utcnow()
         task = await state.service.store.update(
             id, lambda t: apply_patch(check_visible(principal, t, cutoff), operations, now)

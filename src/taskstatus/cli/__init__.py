@@ -20,6 +20,7 @@ from rich.console import Console
 from taskstatus.errors import TaskStatusError
 from taskstatus.model import IllegalTransition, InvalidTaskChange
 from taskstatus.query import QueryError
+from taskstatus.redact import MaskingFilter, mask
 from taskstatus.settings import DEFAULT_DATABASE
 
 T = TypeVar("T")
@@ -87,6 +88,9 @@ def configure_logging(level: int = logging.INFO) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:  # no password of a database URL in a log
+        if not any(isinstance(f, MaskingFilter) for f in handler.filters):
+            handler.addFilter(MaskingFilter())
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -129,4 +133,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _one_line(text: str) -> None:
-    err.print(" ".join(text.split()), highlight=False, markup=False, soft_wrap=True)
+    err.print(mask(" ".join(text.split())), highlight=False, markup=False, soft_wrap=True)

@@ -54,6 +54,12 @@ def serve(
     credentials_file: Annotated[
         Path, _opt("credentials_file", "Where the first start writes the admin credentials")
     ] = _D["credentials_file"],
+    public_url: Annotated[
+        str | None, _opt("public_url", "The URL clients reach this server at (for links)")
+    ] = None,
+    allowed_hosts: Annotated[
+        str, _opt("allowed_hosts", "Host headers links may be built from (comma-separated, *)")
+    ] = _D["allowed_hosts"],
     max_streams_per_client: Annotated[
         int, _opt("max_streams_per_client", "Event streams one API client may hold", min=1)
     ] = _D["max_streams_per_client"],
@@ -85,10 +91,11 @@ def serve(
         float, _opt("busy_timeout", "Seconds a SQLite write waits for the write lock", min=0)
     ] = _D["busy_timeout"],
     access_log: Annotated[bool, _opt("access_log", "Log every request")] = True,
-    demo: Demo = True,
+    demo: Demo = False,
 ) -> None:
     """Serve the HTTP API (with in-process workers) until SIGTERM or SIGINT."""
     from taskstatus.api import create_app
+    from taskstatus.api.server import uvicorn_config
 
     configure_logging()
     if demo:
@@ -108,6 +115,8 @@ def serve(
         require_experimental_header=require_experimental_header,
         token_ttl=token_ttl,
         credentials_file=credentials_file,
+        public_url=public_url,
+        allowed_hosts=allowed_hosts,
         token_rate_limit=token_rate_limit,
         max_body_bytes=max_body_bytes,
         keep_alive=keep_alive,
@@ -119,16 +128,11 @@ def serve(
         max_streams_per_client=max_streams_per_client,
         event_heartbeat=event_heartbeat,
     )
-    config = uvicorn.Config(
+    config = uvicorn_config(
         create_app(settings),
-        host=host,
-        port=port,
-        http="h11",  # h11 writes header names as given (X-Total-Count: see api/errors.py)
-        log_config=None,  # uvicorn's loggers go through ours
+        settings,
         access_log=access_log,
-        server_header=False,
         timeout_graceful_shutdown=int(grace_period) + 5,
-        timeout_keep_alive=settings.keep_alive,
     )
     uvicorn.Server(config).run()
     exit_past_stuck_threads()

@@ -23,6 +23,7 @@ from taskstatus.cli import (
     out,
     run,
 )
+from taskstatus.redact import mask
 from taskstatus.store import make_store
 from taskstatus.worker import Worker, WorkerOptions
 
@@ -130,4 +131,4 @@ def migrate(database: Database = DATABASE_DEFAULT) -> None:
         await store.close()
 
     run(go())
-    out.print(f"{database}: schema up to date")
+    out.print(f"{mask(database)}: schema up to date")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from taskstatus.redact import mask
 from taskstatus.store.base import (
     ApiClient,
     ConflictError,
@@ -56,4 +57,6 @@ def make_store(
         from taskstatus.store.postgres import PostgresStore
 
         return PostgresStore(url, limits=limits)
-    raise ValueError(f"unsupported database URL {url!r}: use sqlite:///path.db or postgresql://...")
+    raise ValueError(
+        f"unsupported database URL {mask(url)!r}: use sqlite:///path.db or postgresql://..."
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import os
 import sqlite3
 import threading
@@ -67,6 +68,7 @@ from taskstatus.store.wakeups import Wakeups
 
 T = TypeVar("T")
 
+log = logging.getLogger("taskstatus.store")
 _Q = load_queries("sqlite")
 
 
@@ -128,6 +130,31 @@ def _now() -> datetime:
 
 def _data_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+
+def owner_only(path: str) -> None:
+    """Create the database file readable and writable by its owner only: it holds the token
+    signing key (SQLite gives its -wal and -shm files the database file's mode). An existing
+    file, or -wal/-shm, that others may read is left as it is, with a warning."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        os.close(fd)
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        try:
+            mode = os.stat(name).st_mode & 0o777
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            log.warning(
+                "%s has mode %03o: others on this host can read it, and with it the key that "
+                "signs access tokens; run: chmod 600 %s",
+                name,
+                mode,
+                name,
+            )
 
 
 def path_of(url: str) -> str:
@@ -289,6 +316,7 @@ class SQLiteStore:
         directory = os.path.dirname(self.path)
         if directory:
             os.makedirs(directory, exist_ok=True)
+        owner_only(self.path)
         conn = self._conn()
         conn.execute("PRAGMA journal_mode = WAL")
         for migration in load_migrations("sqlite"):
