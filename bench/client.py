@@ -136,9 +136,8 @@ def main() -> None:
             figures.update(latency(url, creds))
         with serve(workdir, "--concurrency", "4") as (url, creds):
             figures.update(wait_requests(url, creds))
-        with serve(
-            workdir, "--concurrency", "0", "--rate-limit", "5", "--rate-burst", "5"
-        ) as (url, creds):
+        limited = ("--concurrency", "0", "--rate-limit", "5", "--rate-burst", "5")
+        with serve(workdir, *limited) as (url, creds):
             figures.update(asyncio.run(burst(url, creds)))
     print(json.dumps(figures, indent=2))
 
