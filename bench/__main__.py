@@ -6,7 +6,9 @@
 
 Suites: e2e (e2e_tasks_per_s.*, submit_per_s.*), pickup (pickup_ms_p50.*), status
 (status_get_rps, status_get_p99_ms, bare_asgi_rps), lists (list_p95_ms.*), rss
-(worker_rss_mb), peers (celery_e2e_tasks_per_s, procrastinate_e2e_tasks_per_s).
+(worker_rss_mb), events (event_latency_ms_*, wait_wakeup_ms_p50.*, sse_streams_1000.*,
+e2e_tasks_per_s.*.events_on/off; BENCH_EVENTS=latency,wakeup,streams,overhead picks),
+peers (celery_e2e_tasks_per_s, procrastinate_e2e_tasks_per_s).
 --record appends the table, the machine and the commit to docs/benchmarks.md.
 """
 
@@ -23,7 +25,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import e2e, lists, pickup, rss, status_get
+from bench import e2e, events, lists, pickup, rss, status_get
 from bench.common import ROOT
 
 RESULTS = ROOT / "bench" / "results.json"
@@ -35,6 +37,7 @@ SUITES: dict[str, Callable[[], dict[str, float]]] = {
     "status": status_get.run,
     "lists": lists.run,
     "rss": rss.run,
+    "events": events.run,
 }
 
 # figure -> (target as text, whether the measured value meets it); None when there is none
@@ -50,6 +53,23 @@ TARGETS: dict[str, tuple[str, Callable[[float, dict[str, float]], bool]]] = {
         lambda v, f: v < 20 and v <= 2 * f["list_p95_ms.10k"],
     ),
     "worker_rss_mb": ("< 200", lambda v, f: v < 200),
+    "event_latency_ms_p50.postgres": ("<= 20", lambda v, f: v <= 20),
+    "event_latency_ms_p99.postgres": ("<= 100", lambda v, f: v <= 100),
+    "event_latency_ms_p50.sqlite": ("<= 30", lambda v, f: v <= 30),
+    "event_latency_ms_p99.sqlite": ("<= 100", lambda v, f: v <= 100),
+    "wait_wakeup_ms_p50.postgres": ("<= 20", lambda v, f: v <= 20),
+    "wait_wakeup_ms_p50.sqlite": ("<= 20", lambda v, f: v <= 20),
+    "sse_streams_1000.missed_events": ("0", lambda v, f: v == 0),
+    "sse_streams_1000.rss_mb": ("< 300", lambda v, f: v < 300),
+    "sse_streams_1000.status_get_ratio": (">= 0.7", lambda v, f: v >= 0.7),
+    "e2e_tasks_per_s.postgres.events_on": (
+        ">= 90% of .events_off",
+        lambda v, f: v >= 0.9 * f["e2e_tasks_per_s.postgres.events_off"],
+    ),
+    "e2e_tasks_per_s.sqlite.events_on": (
+        ">= 90% of .events_off",
+        lambda v, f: v >= 0.9 * f["e2e_tasks_per_s.sqlite.events_off"],
+    ),
     "celery_e2e_tasks_per_s": (
         "e2e >= 6x this",
         lambda v, f: (

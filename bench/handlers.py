@@ -27,3 +27,11 @@ async def started(ctx: TaskContext, args: dict[str, Any]) -> dict[str, float]:
 @handler("bench.sleep", description="Sleeps.")
 async def sleep(ctx: TaskContext, args: dict[str, Any]) -> None:
     await asyncio.sleep(float(args["seconds"]))
+
+
+@handler("bench.ticks", description="Reports its wall-clock time as progress, n times.")
+async def ticks(ctx: TaskContext, args: dict[str, Any]) -> None:
+    n, every = int(args.get("n", 100)), float(args.get("every", 0.1))
+    for i in range(n):
+        ctx.progress(repr(time.time()), 100 * (i + 1) // n)
+        await asyncio.sleep(every)

@@ -15,6 +15,8 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+from rich.console import Group
+from rich.live import Live
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -244,10 +246,13 @@ def watch(
     task_id: Annotated[str, typer.Argument(help="Task id")],
     database: Database = DATABASE_DEFAULT,
     url: Url = None,
-    interval: Annotated[float, typer.Option(min=0.05, help="Seconds between looks")] = 0.5,
+    interval: Annotated[
+        float, typer.Option(min=0.05, help="Seconds between looks when no event comes")
+    ] = 5.0,
 ) -> None:
-    """Follow a task with a live progress bar; exit with its outcome (0 SUCCESS, 1 ERROR,
-    3 WARNING, 4 TERMINATED, 5 TEMPERROR)."""
+    """Follow a task's events with a live progress bar and its messages under it, as they
+    are committed (from any worker process or node); exit with its outcome (0 SUCCESS,
+    1 ERROR, 3 WARNING, 4 TERMINATED, 5 TEMPERROR)."""
 
     async def go() -> Task:
         async with open_tasks(database, url) as conn:
@@ -259,23 +264,28 @@ def watch(
                 TimeElapsedColumn(),
                 TextColumn("{task.description}"),
             )
-            with Progress(*columns, console=out, transient=False) as bar:
-                row = bar.add_task("", total=100, name=task.unique_name)
-                # against a server: woken by its event stream, not by a timer
-                stream = conn.watch(task_id) if isinstance(conn, AsyncRemoteConnection) else None
-                try:
-                    while True:
-                        latest = task.messages[-1].text if task.messages else ""
-                        text = " | ".join(p for p in (task.progress or "", latest) if p)
-                        bar.update(row, completed=task.percent_complete, description=text)
-                        if task.terminal:
-                            return task
-                        stream = await _next_change(stream, interval)
-                        task = await conn.get(task_id)
-                finally:
-                    aclose = getattr(stream, "aclose", None)
-                    if aclose is not None:
-                        await aclose()
+            bar = Progress(*columns, console=out)
+            row = bar.add_task(task.progress or "", total=100, name=task.unique_name)
+            bar.update(row, completed=task.percent_complete)
+            messages = Text()
+            with Live(Group(bar, messages), console=out, refresh_per_second=10):
+                async for batch in _changes(conn, task_id, interval):
+                    for kind, data in batch:
+                        if kind == "progress":
+                            bar.update(
+                                row,
+                                completed=data["percentComplete"],
+                                description=data["progress"] or "",
+                            )
+                        elif kind == "message":
+                            text = data.get("text") or data.get("localizedText", {}).get("message")
+                            style = {"WARN": "yellow", "ERROR": "red"}.get(data.get("type", ""))
+                            messages.append(f"{data.get('type', ''):5} {text}\n", style)
+                    task = await conn.get(task_id)
+                    if task.terminal:
+                        bar.update(row, completed=task.percent_complete)
+                        return task
+            return await conn.get(task_id)
 
     task = run(go())
     assert task.completion_status is not None
@@ -283,21 +293,27 @@ def watch(
     raise typer.Exit(EXIT_CODES[task.completion_status])
 
 
-async def _next_change(
-    stream: AsyncIterator[TaskEvent] | None, interval: float
-) -> AsyncIterator[TaskEvent] | None:
-    """Wait for the task's next event; without a stream (a database, or a server that has
-    none), for `interval` seconds. The stream, or None once there is none."""
-    if stream is not None:
+async def _changes(
+    conn: AsyncConnection | AsyncRemoteConnection, task_id: str, interval: float
+) -> AsyncIterator[list[tuple[str, dict[str, Any]]]]:
+    """The task's events in batches (kind, v2024 data), from the start until it ends: from
+    the store's notifications against a database, from the event stream against a server
+    (a server without one is looked at every `interval` seconds). An empty batch now and
+    then says: look at the task."""
+    if isinstance(conn, AsyncRemoteConnection):
+        stream: AsyncIterator[TaskEvent] = conn.watch(task_id)
         try:
-            await anext(stream)
-            return stream
-        except StopAsyncIteration:
-            return None  # the task ended: the caller reads it once more
-        except NotFound:
-            pass  # a server without the event stream: look every `interval` instead
-    await asyncio.sleep(interval)
-    return None
+            async for event in stream:
+                yield [(event.kind, dict(event.data))]
+        except NotFound:  # a server without the event stream
+            while True:
+                await asyncio.sleep(interval)
+                yield []
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+        return
+    async for found in conn.service.events.stream(task_id, 0, interval):
+        yield [(e.kind, dict(e.data)) for e in found]
 
 
 @app.command()

@@ -353,3 +353,16 @@ INSERT INTO schema_migrations (version, name) VALUES (%(version)s, %(name)s)
 
 -- name: lock_migrations
 SELECT pg_advisory_xact_lock(%(key)s)
+
+-- name: task_events
+-- Each task's events after its cursor, in order, at most %(limit)s per task (key lookups).
+SELECT e.task_id, e.seq, e.kind, e.version, e.at, e.data
+FROM unnest(%(ids)s::text[], %(afters)s::integer[]) WITH ORDINALITY AS c(id, after, ord)
+CROSS JOIN LATERAL (
+    SELECT * FROM task_events x WHERE x.task_id = c.id AND x.seq > c.after
+    ORDER BY x.seq LIMIT %(limit)s
+) e
+ORDER BY c.ord, e.seq
+
+-- name: listen_events
+LISTEN taskstatus_events
