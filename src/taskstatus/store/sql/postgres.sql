@@ -160,8 +160,8 @@ RETURNING id, state, lease_owner
 WITH r AS (
     SELECT * FROM unnest(
         %(id)s::text[], %(progress)s::text[], %(percent_complete)s::integer[],
-        %(attributes)s::jsonb[], %(returns)s::jsonb[])
-        AS r(id, progress, percent_complete, attributes, returns)
+        %(attributes)s::jsonb[], %(returns)s::jsonb[], %(attempt)s::integer[])
+        AS r(id, progress, percent_complete, attributes, returns, attempt)
 ),
 reported AS (
     UPDATE tasks SET
@@ -172,6 +172,7 @@ reported AS (
     FROM r
     WHERE tasks.id = ANY(%(id)s::text[]) AND tasks.id = r.id  -- key lookups (see finish)
       AND tasks.lease_owner = %(worker)s AND tasks.state IN ({leased})
+      AND (r.attempt IS NULL OR tasks.attempts = r.attempt)  -- fenced by the claim's attempt
     RETURNING tasks.id
 )
 INSERT INTO task_messages (task_id, type, key, text, locale, parameters)
@@ -187,9 +188,9 @@ WITH o AS (
     SELECT * FROM unnest(
         %(id)s::text[], %(state)s::text[], %(completion_status)s::text[], %(progress)s::text[],
         %(percent_complete)s::integer[], %(attributes)s::jsonb[], %(returns)s::jsonb[],
-        %(run_at)s::timestamptz[], %(sources)s::text[])
+        %(run_at)s::timestamptz[], %(sources)s::text[], %(attempt)s::integer[])
         AS o(id, state, completion_status, progress, percent_complete, attributes, returns,
-             run_at, sources)
+             run_at, sources, attempt)
 ),
 finished AS (
     UPDATE tasks SET
@@ -206,6 +207,7 @@ finished AS (
     -- sequential scan of every task, history included
     WHERE tasks.id = ANY(%(id)s::text[]) AND tasks.id = o.id AND tasks.lease_owner = %(worker)s
       AND tasks.state = ANY(string_to_array(o.sources, ','))
+      AND (o.attempt IS NULL OR tasks.attempts = o.attempt)  -- a stale run never overwrites
     RETURNING tasks.id, tasks.state
 ),
 added AS (
@@ -240,13 +242,17 @@ SELECT pg_notify('taskstatus_work', '') WHERE EXISTS (SELECT FROM requeued)
 
 -- name: recover
 -- Expired leases: requeued while attempts are left, else dead; a cancel request wins. The
--- tasks are found among those in flight (tasks_inflight: completion_status IS NULL).
+-- tasks are found among those in flight (tasks_inflight: completion_status IS NULL). A lease
+-- is judged only once it stayed expired for `grace` seconds, counted from the server's
+-- start as well: after a restart the workers that were cut off get that long to renew.
 WITH requeued AS (
     UPDATE tasks SET
         state = 'queued', lease_owner = NULL, lease_expires = NULL, modified = now(),
         version = version + 1
     WHERE completion_status IS NULL AND state = 'running' AND 'running' IN ({from:queued})
-      AND lease_expires < now() AND attempts < max_attempts
+      AND lease_expires < now() - %(grace)s * interval '1 second'
+      AND pg_postmaster_start_time() < now() - %(grace)s * interval '1 second'
+      AND attempts < max_attempts
     RETURNING id, attempts, max_attempts
 ),
 dead AS (
@@ -254,7 +260,9 @@ dead AS (
         state = 'dead', completion_status = 'TEMPERROR', completed = now(), lease_owner = NULL,
         lease_expires = NULL, modified = now(), version = version + 1
     WHERE completion_status IS NULL AND state = 'running' AND 'running' IN ({from:dead})
-      AND lease_expires < now() AND attempts >= max_attempts
+      AND lease_expires < now() - %(grace)s * interval '1 second'
+      AND pg_postmaster_start_time() < now() - %(grace)s * interval '1 second'
+      AND attempts >= max_attempts
     RETURNING id, attempts, max_attempts
 ),
 cancelled AS (
@@ -262,7 +270,9 @@ cancelled AS (
         state = 'cancelled', completion_status = 'TERMINATED', completed = now(),
         lease_owner = NULL, lease_expires = NULL, modified = now(), version = version + 1
     WHERE completion_status IS NULL AND state = 'cancel_requested'
-      AND 'cancel_requested' IN ({from:cancelled}) AND lease_expires < now()
+      AND 'cancel_requested' IN ({from:cancelled})
+      AND lease_expires < now() - %(grace)s * interval '1 second'
+      AND pg_postmaster_start_time() < now() - %(grace)s * interval '1 second'
     RETURNING id, attempts, max_attempts
 )
 SELECT 'requeued', id, attempts, max_attempts FROM requeued
