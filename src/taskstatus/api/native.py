@@ -30,7 +30,7 @@ from taskstatus.api.auth import Principal
 from taskstatus.api.deps import Reader, State, Writer
 from taskstatus.api.errors import ApiError, as_api_error, json_response
 from taskstatus.api.schemas import ERRORS
-from taskstatus.errors import HasSubtasks, WaitTimeout
+from taskstatus.errors import HasSubtasks
 from taskstatus.fields import TASK_STATUS
 from taskstatus.limits import MAX_CLIENT_PAGE_SIZE, MAX_DELAY_SECONDS, MAX_OFFSET
 from taskstatus.model import CompletionStatus, Target, TargetType, Task
@@ -196,10 +196,7 @@ async def get(
 ) -> Response:
     task = check_visible(principal, await state.service.get(id), state.cutoff())
     if wait > 0 and not task.terminal:
-        try:
-            task = await state.service.wait(id, wait)
-        except WaitTimeout:
-            task = await state.service.get(id)
+        task = await state.service.wait_for(id, wait)
     return json_response(200, task_to_json(task))
 
 
