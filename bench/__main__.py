@@ -10,7 +10,9 @@ submit_per_s.*, pickup_ms_p50.postgres, harness.*), peers (the same harness run 
 peer: peers_matched_e2e, peers_best_e2e), claim (claim8_ms.*: a claim of 8 without
 statistics), stored (e2e with 1,000,000 finished tasks stored vs empty), pickup
 (pickup_ms_p50.sqlite, in process), status (status_get_rps, status_get_p99_ms,
-bare_asgi_rps), lists (list_p95_ms.*), rss (worker_rss_mb).
+bare_asgi_rps), lists (list_p95_ms.*), rss (worker_rss_mb),
+events (event_latency_ms_*, wait_wakeup_ms_p50.*, sse_streams_1000.*,
+e2e_tasks_per_s.*.events_on/off; BENCH_EVENTS=latency,wakeup,streams,overhead picks).
 --record appends the table, the machine and the commit to docs/benchmarks.md.
 """
 
@@ -29,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import e2e, lists, pickup, rss, status_get, stored
+from bench import e2e, events, lists, pickup, rss, status_get, stored
 from bench.common import ROOT
 
 RESULTS = ROOT / "bench" / "results.json"
@@ -52,8 +54,9 @@ SUITES: dict[str, Callable[[], dict[str, Any]]] = {
     "status": status_get.run,
     "lists": lists.run,
     "rss": rss.run,
+    "events": events.run,
 }
-DEFAULT = ("e2e", "claim", "stored", "pickup", "status", "lists", "rss")
+DEFAULT = ("e2e", "claim", "stored", "pickup", "status", "lists", "rss", "events")
 
 Check = Callable[[float, dict[str, Any]], bool]
 # figure -> (target as text, whether the measured value meets it); None when there is none
@@ -73,6 +76,23 @@ TARGETS: dict[str, tuple[str, Check]] = {
         lambda v, f: v < 20 and v <= 2 * f["list_p95_ms.10k"],
     ),
     "worker_rss_mb": ("< 200", lambda v, f: v < 200),
+    "event_latency_ms_p50.postgres": ("<= 20", lambda v, f: v <= 20),
+    "event_latency_ms_p99.postgres": ("<= 100", lambda v, f: v <= 100),
+    "event_latency_ms_p50.sqlite": ("<= 30", lambda v, f: v <= 30),
+    "event_latency_ms_p99.sqlite": ("<= 100", lambda v, f: v <= 100),
+    "wait_wakeup_ms_p50.postgres": ("<= 20", lambda v, f: v <= 20),
+    "wait_wakeup_ms_p50.sqlite": ("<= 20", lambda v, f: v <= 20),
+    "sse_streams_1000.missed_events": ("0", lambda v, f: v == 0),
+    "sse_streams_1000.rss_mb": ("< 300", lambda v, f: v < 300),
+    "sse_streams_1000.status_get_ratio": (">= 0.7", lambda v, f: v >= 0.7),
+    "e2e_tasks_per_s.postgres.events_on": (
+        ">= 90% of .events_off",
+        lambda v, f: v >= 0.9 * f["e2e_tasks_per_s.postgres.events_off"],
+    ),
+    "e2e_tasks_per_s.sqlite.events_on": (
+        ">= 90% of .events_off",
+        lambda v, f: v >= 0.9 * f["e2e_tasks_per_s.sqlite.events_off"],
+    ),
 }
 
 

@@ -126,8 +126,11 @@ def api_client(url: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def server(url: str, *extra: str) -> Iterator[tuple[str, str]]:
-    """`taskstatus serve` (no workers, no rate limit, no access log); yields (base url, token)."""
+def server(
+    url: str, *extra: str, procs: list[subprocess.Popen[bytes]] | None = None
+) -> Iterator[tuple[str, str]]:
+    """`taskstatus serve` (no workers, no rate limit, no access log); yields (base url, token).
+    The process is appended to `procs` when given (to read its RSS, say)."""
     creds = api_client(url)
     folder = Path(tempfile.mkdtemp(prefix="taskstatus-bench-serve-"))
     port = free_port()
@@ -149,6 +152,8 @@ def server(url: str, *extra: str) -> Iterator[tuple[str, str]]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    if procs is not None:
+        procs.append(proc)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: _ready(base), 60, "the server to start")

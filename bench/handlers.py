@@ -33,3 +33,11 @@ async def sleep(ctx: TaskContext, args: dict[str, Any]) -> None:
 @handler("bench.stamp", description="Writes the wall-clock time it started to args['marker'].")
 async def stamp(ctx: TaskContext, args: dict[str, Any]) -> None:
     write_stamp(str(args["marker"]))
+
+
+@handler("bench.ticks", description="Reports its wall-clock time as progress, n times.")
+async def ticks(ctx: TaskContext, args: dict[str, Any]) -> None:
+    n, every = int(args.get("n", 100)), float(args.get("every", 0.1))
+    for i in range(n):
+        ctx.progress(repr(time.time()), 100 * (i + 1) // n)
+        await asyncio.sleep(every)

@@ -3,13 +3,23 @@
 from taskstatus import connect, handler, TaskContext
 """
 
+from taskstatus.client import AsyncRemoteConnection, TaskEvent
 from taskstatus.connection import AsyncConnection, Connection, connect, connect_async
 from taskstatus.errors import (
+    BadRequest,
     ConflictError,
+    Forbidden,
+    HasSubtasks,
     InvalidArguments,
+    InvalidFilter,
     NotFound,
+    RateLimited,
+    ServerError,
+    StoreUnavailable,
     TaskStatusError,
+    Unauthorized,
     UnknownHandler,
+    Unreachable,
     WaitTimeout,
 )
 from taskstatus.handlers import Handler, handler
@@ -29,26 +39,37 @@ from taskstatus.worker.context import Retry, TaskCancelled, TaskContext
 
 __all__ = [
     "AsyncConnection",
+    "AsyncRemoteConnection",
+    "BadRequest",
     "CompletionStatus",
     "ConflictError",
     "Connection",
+    "Forbidden",
     "Handler",
+    "HasSubtasks",
     "IllegalTransition",
     "InvalidArguments",
+    "InvalidFilter",
     "InvalidTaskChange",
     "Message",
     "MessageType",
     "NotFound",
+    "RateLimited",
     "Retry",
+    "ServerError",
+    "StoreUnavailable",
     "Target",
     "TargetType",
     "Task",
     "TaskCancelled",
     "TaskContext",
+    "TaskEvent",
     "TaskState",
     "TaskStatusError",
     "TaskType",
+    "Unauthorized",
     "UnknownHandler",
+    "Unreachable",
     "WaitTimeout",
     "connect",
     "connect_async",

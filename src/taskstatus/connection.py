@@ -1,7 +1,10 @@
-"""The Python API: ``connect(url)`` to submit, find, watch and cancel tasks in a store directly.
+"""The Python API: ``connect(url)`` to submit, find, watch and cancel tasks.
 
-`AsyncConnection` holds the implementation; `Connection` (what `connect` returns) runs it on a
-private event loop thread, so each operation exists once and works from plain synchronous code.
+A database URL (``sqlite:///...``, ``postgresql://...``) gives an `AsyncConnection` to the store
+itself; an ``http://`` or ``https://`` URL gives the remote client
+(`taskstatus.client.AsyncRemoteConnection`), with the same methods and the same `Task` back.
+`Connection` (what `connect` returns for either) runs the async one on a private event loop
+thread, so each operation exists once and works from plain synchronous code.
 """
 
 from __future__ import annotations
@@ -9,21 +12,24 @@ from __future__ import annotations
 import asyncio
 import getpass
 import threading
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
+from taskstatus.client.remote import AsyncRemoteConnection, TaskEvent, is_remote
+from taskstatus.errors import HasSubtasks
 from taskstatus.fields import TASK_STATUS
 from taskstatus.handlers import REGISTRY, Handler, Registry
-from taskstatus.model import Target, TargetType, Task
+from taskstatus.listing import Listing
+from taskstatus.model import CompletionStatus, Target, TargetType, Task, TaskDefinition
 from taskstatus.query import TaskQuery, parse_bound, parse_sorters
 from taskstatus.service import Submission, TaskService
 from taskstatus.settings import default_database
 from taskstatus.store import make_store
 from taskstatus.store.base import Store
 
-__all__ = ["AsyncConnection", "Connection", "connect", "connect_async"]
+__all__ = ["AsyncConnection", "AsyncTasks", "Connection", "connect", "connect_async"]
 
 T = TypeVar("T")
 TargetLike = Target | Mapping[str, Any] | None
@@ -43,7 +49,7 @@ def _launcher() -> str:
         return "python"
 
 
-class AsyncConnection:
+class AsyncConnection(Listing):
     """Tasks in one store, from asyncio code. Use `connect_async`, or open() and close()."""
 
     def __init__(
@@ -167,6 +173,40 @@ class AsyncConnection:
         """The task once it has ended; WaitTimeout after `timeout` seconds."""
         return await self.service.wait(task_id, timeout)
 
+    async def clear(
+        self, task_id: str, status: CompletionStatus | str, completed: datetime | None = None
+    ) -> Task:
+        """End a pending task by hand with `status`; its worker is told to stop."""
+        return await self.service.clear(task_id, CompletionStatus(status), completed)
+
+    async def delete(self, task_id: str, *, force: bool = False) -> list[str]:
+        """Delete a task (kept as history), cancelling it if it runs; the deleted ids. With
+        subtasks and not `force`: HasSubtasks, and nothing is deleted."""
+        result = await self.service.delete(task_id, force=force)
+        if result.blocked_by:
+            raise HasSubtasks(task_id, result.blocked_by)
+        return result.deleted
+
+    async def definitions(self) -> list[TaskDefinition]:
+        """The handlers registered by every node sharing the database."""
+        return await self.store.definitions()
+
+    async def events(self, task_id: str, after: int | None = None) -> AsyncIterator[TaskEvent]:
+        """Not available on a database connection yet (it needs the store's event log);
+        connect to a server URL, or use `wait`."""
+        raise NotImplementedError(
+            "events() needs a server URL for now (connect('https://...')); use wait() here"
+        )
+        yield  # pragma: no cover - makes this an async generator
+
+    async def watch(self, task_id: str) -> AsyncIterator[TaskEvent]:
+        """See `events`."""
+        async for event in self.events(task_id):
+            yield event
+
+
+AsyncTasks = AsyncConnection | AsyncRemoteConnection
+
 
 class _LoopThread:
     """An event loop on a daemon thread, for running coroutines from synchronous code."""
@@ -181,16 +221,34 @@ class _LoopThread:
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
+    def iterate(self, items: AsyncIterator[T]) -> Iterator[T]:
+        """An async iterator as a plain one, each step on the loop; closed when left early."""
+        try:
+            while True:
+                try:
+                    yield self.run(_anext(items))
+                except StopAsyncIteration:
+                    return
+        finally:
+            aclose = getattr(items, "aclose", None)
+            if aclose is not None:
+                self.run(aclose())
+
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join()
         self.loop.close()
 
 
-class Connection:
-    """`AsyncConnection` for synchronous code: the same methods, blocking."""
+async def _anext(items: AsyncIterator[T]) -> T:
+    return await items.__anext__()
 
-    def __init__(self, inner: AsyncConnection) -> None:
+
+class Connection:
+    """`AsyncConnection` or `AsyncRemoteConnection` for synchronous code: the same methods,
+    blocking; the iterators are plain iterators."""
+
+    def __init__(self, inner: AsyncTasks) -> None:
         self._inner = inner
         self._loop = _LoopThread()
         try:
@@ -200,11 +258,19 @@ class Connection:
             raise
 
     @property
+    def remote(self) -> bool:
+        """True for a server URL."""
+        return isinstance(self._inner, AsyncRemoteConnection)
+
+    @property
     def store(self) -> Store:
+        """The store (a database connection only)."""
+        if isinstance(self._inner, AsyncRemoteConnection):
+            raise AttributeError("a connection to a server has no store")
         return self._inner.store
 
     @property
-    def launcher(self) -> str:
+    def launcher(self) -> str | None:
         return self._inner.launcher
 
     def submit(
@@ -234,6 +300,31 @@ class Connection:
     def wait(self, task_id: str, timeout: float | None = None) -> Task:
         return self._loop.run(self._inner.wait(task_id, timeout))
 
+    def clear(
+        self, task_id: str, status: CompletionStatus | str, completed: datetime | None = None
+    ) -> Task:
+        return self._loop.run(self._inner.clear(task_id, status, completed))
+
+    def delete(self, task_id: str, *, force: bool = False) -> list[str]:
+        return self._loop.run(self._inner.delete(task_id, force=force))
+
+    def definitions(self) -> list[TaskDefinition]:
+        return self._loop.run(self._inner.definitions())
+
+    def pending(self, *, limit: int | None = 250, offset: int = 0) -> list[Task]:
+        return self._loop.run(self._inner.pending(limit=limit, offset=offset))
+
+    def iterate(
+        self, filters: str | None = None, sorters: str | None = None, *, page_size: int = 250
+    ) -> Iterator[Task]:
+        return self._loop.iterate(self._inner.iterate(filters, sorters, page_size=page_size))
+
+    def events(self, task_id: str, after: int | None = None) -> Iterator[TaskEvent]:
+        return self._loop.iterate(self._inner.events(task_id, after))
+
+    def watch(self, task_id: str) -> Iterator[TaskEvent]:
+        return self._loop.iterate(self._inner.watch(task_id))
+
     def close(self) -> None:
         try:
             self._loop.run(self._inner.close())
@@ -252,10 +343,20 @@ class Connection:
         self.close()
 
 
+def _async(url: str | None, options: dict[str, Any]) -> AsyncTasks:
+    if is_remote(url):
+        assert url is not None
+        return AsyncRemoteConnection(url, **options)
+    return AsyncConnection(url, **options)
+
+
 def connect(url: str | None = None, **options: Any) -> Connection:
-    """Open the store at `url` (default: $TASKSTATUS_DATABASE or sqlite:///./taskstatus.db)."""
-    return Connection(AsyncConnection(url, **options))
+    """Open the store at `url` (default: $TASKSTATUS_DATABASE or sqlite:///./taskstatus.db),
+    or, for an ``http(s)://`` URL, the server there (options: client_id, client_secret,
+    credentials_file, scope, launcher, timeout, retries, max_retry_wait; docs/client.md)."""
+    return Connection(_async(url, options))
 
 
-async def connect_async(url: str | None = None, **options: Any) -> AsyncConnection:
-    return await AsyncConnection(url, **options).open()
+async def connect_async(url: str | None = None, **options: Any) -> AsyncTasks:
+    """`connect` for asyncio code: an `AsyncConnection`, or an `AsyncRemoteConnection`."""
+    return await _async(url, options).open()

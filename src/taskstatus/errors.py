@@ -10,7 +10,13 @@ from collections.abc import Sequence
 
 
 class TaskStatusError(Exception):
-    """Base of the errors taskstatus raises on purpose."""
+    """Base of the errors taskstatus raises on purpose.
+
+    Raised by the remote client, an error also carries the server's `tracking_id` (also in the
+    server's log line of that request) and the HTTP `status`; both are None otherwise."""
+
+    tracking_id: str | None = None
+    status: int | None = None
 
 
 class UnknownHandler(TaskStatusError):
@@ -52,3 +58,52 @@ class WaitTimeout(TaskStatusError):
     def __init__(self, task_id: str, timeout: float) -> None:
         self.task_id = task_id
         super().__init__(f"task {task_id} did not finish within {timeout:g} s")
+
+
+class InvalidFilter(TaskStatusError, ValueError):
+    """A filter or sorter that cannot be used; the message says what and where.
+    (`taskstatus.query.QueryError`, what a database connection raises, is one.)"""
+
+
+class HasSubtasks(StoreError):
+    """`delete` without force of a task that has subtasks: nothing was deleted."""
+
+    def __init__(self, task_id: str, subtasks: Sequence[object] = ()) -> None:
+        self.task_id = task_id
+        self.subtasks = list(subtasks)
+        super().__init__(
+            f"task {task_id} has {len(self.subtasks)} subtasks: delete with force=True to "
+            "delete them too"
+        )
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached now; try again later (the server said 503)."""
+
+
+class Unauthorized(TaskStatusError):
+    """The server refused the credentials or the token (401), or none were found."""
+
+
+class Forbidden(TaskStatusError):
+    """The credentials are good but lack the scope the operation needs (403)."""
+
+
+class RateLimited(TaskStatusError):
+    """The server kept answering 429 after the client's retries; `retry_after` in seconds."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class BadRequest(TaskStatusError, ValueError):
+    """The server refused the request as invalid (a 4xx with no more specific type)."""
+
+
+class ServerError(TaskStatusError):
+    """The server failed (5xx) or answered something the client cannot read."""
+
+
+class Unreachable(TaskStatusError):
+    """No answer from the server (connection refused, reset or timed out) after the retries."""

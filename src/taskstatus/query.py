@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeAlias
 
+from taskstatus.errors import InvalidFilter
+
 __all__ = [
     "Catalog",
     "Condition",
@@ -44,7 +46,7 @@ __all__ = [
 ]
 
 
-class QueryError(ValueError):
+class QueryError(InvalidFilter):
     """A filter or sorter that cannot be used; the message says what and where."""
 
     def __init__(self, message: str, position: int | None = None, *, param: str = "filters"):

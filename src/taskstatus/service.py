@@ -8,6 +8,7 @@ Cancelling and clearing go through the lifecycle in taskstatus.model.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from taskstatus.errors import NotFound, UnknownHandler, WaitTimeout
+from taskstatus.events import EventHub
 from taskstatus.handlers import REGISTRY, Handler, Registry, validate_with_schema
 from taskstatus.model import (
     CompletionStatus,
@@ -30,6 +32,10 @@ from taskstatus.query import TaskQuery
 from taskstatus.store.base import DeleteResult, Page, Store
 
 __all__ = ["Submission", "TaskService", "utcnow"]
+
+
+# A waiter that heard nothing for this long looks at the task anyway.
+WAIT_SAFETY = 5.0
 
 
 def utcnow() -> datetime:
@@ -75,6 +81,7 @@ class TaskService:
         self.store = store
         self.registry = registry
         self.clock = clock
+        self.events = EventHub(store)
 
     async def publish_definitions(self) -> None:
         """Store this process's handler definitions so that every node can validate them."""
@@ -204,16 +211,25 @@ class TaskService:
 
     async def wait(self, task_id: str, timeout: float | None = None) -> Task:
         """The task once it is terminal; WaitTimeout after `timeout` seconds."""
+        task = await self.wait_for(task_id, timeout)
+        if not task.terminal:
+            raise WaitTimeout(task_id, timeout or 0.0)
+        return task
+
+    async def wait_for(self, task_id: str, timeout: float | None) -> Task:
+        """The task as soon as it is terminal, or as it is after `timeout` seconds (None:
+        no limit). Woken by the task's events (any process, any node), not by polling; a
+        look every WAIT_SAFETY seconds covers a missed wake-up."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.01
-        while True:
-            task = await self.get(task_id)
-            if task.terminal:
-                return task
-            if deadline is not None:
-                left = deadline - time.monotonic()
+        with self.events.follow(task_id) as follower:
+            while True:
+                follower.wake.clear()
+                task = await self.get(task_id)
+                if task.terminal:
+                    return task
+                left = WAIT_SAFETY if deadline is None else deadline - time.monotonic()
                 if left <= 0:
-                    raise WaitTimeout(task_id, timeout or 0.0)
-                delay = min(delay, left)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.25)
+                    return task
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(left, WAIT_SAFETY)):
+                        await follower.wake.wait()

@@ -52,6 +52,12 @@ class Settings(BaseSettings):
         "the database",
     )
     max_body_bytes: int = Field(1_048_576, ge=1, description="Larger request bodies are refused")
+    max_streams_per_client: int = Field(
+        100, ge=1, description="Event streams (SSE) one API client may hold open at once"
+    )
+    event_heartbeat: float = Field(
+        15.0, gt=0, description="Seconds between comment lines on an idle event stream"
+    )
     telemetry: bool = Field(
         False,
         description="FastAPI's OpenTelemetry spans, metrics and logs (needs configured "

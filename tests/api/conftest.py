@@ -34,6 +34,7 @@ class Server:
     client_id: str
     client_secret: str
     settings: Settings
+    app: Any = None  # the ASGI app, to look at its state
     _tokens: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def token(self, client_id: str | None = None, secret: str | None = None, **form: str) -> str:
@@ -101,8 +102,9 @@ class _ThreadServer(uvicorn.Server):
 
 
 def run_server(settings: Settings) -> Iterator[Server]:
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host="127.0.0.1",
         port=0,
         http="h11",
@@ -126,6 +128,7 @@ def run_server(settings: Settings) -> Iterator[Server]:
             creds["client_id"],
             creds["client_secret"],
             settings,
+            app,
         )
     finally:
         server.should_exit = True

@@ -120,6 +120,35 @@ def test_watch_and_submit_wait_exit_with_the_outcome(db: str) -> None:
         worker.wait(20)
 
 
+def test_watch_follows_a_worker_process_and_shows_its_messages(db: str) -> None:
+    """watch, started before a worker in another process runs the task, follows its events
+    to the end and prints the task's messages."""
+    submitted = ts("submit", "Cloud Account Aggregation", '{"accounts": 50}', "--database", db)
+    assert submitted.returncode == 0, submitted.stderr
+    task_id = submitted.stdout.split()[0]
+    watching = subprocess.Popen(
+        [sys.executable, "-m", "taskstatus", "watch", task_id, "--database", db],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "taskstatus", "worker", "--database", db],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        stdout, stderr = watching.communicate(timeout=60)
+    finally:
+        worker.terminate()
+        worker.wait(20)
+    assert watching.returncode in (0, 3), stderr  # SUCCESS or WARNING
+    assert "Aggregating 50 accounts" in stdout
+    assert task_id in stdout
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

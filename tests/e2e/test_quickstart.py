@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -91,5 +92,5 @@ def test_make_test_from_a_fresh_clone(clone: Path) -> None:
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     assert "All checks passed!" in result.stdout
     assert "Success: no issues found" in result.stdout
-    assert "Contracts: 3 kept, 0 broken." in result.stdout
+    assert re.search(r"Contracts: \d+ kept, 0 broken\.", result.stdout), result.stdout[-2000:]
     assert " passed" in result.stdout

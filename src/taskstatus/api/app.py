@@ -18,11 +18,11 @@ from importlib.metadata import version
 
 from fastapi import FastAPI
 
-from taskstatus.api import errors, health, jira, oauth, v2, v2024
+from taskstatus.api import errors, health, jira, native, oauth, v2, v2024
 from taskstatus.api.auth import Auth
 from taskstatus.api.deps import ApiState
 from taskstatus.api.fastlane import FastLane
-from taskstatus.api.ratelimit import RateLimiter
+from taskstatus.api.ratelimit import RateLimiter, StreamLimits
 from taskstatus.credentials import bootstrap_admin
 from taskstatus.handlers import REGISTRY, Registry
 from taskstatus.service import TaskService, utcnow
@@ -70,6 +70,7 @@ def create_app(
             token_limiter=RateLimiter(
                 settings.token_rate_limit, max(1, int(settings.token_rate_limit * 4))
             ),
+            streams=StreamLimits(settings.max_streams_per_client),
         )
         worker, running = None, None
         if settings.concurrency > 0 and len(registry):
@@ -118,6 +119,7 @@ def create_app(
         v2024.router("", "/task-status/v1", pending=False),
         v2.router,
         jira.router,
+        native.router,
         oauth.router,
         health.router,
     ]

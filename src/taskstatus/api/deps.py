@@ -4,7 +4,7 @@ checks the scope of a caller (documented in OpenAPI as OAuth2 client credentials
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated
 
@@ -14,7 +14,7 @@ from fastapi.security import OAuth2
 
 from taskstatus.api.auth import Auth, Principal
 from taskstatus.api.errors import ApiError
-from taskstatus.api.ratelimit import RateLimiter
+from taskstatus.api.ratelimit import RateLimiter, StreamLimits
 from taskstatus.credentials import ADMIN, READ, WRITE
 from taskstatus.service import TaskService, utcnow
 from taskstatus.settings import Settings
@@ -43,6 +43,7 @@ class ApiState:
     auth: Auth
     limiter: RateLimiter
     token_limiter: RateLimiter
+    streams: StreamLimits = field(default_factory=lambda: StreamLimits(100))
 
     @property
     def retention(self) -> timedelta:

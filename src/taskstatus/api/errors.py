@@ -21,7 +21,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taskstatus.errors import ConflictError, InvalidArguments, NotFound, UnknownHandler
+from taskstatus.errors import (
+    ConflictError,
+    HasSubtasks,
+    InvalidArguments,
+    NotFound,
+    UnknownHandler,
+)
 from taskstatus.model import IllegalTransition, InvalidTaskChange
 from taskstatus.patch import PatchError
 from taskstatus.query import QueryError
@@ -163,7 +169,7 @@ def as_api_error(exc: Exception) -> ApiError | None:
         return ApiError(400, [f"{exc.handler}: {e}" for e in exc.errors])
     if isinstance(exc, UnknownHandler):
         return ApiError(400, [str(exc)])
-    if isinstance(exc, ConflictError):
+    if isinstance(exc, ConflictError | HasSubtasks):
         return ApiError(409, [str(exc)])
     return None
 

@@ -28,6 +28,15 @@ from taskstatus.api.errors import (
     json_response,
     tracking_id,
 )
+from taskstatus.api.streams import (
+    JIRA,
+    STREAM_RESPONSES,
+    After,
+    LastEventId,
+    Wait,
+    task_stream,
+    wait_until_terminal,
+)
 from taskstatus.credentials import READ, WRITE
 from taskstatus.model import cancel
 from taskstatus.service import utcnow
@@ -126,12 +135,40 @@ JiraWriter = Annotated[Principal, Depends(caller(WRITE, allow_basic=True))]
 
 @router.get("/{taskId}", summary="Get task", response_model=JiraTask)
 async def get_task(
-    version: Version, taskId: str, request: Request, state: State, principal: JiraReader
+    version: Version,
+    taskId: str,
+    request: Request,
+    state: State,
+    principal: JiraReader,
+    wait: Wait = None,
 ) -> Response:
-    """The task's progress; 404 for unknown tasks and for tasks past the retention window."""
+    """The task's progress; 404 for unknown tasks and for tasks past the retention window.
+    With ?wait=, as soon as it has ended or when the time is up."""
     task = check_visible(principal, await state.service.get(taskId), state.cutoff())
+    task = await wait_until_terminal(state, principal, task, wait)
     url = request.url_for("get_task", version=version, taskId=task.id)
     return json_response(200, jira_task(task, str(url), utcnow()))
+
+
+@router.get(
+    "/{taskId}/events",
+    summary="Follow a task's events (Server-Sent Events)",
+    response_class=Response,
+    responses=STREAM_RESPONSES,
+)
+async def get_task_events(
+    version: Version,
+    taskId: str,
+    request: Request,
+    state: State,
+    principal: JiraReader,
+    after: After = None,
+    last_event_id: LastEventId = None,
+) -> Response:
+    """The task's events as text/event-stream, `data:` in Jira's field names: a `snapshot`
+    (the whole task), the log after the cursor, then live events until `completed`."""
+    url = str(request.url_for("get_task", version=version, taskId=taskId))
+    return await task_stream(request, state, principal, taskId, JIRA, url)
 
 
 @router.post(

@@ -6,10 +6,13 @@ client spread over N nodes gets up to N times the rate). A `rate` of 0 turns lim
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections import Counter
+from collections.abc import Iterator
 
-from taskstatus.api.errors import RateLimited
+from taskstatus.api.errors import ApiError, RateLimited
 
 _MAX_BUCKETS = 100_000
 
@@ -33,3 +36,30 @@ class RateLimiter:
         if len(self._buckets) >= _MAX_BUCKETS and key not in self._buckets:
             self._buckets.clear()  # crude but bounded: a flood of new keys resets everyone
         self._buckets[key] = (tokens - 1.0, now)
+
+
+class StreamLimits:
+    """How many event streams each client holds open: `check` refuses one more past
+    `per_client` (429); `hold` counts one for as long as it lasts."""
+
+    def __init__(self, per_client: int) -> None:
+        self.per_client = per_client
+        self.open: Counter[str] = Counter()
+
+    @contextlib.contextmanager
+    def hold(self, client_id: str) -> Iterator[None]:
+        self.open[client_id] += 1
+        try:
+            yield
+        finally:
+            self.open[client_id] -= 1
+            if self.open[client_id] <= 0:
+                del self.open[client_id]
+
+    def check(self, client_id: str) -> None:
+        if self.open[client_id] >= self.per_client:
+            raise ApiError(
+                429,
+                [f"this client has {self.per_client} event streams open, the most it may"],
+                headers={"Retry-After": "1"},
+            )

@@ -12,7 +12,7 @@ import dataclasses
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
@@ -20,6 +20,15 @@ from taskstatus.api.access import check_visible, visible
 from taskstatus.api.deps import Reader, State, Writer
 from taskstatus.api.errors import ApiError, json_response
 from taskstatus.api.schemas import ERRORS, ErrorResponseDto
+from taskstatus.api.streams import (
+    CRUD,
+    STREAM_RESPONSES,
+    After,
+    LastEventId,
+    Wait,
+    task_stream,
+    wait_until_terminal,
+)
 from taskstatus.model import CompletionStatus, Target, Task, TaskState, cancel, clear
 from taskstatus.query import And, Condition, Expr, Op, SortKey, TaskField, TaskQuery, all_of
 from taskstatus.service import Submission, utcnow
@@ -193,9 +202,30 @@ async def create(body: CreateBody, state: State, principal: Writer) -> Response:
 
 
 @router.get("/view/{id}", summary="One task", response_model=CrudTask)
-async def view(id: str, state: State, principal: Reader) -> Response:
+async def view(id: str, state: State, principal: Reader, wait: Wait = None) -> Response:
+    """One task; with ?wait=, as soon as it has ended or when the time is up."""
     task = check_visible(principal, await state.service.get(id), state.cutoff())
+    task = await wait_until_terminal(state, principal, task, wait)
     return json_response(200, crud_task(task))
+
+
+@router.get(
+    "/events/{id}",
+    summary="Follow a task's events (Server-Sent Events)",
+    response_class=Response,
+    responses=STREAM_RESPONSES,
+)
+async def events(
+    id: str,
+    request: Request,
+    state: State,
+    principal: Reader,
+    after: After = None,
+    last_event_id: LastEventId = None,
+) -> Response:
+    """The task's events as text/event-stream, `data:` in v2 field names: a `snapshot` (the
+    whole task), the log after the cursor, then live events until `completed`."""
+    return await task_stream(request, state, principal, id, CRUD)
 
 
 def _set_status(task: Task, status: str, now: datetime) -> Task:

@@ -26,6 +26,17 @@ from taskstatus.api.deps import Reader, State, Writer, app_state, authorize
 from taskstatus.api.errors import ApiError, CasedResponse, json_response
 from taskstatus.api.lean import LeanHandler, LeanRoute
 from taskstatus.api.schemas import ERRORS, JsonPatchOperation, TaskStatus
+from taskstatus.api.streams import (
+    STREAM_RESPONSES,
+    V2024,
+    After,
+    LastEventId,
+    Wait,
+    all_tasks_stream,
+    task_stream,
+    wait_seconds,
+    wait_until_terminal,
+)
 from taskstatus.credentials import READ
 from taskstatus.fields import TASK_STATUS
 from taskstatus.model import Task
@@ -111,17 +122,19 @@ async def _get_one(request: Request) -> Response:
     check_experimental(request)
     principal = await authorize(request, READ, request.headers.get("authorization"))
     state = app_state(request)
+    seconds = wait_seconds(request) if request.query_params else None
     task = check_visible(
         principal, await state.service.get(request.path_params["id"]), state.cutoff()
     )
+    task = await wait_until_terminal(state, principal, task, seconds)
     return CasedResponse(_rendered(task), media_type="application/json")
 
 
 def fast_lanes(prefixes: Sequence[str]) -> list[tuple[str, re.Pattern[str], LeanHandler]]:
     """The GET of one task under every prefix, for the FastLane middleware."""
     resources = [f"{re.escape(p)}/task-status" for p in prefixes] + [r"/task-status/v1"]
-    # pending-tasks is its own operation under the same resource, not a task id
-    pattern = re.compile(rf"(?:{'|'.join(resources)})/(?P<id>(?!pending-tasks$)[^/]+)")
+    # pending-tasks and events are operations of their own under the resource, not task ids
+    pattern = re.compile(rf"(?:{'|'.join(resources)})/(?P<id>(?!(?:pending-tasks|events)$)[^/]+)")
     return [("GET", pattern, _get_one)]
 
 
@@ -230,7 +243,42 @@ def router(prefix: str, resource: str = "/task-status", *, pending: bool = True)
         tasks, headers = await _page(state, principal, where, sort, offset, limit, count)
         return json_response(200, [task_status(t) for t in tasks], headers)
 
-    async def get_task_status(id: str, principal: Reader) -> Response:
+    @r.get(
+        "/events",
+        summary="Follow the events of every task (Server-Sent Events)",
+        operation_id=f"get_task_status_all_events_{name}",
+        response_class=Response,
+        responses=STREAM_RESPONSES,
+    )
+    async def get_all_task_events(
+        request: Request, state: State, principal: Reader, filters: Filters = None
+    ) -> Response:
+        """The events of every task the caller may see, narrowed by `filters` (the list's
+        grammar, matched when the stream first hears of a task), as they are committed."""
+        return await all_tasks_stream(
+            request, state, principal, parse_bound(filters, TASK_STATUS), V2024
+        )
+
+    @r.get(
+        "/{id}/events",
+        summary="Follow a task's events (Server-Sent Events)",
+        operation_id=f"get_task_status_events_{name}",
+        response_class=Response,
+        responses=STREAM_RESPONSES,
+    )
+    async def get_task_status_events(
+        id: str,
+        request: Request,
+        state: State,
+        principal: Reader,
+        after: After = None,
+        last_event_id: LastEventId = None,
+    ) -> Response:
+        """The task's events as text/event-stream: a `snapshot` (the whole TaskStatus), the
+        log after the cursor, then live events until the terminal one (`completed`)."""
+        return await task_stream(request, state, principal, id, V2024)
+
+    async def get_task_status(id: str, principal: Reader, wait: Wait = None) -> Response:
         """One task, or 404. (Declares the operation for OpenAPI; `_get_one` serves it.)"""
         raise NotImplementedError
 

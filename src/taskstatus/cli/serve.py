@@ -54,6 +54,12 @@ def serve(
     credentials_file: Annotated[
         Path, _opt("credentials_file", "Where the first start writes the admin credentials")
     ] = _D["credentials_file"],
+    max_streams_per_client: Annotated[
+        int, _opt("max_streams_per_client", "Event streams one API client may hold", min=1)
+    ] = _D["max_streams_per_client"],
+    event_heartbeat: Annotated[
+        float, _opt("event_heartbeat", "Seconds between comments on idle event streams", min=1)
+    ] = _D["event_heartbeat"],
     access_log: Annotated[bool, typer.Option(help="Log every request")] = True,
     demo: Demo = True,
 ) -> None:
@@ -78,6 +84,8 @@ def serve(
         require_experimental_header=require_experimental_header,
         token_ttl=token_ttl,
         credentials_file=credentials_file,
+        max_streams_per_client=max_streams_per_client,
+        event_heartbeat=event_heartbeat,
     )
     config = uvicorn.Config(
         create_app(settings),

@@ -1,21 +1,31 @@
-"""Task commands: submit, get, list, cancel, watch, purge, definitions."""
+"""Task commands: submit, get, list, cancel, clear, delete, watch, purge, definitions.
+
+All but purge also work against a server: ``--url`` (or TASKSTATUS_URL) in place of
+``--database`` (cli/remote.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
 import typer
+from rich.console import Group
+from rich.live import Live
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from taskstatus.cli import DATABASE_DEFAULT, Database, Imports, app, fail, load_modules, out, run
+from taskstatus.cli.remote import Url, open_tasks
+from taskstatus.client import AsyncRemoteConnection, TaskEvent
 from taskstatus.connection import AsyncConnection
+from taskstatus.errors import HasSubtasks, NotFound
 from taskstatus.model import CompletionStatus, Target, TargetType, Task, TaskState
 from taskstatus.views import iso, task_status
 
@@ -67,6 +77,7 @@ def submit(
         str | None, typer.Argument(help="Arguments as a JSON object, or @file.json")
     ] = None,
     database: Database = DATABASE_DEFAULT,
+    url: Url = None,
     imports: Imports = None,
     target_id: Annotated[str | None, typer.Option(help="Id of what the task acts on")] = None,
     target_type: Annotated[TargetType | None, typer.Option(help="APPLICATION or IDENTITY")] = None,
@@ -89,7 +100,7 @@ def submit(
         target = Target(target_id, target_type, target_name)
 
     async def go() -> Task:
-        async with AsyncConnection(database) as conn:
+        async with open_tasks(database, url) as conn:
             task = await conn.submit(
                 handler,
                 args,
@@ -115,12 +126,13 @@ def submit(
 def get(
     task_id: Annotated[str, typer.Argument(help="Task id")],
     database: Database = DATABASE_DEFAULT,
+    url: Url = None,
     as_json: Json = False,
 ) -> None:
     """Show one task: its state, progress, messages and result."""
 
     async def go() -> Task:
-        async with AsyncConnection(database) as conn:
+        async with open_tasks(database, url) as conn:
             return await conn.get(task_id)
 
     task = run(go())
@@ -163,6 +175,7 @@ def get(
 @app.command("list")
 def list_(
     database: Database = DATABASE_DEFAULT,
+    url: Url = None,
     filters: Annotated[
         str | None,
         typer.Option(
@@ -186,7 +199,7 @@ def list_(
         text = f"{kind} and ({filters})" if filters else kind
 
     async def go() -> tuple[list[Task], int]:
-        async with AsyncConnection(database) as conn:
+        async with open_tasks(database, url) as conn:
             found = await conn.query(text, sorters, limit=limit, offset=offset)
             return found, await conn.count(text)
 
@@ -216,11 +229,12 @@ def list_(
 def cancel(
     task_id: Annotated[str, typer.Argument(help="Task id")],
     database: Database = DATABASE_DEFAULT,
+    url: Url = None,
 ) -> None:
     """Cancel a queued task, or ask a running one to stop."""
 
     async def go() -> Task:
-        async with AsyncConnection(database) as conn:
+        async with open_tasks(database, url) as conn:
             return await conn.cancel(task_id)
 
     task = run(go())
@@ -231,13 +245,17 @@ def cancel(
 def watch(
     task_id: Annotated[str, typer.Argument(help="Task id")],
     database: Database = DATABASE_DEFAULT,
-    interval: Annotated[float, typer.Option(min=0.05, help="Seconds between looks")] = 0.5,
+    url: Url = None,
+    interval: Annotated[
+        float, typer.Option(min=0.05, help="Seconds between looks when no event comes")
+    ] = 5.0,
 ) -> None:
-    """Follow a task with a live progress bar; exit with its outcome (0 SUCCESS, 1 ERROR,
-    3 WARNING, 4 TERMINATED, 5 TEMPERROR)."""
+    """Follow a task's events with a live progress bar and its messages under it, as they
+    are committed (from any worker process or node); exit with its outcome (0 SUCCESS,
+    1 ERROR, 3 WARNING, 4 TERMINATED, 5 TEMPERROR)."""
 
     async def go() -> Task:
-        async with AsyncConnection(database) as conn:
+        async with open_tasks(database, url) as conn:
             task = await conn.get(task_id)
             columns = (
                 TextColumn("[bold]{task.fields[name]}"),
@@ -246,21 +264,98 @@ def watch(
                 TimeElapsedColumn(),
                 TextColumn("{task.description}"),
             )
-            with Progress(*columns, console=out, transient=False) as bar:
-                row = bar.add_task("", total=100, name=task.unique_name)
-                while True:
-                    latest = task.messages[-1].text if task.messages else ""
-                    text = " | ".join(p for p in (task.progress or "", latest) if p)
-                    bar.update(row, completed=task.percent_complete, description=text)
-                    if task.terminal:
-                        return task
-                    await asyncio.sleep(interval)
+            bar = Progress(*columns, console=out)
+            row = bar.add_task(task.progress or "", total=100, name=task.unique_name)
+            bar.update(row, completed=task.percent_complete)
+            messages = Text()
+            with Live(Group(bar, messages), console=out, refresh_per_second=10):
+                async for batch in _changes(conn, task_id, interval):
+                    for kind, data in batch:
+                        if kind == "progress":
+                            bar.update(
+                                row,
+                                completed=data["percentComplete"],
+                                description=data["progress"] or "",
+                            )
+                        elif kind == "message":
+                            text = data.get("text") or data.get("localizedText", {}).get("message")
+                            style = {"WARN": "yellow", "ERROR": "red"}.get(data.get("type", ""))
+                            messages.append(f"{data.get('type', ''):5} {text}\n", style)
                     task = await conn.get(task_id)
+                    if task.terminal:
+                        bar.update(row, completed=task.percent_complete)
+                        return task
+            return await conn.get(task_id)
 
     task = run(go())
     assert task.completion_status is not None
     out.print(f"{task.id} {task.state.value} ({task.completion_status.value})")
     raise typer.Exit(EXIT_CODES[task.completion_status])
+
+
+async def _changes(
+    conn: AsyncConnection | AsyncRemoteConnection, task_id: str, interval: float
+) -> AsyncIterator[list[tuple[str, dict[str, Any]]]]:
+    """The task's events in batches (kind, v2024 data), from the start until it ends: from
+    the store's notifications against a database, from the event stream against a server
+    (a server without one is looked at every `interval` seconds). An empty batch now and
+    then says: look at the task."""
+    if isinstance(conn, AsyncRemoteConnection):
+        stream: AsyncIterator[TaskEvent] = conn.watch(task_id)
+        try:
+            async for event in stream:
+                yield [(event.kind, dict(event.data))]
+        except NotFound:  # a server without the event stream
+            while True:
+                await asyncio.sleep(interval)
+                yield []
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+        return
+    async for found in conn.service.events.stream(task_id, 0, interval):
+        yield [(e.kind, dict(e.data)) for e in found]
+
+
+@app.command()
+def clear(
+    task_id: Annotated[str, typer.Argument(help="Task id")],
+    status: Annotated[
+        CompletionStatus, typer.Argument(help="SUCCESS, WARNING, ERROR, TERMINATED or TEMPERROR")
+    ],
+    database: Database = DATABASE_DEFAULT,
+    url: Url = None,
+) -> None:
+    """End a pending task by hand with a completion status; its worker is told to stop."""
+
+    async def go() -> Task:
+        async with open_tasks(database, url) as conn:
+            return await conn.clear(task_id, status)
+
+    task = run(go())
+    assert task.completion_status is not None
+    out.print(f"{task.id} {task.state.value} ({task.completion_status.value})")
+
+
+@app.command()
+def delete(
+    task_id: Annotated[str, typer.Argument(help="Task id")],
+    database: Database = DATABASE_DEFAULT,
+    url: Url = None,
+    force: Annotated[bool, typer.Option(help="Also delete its subtasks")] = False,
+) -> None:
+    """Delete a task (kept as history), cancelling it if it runs. A task with subtasks needs
+    --force, which deletes them too."""
+
+    async def go() -> list[str]:
+        async with open_tasks(database, url) as conn:
+            try:
+                return await conn.delete(task_id, force=force)
+            except HasSubtasks as e:
+                ids = ", ".join(t.id for t in e.subtasks if isinstance(t, Task))
+                fail(f"{e} ({ids})")
+
+    for deleted in run(go()):
+        out.print(f"{deleted} deleted")
 
 
 @app.command()
@@ -282,14 +377,15 @@ def purge(
 @app.command()
 def definitions(
     database: Database = DATABASE_DEFAULT,
+    url: Url = None,
     imports: Imports = None,
 ) -> None:
-    """List the handlers (task definitions) known to this database."""
+    """List the handlers (task definitions) known to this database or server."""
     load_modules(imports)
 
     async def go() -> list[tuple[str, str, str]]:
-        async with AsyncConnection(database) as conn:
-            found = await conn.store.definitions()
+        async with open_tasks(database, url) as conn:
+            found = await conn.definitions()
             return [(d.name, d.summary.executor, d.summary.description) for d in found]
 
     table = Table("name", "executor", "description")

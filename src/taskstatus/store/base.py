@@ -28,6 +28,7 @@ __all__ = [
     "ApiClient",
     "ConflictError",
     "DeleteResult",
+    "EventCallback",
     "Heartbeat",
     "NotFound",
     "Outcome",
@@ -36,6 +37,7 @@ __all__ = [
     "Recovered",
     "Store",
     "StoreError",
+    "TaskEvent",
 ]
 
 
@@ -95,6 +97,43 @@ class DeleteResult:
 
     deleted: list[str]
     blocked_by: list[Task] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEvent:
+    """One entry of a task's event log: a change a client can see, numbered per task (`seq`
+    1, 2, 3... in the order the changes were made), written in the change's own transaction.
+    `kind` is one of EVENT_KINDS; `data` says what changed (v2024 field names; times as
+    ISO-8601 text); `version` is the task's version once the change was made."""
+
+    task_id: str
+    seq: int
+    kind: str
+    version: int
+    at: datetime
+    data: Mapping[str, Any]
+
+
+# Every kind of event, in the order one change lists its events; `completed` ends a task's log.
+EVENT_KINDS = (
+    "created",
+    "progress",
+    "message",
+    "attributes",
+    "launched",
+    "cancel_requested",
+    "retried",
+    "released",
+    "lease_lost",
+    "deleted",
+    "updated",
+    "completed",
+)
+TERMINAL_EVENT = "completed"
+
+# Told which tasks have new events: (task id, the first new seq) pairs, or None when some may
+# have been missed (a lost connection): then every followed task should be read again.
+EventCallback = Callable[[Sequence[tuple[str, int]] | None], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +221,16 @@ class Store(Protocol):
 
     async def wait_for_work(self, timeout: float) -> None:
         """Return when a task may have become due (a wake-up), or after `timeout` seconds."""
+
+    # --- events -------------------------------------------------------------------------------
+
+    async def events(self, cursors: Mapping[str, int], limit: int = 1000) -> list[TaskEvent]:
+        """The events of each task after its cursor (a seq; 0 for all), in order, at most
+        `limit` per task; tasks one after another."""
+
+    def on_events(self, callback: EventCallback) -> Callable[[], None]:
+        """Call `callback`, on this event loop, whenever events are committed by any process
+        or node; returns the function that stops it. Costs nothing while nobody follows."""
 
     # --- task definitions and API clients -------------------------------------------------
 

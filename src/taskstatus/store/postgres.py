@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,6 +36,7 @@ from taskstatus.store.base import (
     ApiClient,
     ConflictError,
     DeleteResult,
+    EventCallback,
     Heartbeat,
     NotFound,
     Outcome,
@@ -43,6 +44,7 @@ from taskstatus.store.base import (
     Progress,
     Recovered,
     StoreError,
+    TaskEvent,
 )
 from taskstatus.store.leases import lost_lease_message, sort_heartbeat
 from taskstatus.store.rows import (
@@ -280,6 +282,16 @@ async def _migrate(conn: Conn) -> None:
             log.info("applied migration %04d_%s", migration.version, migration.name)
 
 
+def _parse_news(payload: str) -> list[tuple[str, int]]:
+    """A taskstatus_events payload, "task_id:first_seq,...", as pairs."""
+    news = []
+    for item in payload.split(","):
+        task_id, _, first = item.rpartition(":")
+        if task_id:
+            news.append((task_id, int(first)))
+    return news
+
+
 class PostgresStore:
     """The Store protocol on PostgreSQL (see taskstatus.store.base for the contract)."""
 
@@ -291,6 +303,8 @@ class PostgresStore:
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()  # set once the listener has said LISTEN
         self._work = asyncio.Event()  # set by a notification, cleared when a wait returns
+        self._event_callbacks: dict[int, EventCallback] = {}
+        self._listening_events = False  # whether the listener also hears taskstatus_events
         self._claimed = 0  # tasks claimed since the queue was last vacuumed
         self._vacuum: asyncio.Task[None] | None = None
 
@@ -359,6 +373,7 @@ class PostgresStore:
         self._pool = pool
 
     async def close(self) -> None:
+        self._event_callbacks.clear()
         if self._vacuum is not None:
             await asyncio.gather(self._vacuum, return_exceptions=True)
             self._vacuum = None
@@ -609,17 +624,22 @@ class PostgresStore:
         if self._pool is None:  # a closed store must not start a listener
             raise StoreError(_NOT_OPEN)
         if self._listener is None or self._listener.done():
-            self._listener = asyncio.create_task(self._listen(), name="taskstatus listener")
+            self._start_listener()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await self._listening.wait()
                 await self._work.wait()
         self._work.clear()
 
+    def _start_listener(self) -> None:
+        self._listening.clear()
+        self._listener = asyncio.create_task(self._listen(), name="taskstatus listener")
+
     async def _listen(self) -> None:
         """Keep one connection (not the pool's) listening, and set `_work` at each
         notification. If the connection drops, reconnect, and then wake the waiters: what
-        was notified meanwhile is lost, so they should look."""
+        was notified meanwhile is lost, so they should look. With event followers it also
+        hears taskstatus_events and tells them which tasks have news (None after a gap)."""
         delay = RECONNECT_DELAYS[0]
         missed = False
         conninfo = self._conninfo("taskstatus listener")
@@ -627,21 +647,66 @@ class PostgresStore:
             try:
                 async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
                     await conn.execute(QUERIES["listen"])
+                    events = bool(self._event_callbacks)
+                    if events:
+                        await conn.execute(QUERIES["listen_events"])
+                    self._listening_events = events
                     self._listening.set()
                     if missed:
                         self._work.set()
+                    if events:  # what was committed before LISTEN took effect: look again
+                        self._tell_events(None)
                     delay = RECONNECT_DELAYS[0]
                     while True:
-                        async for _ in conn.notifies(timeout=LISTENER_CHECK_SECONDS):
-                            self._work.set()
+                        async for note in conn.notifies(timeout=LISTENER_CHECK_SECONDS):
+                            if note.channel == "taskstatus_events":
+                                self._tell_events(_parse_news(note.payload))
+                            else:
+                                self._work.set()
                         await conn.execute("SELECT 1")  # quiet for a while: still connected?
             except psycopg.Error as exc:
                 log.warning("LISTEN connection lost (%s); reconnecting in %.1f s", exc, delay)
             except Exception:
                 log.exception("LISTEN connection failed; reconnecting in %.1f s", delay)
             missed = True
+            self._listening_events = False
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_DELAYS[1])
+
+    def _tell_events(self, news: Sequence[tuple[str, int]] | None) -> None:
+        for callback in list(self._event_callbacks.values()):
+            try:
+                callback(news)
+            except Exception:
+                log.exception("an event follower failed")
+
+    # --- events -------------------------------------------------------------------------------
+
+    async def events(self, cursors: Mapping[str, int], limit: int = 1000) -> list[TaskEvent]:
+        if not cursors:
+            return []
+        params = {"ids": list(cursors), "afters": list(cursors.values()), "limit": limit}
+        async with self._db.connection() as conn:
+            rows = await (await conn.execute(QUERIES["task_events"], params)).fetchall()
+        return [TaskEvent(r[0], r[1], r[2], r[3], _utc(r[4]), r[5]) for r in rows]
+
+    def on_events(self, callback: EventCallback) -> Callable[[], None]:
+        """One LISTEN per store (per process), shared with the workers' wake-ups: a
+        listener started without event followers is restarted once to hear them too."""
+        if self._pool is None:
+            raise StoreError(_NOT_OPEN)
+        key = id(callback)
+        self._event_callbacks[key] = callback
+        if self._listener is None or self._listener.done():
+            self._start_listener()
+        elif not self._listening_events:
+            self._listener.cancel()  # it reconnects listening to both; followers re-read
+            self._start_listener()
+
+        def stop() -> None:
+            self._event_callbacks.pop(key, None)
+
+        return stop
 
     # --- definitions, clients, settings -----------------------------------------------------
 

@@ -9,11 +9,13 @@ keeps serving while a statement runs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -33,12 +35,14 @@ from taskstatus.store.base import (
     ApiClient,
     ConflictError,
     DeleteResult,
+    EventCallback,
     Heartbeat,
     NotFound,
     Outcome,
     Page,
     Progress,
     Recovered,
+    TaskEvent,
 )
 from taskstatus.store.leases import lost_lease_message, sort_heartbeat
 from taskstatus.store.rows import (
@@ -66,6 +70,14 @@ def _time_in(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+def _time_out(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def _events_since(conn: sqlite3.Connection, after: int) -> list[Any]:
+    return conn.execute(_Q["events_since"], {"after": after}).fetchall()
+
+
 def _json_in(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
@@ -87,6 +99,9 @@ DIALECT = SqlDialect(
 
 # How often an idle worker looks whether another process changed the file.
 DATA_VERSION_POLL = 0.01
+# How often a process with event subscribers looks whether another process wrote events
+# (a commit of this process is seen at once).
+EVENT_POLL = 0.005
 # How many decoded tasks `get` keeps to hand out again while they have not changed.
 RECENT_TASKS = 4096
 
@@ -147,6 +162,9 @@ class SQLiteStore:
         self._wakeups = Wakeups.for_key(self.path)
         self._opened = False
         self._recent: dict[str, tuple[tuple[int, str | None], Task]] = {}
+        self._event_callbacks: dict[int, EventCallback] = {}
+        self._event_watch: asyncio.Task[None] | None = None
+        self._event_poke: asyncio.Event | None = None
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -181,7 +199,11 @@ class SQLiteStore:
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, self._in_tx, fn, True)
+        try:
+            return await loop.run_in_executor(self._writer, self._in_tx, fn, True)
+        finally:
+            if self._event_poke is not None:  # followers of this process's events look now
+                self._event_poke.set()
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -229,6 +251,11 @@ class SQLiteStore:
             conn.execute("COMMIT")
 
     async def close(self) -> None:
+        self._event_callbacks.clear()
+        if self._event_watch is not None:
+            self._event_watch.cancel()
+            await asyncio.gather(self._event_watch, return_exceptions=True)
+            self._event_watch = None
         self._wakeups.close()
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=True)
@@ -540,6 +567,58 @@ class SQLiteStore:
                 return
             if self._point(_data_version) != version:
                 return
+
+    # --- events -------------------------------------------------------------------------------
+
+    async def events(self, cursors: Mapping[str, int], limit: int = 1000) -> list[TaskEvent]:
+        def run(conn: sqlite3.Connection) -> list[TaskEvent]:
+            return [
+                TaskEvent(row[0], row[1], row[2], row[3], _time_out(row[4]), orjson.loads(row[5]))
+                for task_id, after in cursors.items()
+                for row in conn.execute(
+                    _Q["task_events"], {"id": task_id, "after": after, "limit": limit}
+                )
+            ]
+
+        return self._point(run)  # key lookups: as cheap as `get`
+
+    def on_events(self, callback: EventCallback) -> Callable[[], None]:
+        """Commits of this process are seen when they return; those of other processes
+        within EVENT_POLL, by SQLite's data_version (a read of shared memory): then the
+        events after the last id seen say which tasks have news."""
+        key = id(callback)
+        self._event_callbacks[key] = callback
+        if self._event_watch is None or self._event_watch.done():
+            self._event_poke = asyncio.Event()
+            cursor = self._point(lambda conn: int(conn.execute(_Q["last_event_id"]).fetchone()[0]))
+            self._event_watch = asyncio.create_task(
+                self._watch_events(self._event_poke, cursor), name="taskstatus event watch"
+            )
+
+        def stop() -> None:
+            self._event_callbacks.pop(key, None)
+
+        return stop
+
+    async def _watch_events(self, poke: asyncio.Event, cursor: int) -> None:
+        version = self._point(_data_version)
+        while self._event_callbacks:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(EVENT_POLL):
+                    await poke.wait()
+            poke.clear()
+            now = self._point(_data_version)
+            if now == version:
+                continue
+            version = now
+            rows = self._point(functools.partial(_events_since, after=cursor))
+            if not rows:
+                continue
+            cursor = max(cursor, *(row[2] for row in rows))
+            news = [(row[0], row[1]) for row in rows]
+            for callback in list(self._event_callbacks.values()):
+                callback(news)
+        self._event_poke = None
 
     # --- definitions, clients, settings -----------------------------------------------------
 

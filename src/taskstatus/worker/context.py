@@ -43,10 +43,18 @@ def _parameter(value: Any) -> Any:
 class TaskContext:
     """The handle a handler gets for the task it runs."""
 
-    def __init__(self, task: Task, *, loop: asyncio.AbstractEventLoop, submit: SubmitFn) -> None:
+    def __init__(
+        self,
+        task: Task,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        submit: SubmitFn,
+        on_report: Callable[[], None] | None = None,
+    ) -> None:
         self.task = task
         self._loop = loop
         self._submit = submit
+        self._on_report = on_report  # told (on the loop) of the first report since a drain
         self._lock = threading.Lock()
         self._progress = task.progress
         self._percent = task.percent_complete
@@ -89,7 +97,22 @@ class TaskContext:
                 self._progress = text
             if percent is not None:
                 self._percent = percent
-            self._dirty = True
+            was_dirty, self._dirty = self._dirty, True
+        self._reported(was_dirty)
+
+    def _reported(self, was_dirty: bool) -> None:
+        """The first report since the worker's last write: tell it, so that a report after a
+        quiet spell is written at once (a busy reporter is still coalesced)."""
+        if was_dirty or self._on_report is None:
+            return
+        try:
+            on_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
+            self._on_report()
+        else:
+            self._loop.call_soon_threadsafe(self._on_report)
 
     def _log(
         self, kind: MessageType, text: str, key: str, parameters: Sequence[Any] | None
@@ -103,7 +126,8 @@ class TaskContext:
         with self._lock:
             self._messages.append(message)
             self._warned = self._warned or kind is MessageType.WARN
-            self._dirty = True
+            was_dirty, self._dirty = self._dirty, True
+        self._reported(was_dirty)
 
     def info(self, text: str, key: str = "", parameters: Sequence[Any] | None = None) -> None:
         self._log(MessageType.INFO, text, key, parameters)

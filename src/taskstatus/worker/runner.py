@@ -199,7 +199,12 @@ class Worker:
 
     def _start(self, task: Task) -> None:
         handler = self.registry.require(task.handler)
-        ctx = TaskContext(task, loop=asyncio.get_running_loop(), submit=self._submit_child)
+        ctx = TaskContext(
+            task,
+            loop=asyncio.get_running_loop(),
+            submit=self._submit_child,
+            on_report=self._reported,
+        )
         future = asyncio.create_task(self._execute(handler, task, ctx), name=f"task {task.id}")
         self._running[task.id] = _Run(ctx, handler, future)
         future.add_done_callback(lambda f: self._done(task.id, f))
@@ -415,6 +420,15 @@ class Worker:
                 len(found.cancelled),
             )
 
+    def _reported(self) -> None:
+        """A handler reported: if nothing was written for a flush_interval, write now (the
+        first report after a quiet spell reaches readers at once; a busy one is coalesced)."""
+        if (
+            self._write_now is not None
+            and time.monotonic() - self._last_progress_flush >= self.options.flush_interval
+        ):
+            self._write_now.set()
+
     async def _writer(self) -> None:
         assert self._write_now is not None
         while True:
@@ -428,8 +442,9 @@ class Worker:
         now = time.monotonic()
         reports: list[Progress] = []
         if final or now - self._last_progress_flush >= self.options.flush_interval:
-            self._last_progress_flush = now
             reports = [r for run in list(self._running.values()) if (r := run.ctx.drain())]
+            if reports:  # the interval counts from the last write, not from the last look
+                self._last_progress_flush = now
         outcomes, self._outcomes = self._outcomes, []
         attempt = 0
         while reports or outcomes:

@@ -130,7 +130,7 @@ FOR UPDATE OF tasks
 -- The due tasks in queue order, locked: taskstatus_due (migration 0003) picks them with a plan
 -- that does not depend on table statistics. Updating the state is a heap-only update of
 -- `tasks`; the same statement deletes the claimed tasks' queue rows (queued -> running is the
--- one change the queue trigger leaves to the claim, 0005). Both read the statement's snapshot,
+-- one change the queue trigger leaves to the claim, 0006). Both read the statement's snapshot,
 -- so a queue row goes exactly when its task is claimed.
 WITH claimed AS (
     UPDATE tasks SET
@@ -350,3 +350,16 @@ INSERT INTO schema_migrations (version, name) VALUES (%(version)s, %(name)s)
 
 -- name: lock_migrations
 SELECT pg_advisory_xact_lock(%(key)s)
+
+-- name: task_events
+-- Each task's events after its cursor, in order, at most %(limit)s per task (key lookups).
+SELECT e.task_id, e.seq, e.kind, e.version, e.at, e.data
+FROM unnest(%(ids)s::text[], %(afters)s::integer[]) WITH ORDINALITY AS c(id, after, ord)
+CROSS JOIN LATERAL (
+    SELECT * FROM task_events x WHERE x.task_id = c.id AND x.seq > c.after
+    ORDER BY x.seq LIMIT %(limit)s
+) e
+ORDER BY c.ord, e.seq
+
+-- name: listen_events
+LISTEN taskstatus_events

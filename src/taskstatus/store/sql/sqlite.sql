@@ -196,3 +196,14 @@ INSERT INTO settings (key, value) VALUES (:key, :value) ON CONFLICT (key) DO NOT
 
 -- name: get_setting
 SELECT value FROM settings WHERE key = :key
+
+-- name: task_events
+SELECT task_id, seq, kind, version, at, data FROM task_events
+WHERE task_id = :id AND seq > :after ORDER BY seq LIMIT :limit
+
+-- name: last_event_id
+SELECT coalesce(max(id), 0) FROM task_events
+
+-- name: events_since
+-- What a process following the file learns after a commit: which tasks have new events.
+SELECT task_id, min(seq), max(id) FROM task_events WHERE id > :after GROUP BY task_id

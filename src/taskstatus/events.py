@@ -1,0 +1,260 @@
+"""Following task events live: one hub per store in a process, any number of followers.
+
+The store tells the hub which tasks have new events (`Store.on_events`: LISTEN/NOTIFY on
+PostgreSQL, SQLite's data_version across processes); the hub reads them once, in one query for
+every task with news, keeps the last few of each followed task in memory and wakes that
+task's followers. A follower only holds a cursor and an `asyncio.Event`: it reads what it has
+not seen from the hub's tail (or from the store, when it is further behind, say replaying from
+the start), so a slow follower costs the writers and the other followers nothing, and what it
+missed while slow is read when it catches up. Nothing is pushed into a follower's buffer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from taskstatus.store.base import TERMINAL_EVENT, Store, TaskEvent
+
+__all__ = ["EventHub", "Follower", "coalesce"]
+
+log = logging.getLogger(__name__)
+
+TAIL = 256  # events kept per followed task
+READ_LIMIT = 1000  # events read from the store per task and query
+BEHIND = 64  # a live follower with more events than this to send is behind: coalesce
+KNOWN_TOPICS = 4096  # tasks whose cursor the hub remembers without followers (for `everything`)
+
+
+@dataclass(eq=False)
+class Follower:
+    """One stream's interest: a task (or every task: `task_id` None). `wake` is set when
+    there may be news; for an everything-follower, `news` says which tasks (and the first
+    new seq of each)."""
+
+    task_id: str | None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    news: dict[str, int] = field(default_factory=dict)
+    lost: bool = False  # an everything-follower: news may have been missed (a lost listener)
+
+
+@dataclass(eq=False)
+class _Topic:
+    task_id: str
+    cursor: int | None = None  # the last seq the hub has read; None: not known yet
+    tail: deque[TaskEvent] = field(default_factory=lambda: deque(maxlen=TAIL))
+    followers: set[Follower] = field(default_factory=set)
+
+    def merge(self, events: Sequence[TaskEvent]) -> None:
+        """Add events read from the store (in order) to the tail, keeping it contiguous."""
+        for event in events:
+            if self.cursor is not None and event.seq <= self.cursor:
+                continue
+            if self.cursor is None or event.seq != self.cursor + 1:
+                self.tail.clear()  # not contiguous with what is kept: start over from here
+            self.tail.append(event)
+            self.cursor = event.seq
+
+
+class EventHub:
+    """The events of one store, for the followers of this process."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._topics: OrderedDict[str, _Topic] = OrderedDict()
+        self._everything: set[Follower] = set()
+        self._stop_signals: Callable[[], None] | None = None
+        self._dirty: dict[str, int | None] = {}  # task -> first new seq (None: unknown)
+        self._fetch_wake = asyncio.Event()
+        self._fetcher: asyncio.Task[None] | None = None
+
+    @property
+    def followers(self) -> int:
+        return sum(len(t.followers) for t in self._topics.values()) + len(self._everything)
+
+    # --- following ------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def follow(self, task_id: str | None) -> Iterator[Follower]:
+        """Follow one task's events (or every task's, with None) for the `with` block."""
+        follower = Follower(task_id)
+        if task_id is None:
+            self._everything.add(follower)
+        else:
+            self._topic(task_id).followers.add(follower)
+        self._signals()
+        try:
+            yield follower
+        finally:
+            if task_id is None:
+                self._everything.discard(follower)
+            else:
+                topic = self._topics.get(task_id)
+                if topic is not None:
+                    topic.followers.discard(follower)
+            self._release()
+
+    async def read(self, task_id: str, after: int, limit: int = READ_LIMIT) -> list[TaskEvent]:
+        """The task's events after `after`, in order: from the hub's tail when it has them,
+        else from the store."""
+        topic = self._topic(task_id)
+        if topic.cursor is not None and after >= topic.cursor:
+            return []
+        tail = topic.tail
+        if tail and tail[0].seq <= after + 1:
+            return [e for e in tail if e.seq > after][:limit]
+        events = await self._store.events({task_id: after}, limit)
+        topic.merge(events)
+        return events
+
+    async def stream(
+        self, task_id: str, after: int, heartbeat: float
+    ) -> AsyncIterator[list[TaskEvent]]:
+        """The task's events after `after` as they come, in batches, until its terminal
+        event; an empty batch once the replay has caught up, and after `heartbeat` seconds
+        without any. A live follower more than BEHIND events behind (slow to read) gets
+        their progress events coalesced into the last one; replays are never coalesced."""
+        replaying = True
+        with self.follow(task_id) as follower:
+            while True:
+                follower.wake.clear()
+                events = await self.read(task_id, after)
+                if events:
+                    after = events[-1].seq
+                    if not replaying and len(events) > BEHIND:
+                        events = coalesce(events)
+                    yield events
+                    if events[-1].kind == TERMINAL_EVENT:
+                        return
+                    continue
+                if replaying:
+                    replaying = False
+                    yield []  # caught up: the caller may end a stream of a finished task
+                    continue
+                try:
+                    async with asyncio.timeout(heartbeat):
+                        await follower.wake.wait()
+                except TimeoutError:
+                    yield []
+
+    async def wait(self, task_id: str, timeout: float) -> bool:
+        """Return True at the next event of the task, False after `timeout` seconds."""
+        with self.follow(task_id) as follower:
+            try:
+                async with asyncio.timeout(timeout):
+                    await follower.wake.wait()
+            except TimeoutError:
+                return False
+        return True
+
+    # --- news from the store --------------------------------------------------------------
+
+    def _topic(self, task_id: str) -> _Topic:
+        topic = self._topics.get(task_id)
+        if topic is None:
+            topic = self._topics[task_id] = _Topic(task_id)
+            self._trim()
+        else:
+            self._topics.move_to_end(task_id)
+        return topic
+
+    def _trim(self) -> None:
+        """Forget the least recently used topics nobody follows, past KNOWN_TOPICS."""
+        excess = len(self._topics) - KNOWN_TOPICS
+        if excess <= 0:
+            return
+        idle = [k for k, t in self._topics.items() if not t.followers][:excess]
+        for task_id in idle:
+            del self._topics[task_id]
+
+    def _signals(self) -> None:
+        if self._stop_signals is None:
+            self._stop_signals = self._store.on_events(self._on_news)
+        if self._fetcher is None or self._fetcher.done():
+            self._fetcher = asyncio.create_task(self._fetch(), name="taskstatus event hub")
+
+    def _release(self) -> None:
+        """Nobody follows anything: stop listening and forget the topics."""
+        if self._everything or any(t.followers for t in self._topics.values()):
+            return
+        if self._stop_signals is not None:
+            self._stop_signals()
+            self._stop_signals = None
+        if self._fetcher is not None:
+            self._fetcher.cancel()
+            self._fetcher = None
+        self._topics.clear()
+        self._dirty.clear()
+
+    def _on_news(self, news: Sequence[tuple[str, int]] | None) -> None:
+        if news is None:  # some may have been missed: read every followed task again
+            for task_id, topic in self._topics.items():
+                if topic.followers:
+                    self._dirty.setdefault(task_id, None)
+            for follower in self._everything:
+                follower.lost = True
+                follower.wake.set()
+        else:
+            for task_id, first in news:
+                if task_id not in self._topics and not self._everything:
+                    continue
+                if task_id not in self._dirty:
+                    self._dirty[task_id] = first
+                elif (known := self._dirty[task_id]) is not None:
+                    self._dirty[task_id] = min(known, first)
+        if self._dirty:
+            self._fetch_wake.set()
+
+    async def _fetch(self) -> None:
+        """Read the news of every dirty task in one query, then wake their followers."""
+        while True:
+            await self._fetch_wake.wait()
+            self._fetch_wake.clear()
+            dirty, self._dirty = self._dirty, {}
+            cursors: dict[str, int] = {}
+            for task_id, first in dirty.items():
+                topic = self._topic(task_id)
+                if topic.cursor is None:
+                    if first is None:  # unknown where to start: the followers read the store
+                        self._wake(topic, None)
+                        continue
+                    topic.cursor = first - 1
+                cursors[task_id] = topic.cursor
+            if not cursors:
+                continue
+            try:
+                events = await self._store.events(cursors, READ_LIMIT)
+            except Exception:
+                log.exception("reading new events failed; the followers will read them")
+                for task_id in cursors:
+                    self._wake(self._topic(task_id), None)
+                continue
+            by_task: dict[str, list[TaskEvent]] = {}
+            for event in events:
+                by_task.setdefault(event.task_id, []).append(event)
+            for task_id, found in by_task.items():
+                topic = self._topic(task_id)
+                first_new = found[0].seq
+                topic.merge(found)
+                if len(found) >= READ_LIMIT:
+                    self._dirty.setdefault(task_id, None)
+                    self._fetch_wake.set()
+                self._wake(topic, first_new)
+
+    def _wake(self, topic: _Topic, first: int | None) -> None:
+        for follower in topic.followers:
+            follower.wake.set()
+        if first is not None:
+            for follower in self._everything:
+                follower.news.setdefault(topic.task_id, first)
+                follower.wake.set()
+
+
+def coalesce(events: Sequence[TaskEvent]) -> list[TaskEvent]:
+    """The events without the progress events that a later progress event supersedes."""
+    last_progress = max((i for i, e in enumerate(events) if e.kind == "progress"), default=-1)
+    return [e for i, e in enumerate(events) if e.kind != "progress" or i == last_progress]

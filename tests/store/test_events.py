@@ -1,0 +1,150 @@
+"""The event log, on every backend: written with the changes, in order, purged with the task,
+and signalled to followers in this and other processes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import timedelta
+
+import pytest
+
+from taskstatus.model import (
+    CompletionStatus,
+    IllegalTransition,
+    Message,
+    MessageType,
+    TaskState,
+    cancel,
+)
+from taskstatus.store import Outcome, Progress, Store, make_store
+from taskstatus.store.base import TaskEvent
+from tests.conftest import make_task, now
+from tests.store.test_contract import W1, W2, seeded
+
+pytestmark = pytest.mark.anyio
+
+
+async def history(store: Store, task_id: str) -> list[TaskEvent]:
+    return await store.events({task_id: 0})
+
+
+def kinds(events: Sequence[TaskEvent]) -> list[str]:
+    return [e.kind for e in events]
+
+
+async def test_a_run_writes_its_events_in_order(store: Store) -> None:
+    """Create, claim, progress with a message, and a finish with a message and attributes
+    give created, launched, progress + message, progress + attributes + message, completed:
+    numbered 1..n, the completion last and carrying its status."""
+    [task] = await seeded(store, make_task())
+    await store.claim(W1, 1, 30, ["noop"])
+    await store.report(W1, [Progress(task.id, "half", 50, (Message(MessageType.INFO, "hi"),))])
+    await store.report(W1, [Progress(task.id, "half", 50)])  # nothing a reader sees changed
+    done = Outcome(
+        task.id,
+        TaskState.SUCCEEDED,
+        CompletionStatus.SUCCESS,
+        progress="all",
+        percent_complete=100,
+        messages=(Message(MessageType.INFO, "bye"),),
+        attributes={"n": 1},
+    )
+    assert await store.finish(W1, [done]) == {task.id}
+    events = await history(store, task.id)
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    by_kind = {e.kind: e for e in events[:4]}
+    assert kinds(events[:2]) == ["created", "launched"]
+    assert set(kinds(events[2:4])) == {"progress", "message"}  # one change: either order
+    assert set(kinds(events[4:7])) == {"progress", "attributes", "message"}
+    assert events[-1].kind == "completed"
+    assert len(events) == 8
+    assert events[1].data["attempt"] == 1
+    assert by_kind["progress"].data == {"progress": "half", "percentComplete": 50}
+    assert by_kind["message"].data["text"] == "hi"
+    assert events[-1].data["completionStatus"] == "SUCCESS"
+    assert events[-1].data["state"] == "succeeded"
+    got = await store.get(task.id)
+    assert got is not None and events[-1].version == got.version
+
+
+async def test_cursors_and_limits_page_through_the_log(store: Store) -> None:
+    """Events after a cursor, at most `limit` per task, for several tasks in one call."""
+    a, b = await seeded(store, make_task(), make_task())
+    await store.claim(W1, 2, 30, ["noop"])
+    assert kinds(await store.events({a.id: 1})) == ["launched"]
+    assert await store.events({a.id: 2}) == []
+    both = await store.events({a.id: 0, b.id: 0}, limit=1)
+    assert [(e.task_id, e.seq) for e in both] == [(a.id, 1), (b.id, 1)]
+
+
+async def test_retry_cancel_and_lease_loss_have_their_events(store: Store) -> None:
+    """A retry is `retried`; a cancel request `cancel_requested`; an expired lease
+    `lease_lost` then, with no attempts left, a lost-lease message and `completed` last."""
+    t1 = make_task(max_attempts=2)
+    t2 = make_task()
+    await seeded(store, t1, t2)
+    await store.claim(W1, 2, 30, ["noop"])
+    retry = Outcome(t1.id, TaskState.QUEUED, None, run_at=now() - timedelta(seconds=1))
+    assert await store.finish(W1, [retry]) == {t1.id}
+    await store.update(t2.id, lambda t: cancel(t, now()))
+    assert kinds(await history(store, t1.id))[-1] == "retried"
+    assert kinds(await history(store, t2.id))[-1] == "cancel_requested"
+    [again] = await store.claim(W2, 1, 0.05, ["noop"])
+    assert again.id == t1.id
+    await asyncio.sleep(0.1)
+    assert (await store.recover()).dead == [t1.id]
+    tail = kinds(await history(store, t1.id))[-4:]
+    assert tail == ["launched", "lease_lost", "message", "completed"]
+
+
+async def test_a_rolled_back_change_writes_no_event(store: Store) -> None:
+    """A change that fails (an illegal transition) leaves the log as it was."""
+    [task] = await seeded(store, make_task())
+    await store.update(task.id, lambda t: cancel(t, now()))
+    before = await history(store, task.id)
+    with pytest.raises(IllegalTransition):
+        await store.update(task.id, lambda t: cancel(t, now()))
+    assert await history(store, task.id) == before
+
+
+async def test_purge_removes_the_events(store: Store) -> None:
+    """Purging a task removes its event log too."""
+    old = make_task(now=now() - timedelta(days=100))
+    await seeded(store, old)
+    await store.update(old.id, lambda t: cancel(t, now()))
+    assert await history(store, old.id)
+    assert await store.purge(now() - timedelta(days=90)) == 1
+    assert await history(store, old.id) == []
+
+
+async def test_followers_hear_of_commits_from_another_store(store: Store) -> None:
+    """A store's event followers are told of events another store object (another process
+    or node on the same database) commits, with the first new seq of each task."""
+    heard: list[tuple[str, int]] = []
+    got = asyncio.Event()
+
+    def listen(news: Sequence[tuple[str, int]] | None) -> None:
+        heard.extend(news or [])
+        if heard:
+            got.set()
+
+    stop = store.on_events(listen)
+    other = make_store(store.url)
+    await other.open()
+    try:
+        await asyncio.sleep(0.2)  # the listener is up (PostgreSQL)
+        [task] = await seeded(other, make_task())
+        async with asyncio.timeout(10):
+            while (task.id, 1) not in heard:
+                await got.wait()
+                got.clear()
+        heard.clear()
+        await other.update(task.id, lambda t: cancel(t, now()))
+        async with asyncio.timeout(10):
+            while (task.id, 2) not in heard:
+                await got.wait()
+                got.clear()
+    finally:
+        stop()
+        await other.close()
