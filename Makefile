@@ -2,6 +2,11 @@
 #   make serve   run the service on an embedded SQLite file (ARGS="--port 9000 ..." to pass flags)
 #   make test    ruff, mypy (strict), import-linter, then the whole test suite (TEST_ARGS=...)
 #   make bench   the benchmark suite (bench/README.md)
+#   make lock    regenerate requirements.lock and requirements-dev.lock from pyproject.toml,
+#                keeping the locked versions (ARGS=--upgrade to move to the newest allowed)
+#
+# Installs take the exact versions the project tests from the lock files; pyproject.toml has
+# the compatible ranges that other applications depending on taskstatus get.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -9,18 +14,20 @@ BIN := $(VENV)/bin
 ARGS ?=
 TEST_ARGS ?=
 
-.PHONY: serve worker test lint bench clean
+.PHONY: serve worker test lint bench lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.runtime: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+$(VENV)/.runtime: pyproject.toml requirements.lock | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
-$(VENV)/.dev: pyproject.toml $(VENV)/.runtime
-	$(BIN)/pip install --quiet -e '.[dev]'
+$(VENV)/.dev: pyproject.toml requirements-dev.lock $(VENV)/.runtime
+	$(BIN)/pip install --quiet -r requirements-dev.lock
+	$(BIN)/pip install --quiet --no-deps -e '.[dev]'
 	touch $@
 
 serve: $(VENV)/.runtime
@@ -40,6 +47,11 @@ test: lint
 
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench $(ARGS)
+
+LOCK_FLAGS := --quiet --python-version 3.11.5 --python-platform x86_64-unknown-linux-gnu
+lock: $(VENV)/.dev
+	$(BIN)/uv pip compile $(LOCK_FLAGS) $(ARGS) pyproject.toml -o requirements.lock
+	$(BIN)/uv pip compile $(LOCK_FLAGS) $(ARGS) --extra dev pyproject.toml -o requirements-dev.lock
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -209,7 +209,7 @@ def cases() -> list[Case]:
             ),
             writes=True,
         ),
-        Case("recover expired leases", Statement(QUERIES["recover"], None), writes=True),
+        Case("recover expired leases", Statement(QUERIES["recover"], {"grace": 0.0}), writes=True),
     ]
 
 

@@ -59,8 +59,11 @@ class AsyncConnection(Listing):
         registry: Registry = REGISTRY,
         launcher: str | None = None,
         store: Store | None = None,
+        must_exist: bool = False,
     ) -> None:
-        self.store = store or make_store(url or default_database())
+        """With `must_exist`, a SQLite file that does not exist is refused (NoDatabase)
+        rather than created. Unreachable databases raise StoreUnavailable."""
+        self.store = store or make_store(url or default_database(), must_exist=must_exist)
         self.service = TaskService(self.store, registry)
         self.launcher = launcher or _launcher()
 

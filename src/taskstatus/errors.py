@@ -48,6 +48,41 @@ class NotFound(StoreError):
         super().__init__(f"no task with id {task_id}")
 
 
+class NoDatabase(StoreError):
+    """A command that only reads or steers tasks was pointed at a SQLite file that does not
+    exist (it would have made an empty one)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(
+            f"no database at {path} (serve, worker, migrate and submit create one; "
+            "check --database or TASKSTATUS_DATABASE)"
+        )
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached or cannot take the operation now (PostgreSQL down or
+    unreachable, a connection not free within the pool timeout, a statement past its timeout;
+    SQLite locked past its busy timeout, the disk full), or, from the remote client, the
+    server said 503. Nothing of the operation was stored unless it says so; trying again
+    later is safe. `cause` is the database driver's error and `retry_after` a hint in
+    seconds."""
+
+    def __init__(
+        self, message: str, cause: BaseException | None = None, retry_after: int = 2
+    ) -> None:
+        self.cause = cause
+        self.retry_after = retry_after
+        super().__init__(message)
+        self.__cause__ = cause
+
+    @classmethod
+    def because(cls, what: str, cause: BaseException | None = None) -> StoreUnavailable:
+        """An error saying: the database is unavailable (`what`): <the driver's message>."""
+        detail = f": {' '.join(str(cause).split())}" if cause is not None and str(cause) else ""
+        return cls(f"the database is unavailable ({what}){detail}", cause)
+
+
 class ConflictError(StoreError):
     """The task changed under an update that asked for a version it no longer has."""
 
@@ -75,10 +110,6 @@ class HasSubtasks(StoreError):
             f"task {task_id} has {len(self.subtasks)} subtasks: delete with force=True to "
             "delete them too"
         )
-
-
-class StoreUnavailable(StoreError):
-    """The database cannot be reached now; try again later (the server said 503)."""
 
 
 class Unauthorized(TaskStatusError):

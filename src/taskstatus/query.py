@@ -23,7 +23,7 @@ import enum
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 from taskstatus.errors import InvalidFilter
@@ -368,6 +368,14 @@ def _coerce(spec: FieldSpec, name: str, lit: Literal, param: str) -> Any:
             ) from None
         if parsed.tzinfo is None:
             raise QueryError(f"{name!r} needs a time zone (Z or +hh:mm)", lit.position, param=param)
+        try:
+            parsed.astimezone(UTC)  # stores compare in UTC
+        except OverflowError:
+            raise QueryError(
+                f"{name!r}: {value} is out of range (years 1 to 9999 in UTC)",
+                lit.position,
+                param=param,
+            ) from None
         return parsed
     if spec.kind is Kind.ENUM:
         assert spec.enum is not None

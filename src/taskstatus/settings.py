@@ -11,7 +11,9 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DEFAULT_DATABASE", "Settings", "default_database"]
+from taskstatus.store.base import StoreLimits
+
+__all__ = ["DEFAULT_DATABASE", "Settings", "StoreSettings", "default_database"]
 
 DEFAULT_DATABASE = "sqlite:///./taskstatus.db"
 
@@ -20,7 +22,35 @@ def default_database() -> str:
     return os.environ.get("TASKSTATUS_DATABASE") or DEFAULT_DATABASE
 
 
-class Settings(BaseSettings):
+class StoreSettings(BaseSettings):
+    """How long the store waits for the database (every command and `connect()` read these
+    from the environment; see taskstatus.store.base.StoreLimits)."""
+
+    model_config = SettingsConfigDict(env_prefix="TASKSTATUS_", extra="ignore")
+
+    connect_timeout: float = Field(
+        3.0, gt=0, le=3600, description="Seconds to wait for a new PostgreSQL connection"
+    )
+    pool_timeout: float = Field(
+        3.0, gt=0, le=3600, description="Seconds an operation waits for a pooled connection"
+    )
+    statement_timeout: float = Field(
+        30.0, gt=0, le=86400, description="Seconds one PostgreSQL statement may run"
+    )
+    busy_timeout: float = Field(
+        5.0, ge=0, le=3600, description="Seconds a SQLite write waits for the write lock"
+    )
+
+    def limits(self) -> StoreLimits:
+        return StoreLimits(
+            connect_timeout=self.connect_timeout,
+            pool_timeout=self.pool_timeout,
+            statement_timeout=self.statement_timeout,
+            busy_timeout=self.busy_timeout,
+        )
+
+
+class Settings(StoreSettings):
     model_config = SettingsConfigDict(env_prefix="TASKSTATUS_", extra="ignore")
 
     database: str = Field(DEFAULT_DATABASE, description="sqlite:///file.db or postgresql://...")
@@ -52,6 +82,14 @@ class Settings(BaseSettings):
         "the database",
     )
     max_body_bytes: int = Field(1_048_576, ge=1, description="Larger request bodies are refused")
+    keep_alive: int = Field(
+        75,
+        gt=0,
+        le=3600,
+        description="Seconds an idle keep-alive connection stays open; longer than clients' "
+        "and proxies' own idle timeouts (httpx 5 s, load balancers 60 s), so that the client, "
+        "never the server, closes it and no request meets a connection closing under it",
+    )
     max_streams_per_client: int = Field(
         100, ge=1, description="Event streams (SSE) one API client may hold open at once"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from datetime import timedelta
 from typing import Any
@@ -510,6 +511,45 @@ def test_unexpected_errors_are_500_with_a_logged_tracking_id(
     assert body["detailCode"] == "500.0 Internal Fault"
     assert "Traceback" not in r.text and "task_messages" not in r.text
     assert any(body["trackingId"] in rec.getMessage() for rec in caplog.records)
+
+
+def test_a_500_keeps_the_connection_open(idle_server: Server) -> None:
+    """After a 500 the server keeps the keep-alive connection: the next request on the same
+    socket is answered (uvicorn closes it if the exception reaches it)."""
+    with idle_server.connect() as conn:
+        task = conn.submit("Sleep", {})
+    idle_server.sql("ALTER TABLE task_messages RENAME TO broken")
+    host, port = idle_server.url.removeprefix("http://").split(":")
+    request = (
+        f"GET /v2024/task-status/{task.id} HTTP/1.1\r\nHost: {host}\r\n"
+        f"Authorization: Bearer {idle_server.token()}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        answers = []
+        for _ in range(2):
+            sock.sendall(request)
+            answers.append(_read_response(sock))
+    assert [a.split(b" ", 2)[1] for a in answers] == [b"500", b"500"]
+
+
+def _read_response(sock: socket.socket) -> bytes:
+    """One HTTP/1.1 response with a Content-Length, read off `sock`."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection"
+        body += chunk
+    return head
 
 
 def test_unknown_route_and_method(idle_server: Server) -> None:

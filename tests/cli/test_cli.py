@@ -165,6 +165,10 @@ def test_watch_follows_a_worker_process_and_shows_its_messages(db: str) -> None:
         (["list", "-f", "size gt 3"], "error: filters: unsupported field 'size'"),
         (["list", "-s", "bogus"], "error: sorters: cannot sort by 'bogus'"),
         (
+            ["list", "-f", "created gt 9999-12-31T23:00:00-05:00"],
+            "error: filters: 'created': 9999-12-31T23:00:00-05:00 is out of range",
+        ),
+        (
             ["submit", "Sleep", "--import", "no.such.module"],
             "error: cannot import 'no.such.module'",
         ),
@@ -249,3 +253,121 @@ def test_clients_create_list_revoke(db: str) -> None:
     assert "already revoked" in again.stdout
     unknown = ts("clients", "revoke", "nobody", "--database", db)
     assert (unknown.returncode, unknown.stderr.strip()) == (1, "error: no client with id nobody")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["get", "0" * 32],
+        ["list"],
+        ["watch", "0" * 32],
+        ["cancel", "0" * 32],
+        ["clear", "0" * 32, "ERROR"],
+        ["delete", "0" * 32],
+        ["purge"],
+        ["definitions"],
+    ],
+)
+def test_read_only_commands_refuse_a_missing_sqlite_file(tmp_path: Path, args: list[str]) -> None:
+    """get, list, watch, cancel, clear, delete, purge and definitions name a SQLite file
+    that does not exist, in one line, and do not create it."""
+    path = tmp_path / "typo.db"
+    result = ts(*args, "--database", f"sqlite:///{path}")
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: no database at {path}"), result.stderr
+    assert result.stderr.count("\n") == 1
+    assert not path.exists()
+
+
+def test_submit_and_migrate_create_the_sqlite_file(tmp_path: Path) -> None:
+    """migrate and submit create a SQLite file that does not exist yet."""
+    ts("migrate", "--database", f"sqlite:///{tmp_path}/a.db", check=True)
+    assert (tmp_path / "a.db").exists()
+    ts("submit", "Sleep", "-i", "taskstatus.demo", "-d", f"sqlite:///{tmp_path}/b.db", check=True)
+    assert (tmp_path / "b.db").exists()
+
+
+def test_watch_exits_6_for_no_such_task(db: str) -> None:
+    """watch of an unknown id exits with its own code (6), not 1 (which means ERROR)."""
+    result = ts("watch", "0" * 32, "--database", db)
+    assert result.returncode == 6
+    assert result.stderr.startswith("error: no task with id"), result.stderr
+
+
+def test_an_unreachable_postgres_is_one_line() -> None:
+    """A database that cannot be reached is a one-line StoreUnavailable error, not a trace."""
+    result = ts("list", "--database", "postgresql://postgres@127.0.0.1:1/nowhere")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: the database is unavailable"), result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_every_serve_flag_has_an_environment_variable() -> None:
+    """Each option of `serve` can also be set with a TASKSTATUS_* variable."""
+    import typer.main
+
+    from taskstatus.cli import app
+    from taskstatus.cli import serve as _serve  # noqa: F401 - registers the command
+
+    command = typer.main.get_command(app).commands["serve"]  # type: ignore[attr-defined]
+    missing = [
+        p.name
+        for p in command.params
+        if p.param_type_name == "option"
+        and p.name != "help"
+        and not str(p.envvar or "").startswith("TASKSTATUS_")
+    ]
+    assert missing == []
+
+
+def test_docs_name_only_flags_that_exist() -> None:
+    """Every --flag docs/api.md and README.md name is accepted by some taskstatus command
+    (besides the few of uvicorn and mypy they quote)."""
+    import re
+
+    import typer.main
+
+    from taskstatus.cli import app, clients, serve, tasks, workers  # noqa: F401
+
+    known = set()
+    group = typer.main.get_command(app)
+    for command in group.commands.values():  # type: ignore[attr-defined]
+        commands = getattr(command, "commands", {"": command}).values()
+        for c in commands:
+            for p in c.params:
+                known.update(o.split("=")[0] for o in (*p.opts, *p.secondary_opts))
+    named = set()
+    for doc in ("docs/api.md", "README.md"):
+        named.update(re.findall(r"(?<![\w-])--[a-z][a-z-]+", (ROOT / doc).read_text()))
+    others = {"--help", "--factory", "--http", "--strict"}  # uvicorn's and mypy's, and click's
+    assert named - known - others == set()
+
+
+def test_worker_runs_with_concurrency_0_in_its_environment(db: str) -> None:
+    """TASKSTATUS_CONCURRENCY=0 (serve's setting for API-only nodes) does not stop
+    `taskstatus worker`, which reads TASKSTATUS_WORKER_CONCURRENCY."""
+    import os
+    import time
+
+    env = {**os.environ, "TASKSTATUS_CONCURRENCY": "0", "TASKSTATUS_WORKER_CONCURRENCY": "3"}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "taskstatus", "worker", "--database", db],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert worker.stdout is not None
+        deadline = time.monotonic() + 30
+        line = ""
+        while time.monotonic() < deadline and "started" not in line:
+            line = worker.stdout.readline()
+            assert line or worker.poll() is None, "the worker exited"
+        assert "concurrency 3" in line, line
+    finally:
+        worker.terminate()
+        worker.wait(20)
+        if worker.stdout is not None:
+            worker.stdout.close()

@@ -524,6 +524,44 @@ async def test_recover_leaves_live_leases_alone(store: Store) -> None:
     assert (found.requeued, found.dead, found.cancelled) == ([], [], [])
 
 
+async def test_recover_waits_for_the_grace_period(store: Store) -> None:
+    """recover(grace) leaves a lease that expired less than `grace` seconds ago, so its
+    worker can still renew it (a heartbeat after expiry keeps the task)."""
+    [task] = await running(store, 1, lease=0.05)
+    await asyncio.sleep(0.1)
+    assert (await store.recover(grace=60)).requeued == []
+    beat = await store.heartbeat(W1, [task.id], 30)  # the worker is back: still its task
+    assert beat.lost == frozenset()
+    assert (await store.recover()).requeued == []
+    got = await store.get(task.id)
+    assert got is not None and (got.state, got.lease_owner) == (TaskState.RUNNING, W1)
+
+
+async def test_writes_are_fenced_by_the_attempt_that_claimed(store: Store) -> None:
+    """A stale run (attempt 1, recovered and claimed again by the same worker as attempt 2)
+    can neither report on nor finish the newer attempt; the newer one can."""
+    [first] = await running(store, 1, lease=0.05)
+    await asyncio.sleep(0.1)
+    assert (await store.recover()).requeued == [first.id]
+    [second] = await store.claim(W1, 1, 30, ["noop"])
+    assert (second.id, second.attempts) == (first.id, 2)
+    stale = Message(MessageType.INFO, "from attempt 1")
+    await store.report(W1, [Progress(first.id, "stale", 90, (stale,), attempt=1)])
+    done = await store.finish(
+        W1, [Outcome(first.id, TaskState.SUCCEEDED, CompletionStatus.SUCCESS, attempt=1)]
+    )
+    assert done == set()
+    got = await store.get(first.id)
+    assert got is not None
+    assert (got.state, got.progress) == (TaskState.RUNNING, second.progress)
+    assert "from attempt 1" not in [m.text for m in got.messages]
+    await store.report(W1, [Progress(first.id, "fresh", 50, attempt=2)])
+    done = await store.finish(
+        W1, [Outcome(first.id, TaskState.SUCCEEDED, CompletionStatus.SUCCESS, attempt=2)]
+    )
+    assert done == {first.id}
+
+
 # --- deletion and retention -------------------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from taskstatus.model import CompletionStatus, Message, MessageType, Target, TaskState
 from taskstatus.query import Condition, Op, SortKey, TaskField, TaskQuery, all_of
-from taskstatus.store import Outcome, Progress, make_store
+from taskstatus.store import Outcome, Progress, StoreUnavailable, make_store
 from taskstatus.store import postgres as postgres_store
 from taskstatus.store.postgres import QUERIES, PostgresStore, list_statements
 from taskstatus.store.sqlfiles import load_migrations
@@ -91,11 +91,14 @@ async def test_nodes_starting_together_apply_the_schema_once(postgres: pg.PgServ
 
 
 async def test_an_unreachable_server_fails_at_open() -> None:
-    """open() raises at once with libpq's reason, rather than waiting for a pool timeout."""
+    """open() raises StoreUnavailable at once, with libpq's error as its cause, rather than
+    waiting for a pool timeout."""
     started = time.monotonic()
-    with pytest.raises(psycopg.OperationalError):
+    with pytest.raises(StoreUnavailable) as info:
         await PostgresStore("postgresql://postgres@127.0.0.1:1/nowhere").open()
     assert time.monotonic() - started < 5
+    assert isinstance(info.value.cause, psycopg.OperationalError)
+    assert "Connection refused" in str(info.value)
 
 
 def test_make_store_routes_postgres_urls() -> None:
@@ -350,7 +353,7 @@ async def test_claims_lists_and_recovery_use_their_indexes(store: PostgresStore)
     cases.append((("tasks_pending_created", "tasks_status_created"), page.sql, page.params))
     claim = {"worker": W1, "lease": 30.0, "handlers": ["noop"], "limit": 10}
     cases.append(("tasks_pkey", QUERIES["claim"], claim))  # its pick: see the next test
-    cases.append(("tasks_inflight", QUERIES["recover"], None))
+    cases.append(("tasks_inflight", QUERIES["recover"], {"grace": 0.0}))
     cases.append(("tasks_pkey", QUERIES["get_task"], {"id": "a" * 32, "include_deleted": False}))
     for indexes, sql, params in cases:
         text = await plan(store, sql, params)

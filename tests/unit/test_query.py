@@ -123,6 +123,7 @@ def test_blank_filter_is_no_filter() -> None:
         ('completionStatus eq "DONE"', "'DONE' is not a value of 'completionStatus'", 21),
         ('created gt "yesterday"', "'created' takes an ISO 8601 date-time", 12),
         ("created gt 2024-01-01T00:00:00", "'created' needs a time zone", 12),
+        ("created gt 9999-12-31T23:00:00-05:00", "is out of range (years 1 to 9999 in UTC)", 12),
         ('percentComplete eq "5"', "'percentComplete' takes an integer", 20),
         ("id eq null", "null is not a value for 'id'", 7),
         ("()", "expected a field name but found ')'", 2),

@@ -250,6 +250,73 @@ async def test_cancel_a_running_task(store: Store, registry: Registry, kind: str
     assert done.messages[-1].key == "taskstatus.cancelled"
 
 
+@pytest.mark.parametrize("kind", ["async", "sync"])
+async def test_a_handler_that_returns_after_seeing_the_cancel_ends_cancelled(
+    store: Store, registry: Registry, kind: str
+) -> None:
+    """A handler that sees the cancel (ctx.cancelled; at an await) and returns early ends
+    CANCELLED/TERMINATED, keeping the attributes it set and returned."""
+    started = threading.Event()
+
+    if kind == "async":
+
+        @handler("polite", registry=registry)
+        async def polite(ctx: TaskContext, args: dict[str, Any]) -> dict[str, Any]:
+            ctx.set_attribute("done", 3)
+            started.set()
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:  # the cancel, delivered at the await
+                return {"partial": True}
+            return {"partial": False}
+
+    else:
+
+        @handler("polite", registry=registry)
+        def polite_sync(ctx: TaskContext, args: dict[str, Any]) -> dict[str, Any]:
+            ctx.set_attribute("done", 3)
+            started.set()
+            while not ctx.cancelled:
+                time.sleep(0.01)
+            return {"partial": True}
+
+    async with worker(store, registry, replace(FAST, heartbeat_interval=0.05)):
+        task = await submit(store, registry, "polite")
+        await wait_for(started.is_set)
+        await TaskService(store).cancel(task.id)
+        done = await wait(store, task.id, 5)
+    assert (done.state, done.completion_status) == (
+        TaskState.CANCELLED,
+        CompletionStatus.TERMINATED,
+    )
+    assert done.attributes == {"done": 3, "partial": True}
+    assert done.messages[-1].key == "taskstatus.cancelled"
+
+
+async def test_a_handler_that_finishes_without_seeing_the_cancel_keeps_its_outcome(
+    store: Store, registry: Registry
+) -> None:
+    """A sync handler that never looks at ctx.cancelled and finishes after a cancel request
+    keeps its own outcome (SUCCESS, its return value)."""
+    started, go_on = threading.Event(), threading.Event()
+
+    @handler("deaf", registry=registry)
+    def deaf(ctx: TaskContext, args: dict[str, Any]) -> dict[str, Any]:
+        started.set()
+        go_on.wait(10)
+        return {"total": 7}
+
+    async with worker(store, registry, replace(FAST, heartbeat_interval=0.05)):
+        task = await submit(store, registry, "deaf")
+        await wait_for(started.is_set)
+        await TaskService(store).cancel(task.id)
+        await asyncio.sleep(0.3)  # several heartbeats: the stop reaches the context
+        go_on.set()
+        done = await wait(store, task.id, 5)
+    assert (done.state, done.completion_status) == (TaskState.SUCCEEDED, CompletionStatus.SUCCESS)
+    assert done.attributes == {"total": 7}
+
+
 async def test_clearing_a_running_task_stops_its_handler(store: Store, registry: Registry) -> None:
     """A v2024 clear makes the task terminal at once; the handler is told to stop and its
     late outcome does not overwrite the user's."""

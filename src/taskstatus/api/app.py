@@ -18,7 +18,7 @@ from importlib.metadata import version
 
 from fastapi import FastAPI
 
-from taskstatus.api import errors, health, jira, native, oauth, v2, v2024
+from taskstatus.api import docs, errors, health, jira, native, oauth, v2, v2024
 from taskstatus.api.auth import Auth
 from taskstatus.api.deps import ApiState
 from taskstatus.api.fastlane import FastLane
@@ -47,7 +47,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        st = store or make_store(settings.database)
+        st = store or make_store(settings.database, limits=settings.limits())
         await st.open()
         service = TaskService(st, registry)
         await service.publish_definitions()
@@ -108,12 +108,13 @@ def create_app(
             "logs": settings.telemetry,
         },
         openapi_url="/openapi.json",
-        docs_url="/docs",
-        redoc_url="/redoc",
+        docs_url=None,  # served by api/docs.py, from local files
+        redoc_url=None,
     )
     errors.install(app)
     app.add_middleware(errors.RequestGuard, max_body=settings.max_body_bytes)
     app.add_middleware(FastLane, lanes=v2024.fast_lanes(TASK_STATUS_PREFIXES))
+    app.add_middleware(errors.ContainErrors)  # outermost of ours: see its docstring
     routers = [
         *(v2024.router(prefix) for prefix in TASK_STATUS_PREFIXES),
         v2024.router("", "/task-status/v1", pending=False),
@@ -128,4 +129,5 @@ def create_app(
     # GET of one task). The routers' prefixes, tags and dependencies are already in them.
     for router in routers:
         app.router.routes.extend(router.routes)
+    docs.install(app)
     return app

@@ -26,6 +26,7 @@ from taskstatus.errors import (
     HasSubtasks,
     InvalidArguments,
     NotFound,
+    StoreUnavailable,
     UnknownHandler,
 )
 from taskstatus.model import IllegalTransition, InvalidTaskChange
@@ -171,6 +172,8 @@ def as_api_error(exc: Exception) -> ApiError | None:
         return ApiError(400, [str(exc)])
     if isinstance(exc, ConflictError | HasSubtasks):
         return ApiError(409, [str(exc)])
+    if isinstance(exc, StoreUnavailable):
+        return ApiError(503, [str(exc)], headers={"Retry-After": str(exc.retry_after)})
     return None
 
 
@@ -200,6 +203,7 @@ def install(app: FastAPI) -> None:
         InvalidArguments,
         UnknownHandler,
         ConflictError,
+        StoreUnavailable,
     ):
         app.add_exception_handler(kind, on_api_error)
 
@@ -327,3 +331,54 @@ class RequestGuard:
 
 class _BodyTooLarge(Exception):
     pass
+
+
+class ContainErrors:
+    """Pure ASGI middleware: an unexpected exception becomes the 500 ErrorResponseDto here,
+    its traceback goes to the log, and it goes no further. Starlette's outermost middleware
+    would re-raise it to the server after answering, and uvicorn then closes the
+    connection: a keep-alive client's next request on it would fail with a reset."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            tid = _tracking_id(scope)
+            log.error(
+                "%s %s -> 500 trackingId=%s: %s: %s",
+                scope.get("method"),
+                scope.get("path"),
+                tid,
+                type(exc).__name__,
+                exc,
+                exc_info=exc,
+            )
+            if started:  # the answer is half sent: only closing the connection can tell
+                raise
+            body = orjson.dumps(error_body(500, tid, GENERIC[500], []))
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"x-tracking-id", tid.encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})

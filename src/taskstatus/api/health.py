@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from taskstatus.api.deps import State
 from taskstatus.api.errors import ApiError, json_response
+from taskstatus.errors import StoreUnavailable
 
 log = logging.getLogger("taskstatus.api")
 router = APIRouter(tags=["Health"])
@@ -23,6 +24,9 @@ async def health() -> Response:
 async def ready(state: State) -> Response:
     try:
         await state.service.store.ping()
+    except StoreUnavailable as e:
+        log.warning("not ready: %s", e)
+        raise ApiError(503, [str(e)], headers={"Retry-After": str(e.retry_after)}) from None
     except Exception as e:
         log.warning("not ready: %s", e)
         raise ApiError(503, [f"the database is not reachable: {type(e).__name__}"]) from None

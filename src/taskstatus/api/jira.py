@@ -89,6 +89,7 @@ def _jira_error(request: Request, exc: Exception) -> Response:
             status, messages = 500, ["An internal error occurred."]
         else:
             status, messages = error.status, error.causes or [error.message]
+            headers.update(error.headers)
     if status < 500:
         log.info(
             "%s %s -> %d trackingId=%s: %s",

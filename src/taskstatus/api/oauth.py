@@ -23,19 +23,32 @@ from taskstatus.api.schemas import (
     TooManyRequests429,
     Unauthorized401,
 )
+from taskstatus.errors import StoreUnavailable
 
 log = logging.getLogger("taskstatus.api")
 router = APIRouter(tags=["OAuth2"])
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-def _error(request: Request, status: int, error: str, description: str) -> Response:
+def _error(
+    request: Request, status: int, error: str, description: str, retry_after: int | None = None
+) -> Response:
     tid = tracking_id(request)
-    log.info("POST /oauth/token -> %d trackingId=%s: %s", status, tid, description)
+    log.log(
+        logging.WARNING if status >= 500 else logging.INFO,
+        "POST /oauth/token -> %d trackingId=%s: %s",
+        status,
+        tid,
+        description,
+    )
     body: dict[str, Any] = {"error": error, "error_description": description}
     if status == 400:
         body.update(error_body(400, tid, "The token request is invalid.", [description]))
+    elif status == 503:
+        body.update(error_body(503, tid, "The service cannot answer now.", [description]))
     headers = {**NO_STORE, "X-Tracking-Id": tid}
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
     if status == 401:
         headers["WWW-Authenticate"] = 'Basic realm="taskstatus"'
     return json_response(status, body, headers)
@@ -100,7 +113,10 @@ async def token(request: Request, state: State) -> Response:
         client_id, secret = basic
     if not client_id or not secret:
         return _error(request, 400, "invalid_request", "client_id and client_secret are required")
-    client = await state.auth.authenticate_client(client_id, secret)
+    try:
+        client = await state.auth.authenticate_client(client_id, secret)
+    except StoreUnavailable as e:
+        return _error(request, 503, "temporarily_unavailable", str(e), e.retry_after)
     if client is None:
         return _error(request, 401, "invalid_client", "unknown client, wrong secret, or revoked")
     requested = fields["scope"].split() if fields.get("scope") else None

@@ -30,16 +30,18 @@ Url = Annotated[
 
 
 @asynccontextmanager
-async def open_tasks(database: str, url: str | None) -> AsyncIterator[AsyncTasks]:
+async def open_tasks(
+    database: str, url: str | None, *, must_exist: bool = False
+) -> AsyncIterator[AsyncTasks]:
     """The server at `url` when one is given (no local database is opened or created), else
-    the database."""
+    the database (with `must_exist`, a SQLite file that does not exist is refused, not made)."""
     conn: AsyncTasks
     if url:
         if not is_remote(url):
             fail(f"--url must be an http:// or https:// URL, not {url!r}")
         conn = AsyncRemoteConnection(url)
     else:
-        conn = AsyncConnection(database)
+        conn = AsyncConnection(database, must_exist=must_exist)
     await conn.open()
     try:
         yield conn

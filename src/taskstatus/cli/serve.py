@@ -60,7 +60,31 @@ def serve(
     event_heartbeat: Annotated[
         float, _opt("event_heartbeat", "Seconds between comments on idle event streams", min=1)
     ] = _D["event_heartbeat"],
-    access_log: Annotated[bool, typer.Option(help="Log every request")] = True,
+    token_rate_limit: Annotated[
+        float, _opt("token_rate_limit", "Token requests/s per address (0: no limit)", min=0)
+    ] = _D["token_rate_limit"],
+    max_body_bytes: Annotated[
+        int, _opt("max_body_bytes", "Larger request bodies are refused (413)", min=1)
+    ] = _D["max_body_bytes"],
+    keep_alive: Annotated[
+        int, _opt("keep_alive", "Seconds an idle keep-alive connection stays open", min=1)
+    ] = _D["keep_alive"],
+    telemetry: Annotated[
+        bool, _opt("telemetry", "FastAPI's OpenTelemetry spans, metrics and logs")
+    ] = _D["telemetry"],
+    connect_timeout: Annotated[
+        float, _opt("connect_timeout", "Seconds to wait for a new PostgreSQL connection", min=0.1)
+    ] = _D["connect_timeout"],
+    pool_timeout: Annotated[
+        float, _opt("pool_timeout", "Seconds a request waits for a database connection", min=0.1)
+    ] = _D["pool_timeout"],
+    statement_timeout: Annotated[
+        float, _opt("statement_timeout", "Seconds one PostgreSQL statement may run", min=0.1)
+    ] = _D["statement_timeout"],
+    busy_timeout: Annotated[
+        float, _opt("busy_timeout", "Seconds a SQLite write waits for the write lock", min=0)
+    ] = _D["busy_timeout"],
+    access_log: Annotated[bool, _opt("access_log", "Log every request")] = True,
     demo: Demo = True,
 ) -> None:
     """Serve the HTTP API (with in-process workers) until SIGTERM or SIGINT."""
@@ -84,6 +108,14 @@ def serve(
         require_experimental_header=require_experimental_header,
         token_ttl=token_ttl,
         credentials_file=credentials_file,
+        token_rate_limit=token_rate_limit,
+        max_body_bytes=max_body_bytes,
+        keep_alive=keep_alive,
+        telemetry=telemetry,
+        connect_timeout=connect_timeout,
+        pool_timeout=pool_timeout,
+        statement_timeout=statement_timeout,
+        busy_timeout=busy_timeout,
         max_streams_per_client=max_streams_per_client,
         event_heartbeat=event_heartbeat,
     )
@@ -96,6 +128,7 @@ def serve(
         access_log=access_log,
         server_header=False,
         timeout_graceful_shutdown=int(grace_period) + 5,
+        timeout_keep_alive=settings.keep_alive,
     )
     uvicorn.Server(config).run()
     exit_past_stuck_threads()

@@ -29,7 +29,7 @@ from taskstatus.errors import HasSubtasks, NotFound
 from taskstatus.model import CompletionStatus, Target, TargetType, Task, TaskState
 from taskstatus.views import iso, task_status
 
-# `watch` exits with the task's outcome (2 is taken by usage errors).
+# `watch` exits with the task's outcome (2 is taken by usage errors), or NO_SUCH_TASK.
 EXIT_CODES = {
     CompletionStatus.SUCCESS: 0,
     CompletionStatus.ERROR: 1,
@@ -37,6 +37,7 @@ EXIT_CODES = {
     CompletionStatus.TERMINATED: 4,
     CompletionStatus.TEMPERROR: 5,
 }
+NO_SUCH_TASK = 6
 
 Json = Annotated[bool, typer.Option("--json", help="Print the v2024 TaskStatus JSON")]
 
@@ -85,7 +86,9 @@ def submit(
     priority: Annotated[int, typer.Option(help="Higher runs sooner")] = 0,
     max_attempts: Annotated[int | None, typer.Option(min=1, help="Runs allowed in all")] = None,
     timeout: Annotated[float | None, typer.Option(min=0.001, help="Seconds a run may take")] = None,
-    delay: Annotated[float | None, typer.Option(min=0, help="Start no sooner than in N s")] = None,
+    delay: Annotated[
+        float | None, typer.Option(min=0, max=10 * 365 * 86400, help="Start no sooner than in N s")
+    ] = None,
     idempotency_key: Annotated[
         str | None, typer.Option(help="Submitting the same key again returns the same task")
     ] = None,
@@ -132,7 +135,7 @@ def get(
     """Show one task: its state, progress, messages and result."""
 
     async def go() -> Task:
-        async with open_tasks(database, url) as conn:
+        async with open_tasks(database, url, must_exist=True) as conn:
             return await conn.get(task_id)
 
     task = run(go())
@@ -199,7 +202,7 @@ def list_(
         text = f"{kind} and ({filters})" if filters else kind
 
     async def go() -> tuple[list[Task], int]:
-        async with open_tasks(database, url) as conn:
+        async with open_tasks(database, url, must_exist=True) as conn:
             found = await conn.query(text, sorters, limit=limit, offset=offset)
             return found, await conn.count(text)
 
@@ -234,7 +237,7 @@ def cancel(
     """Cancel a queued task, or ask a running one to stop."""
 
     async def go() -> Task:
-        async with open_tasks(database, url) as conn:
+        async with open_tasks(database, url, must_exist=True) as conn:
             return await conn.cancel(task_id)
 
     task = run(go())
@@ -252,11 +255,14 @@ def watch(
 ) -> None:
     """Follow a task's events with a live progress bar and its messages under it, as they
     are committed (from any worker process or node); exit with its outcome (0 SUCCESS,
-    1 ERROR, 3 WARNING, 4 TERMINATED, 5 TEMPERROR)."""
+    1 ERROR, 3 WARNING, 4 TERMINATED, 5 TEMPERROR), or 6 if there is no such task."""
 
     async def go() -> Task:
-        async with open_tasks(database, url) as conn:
-            task = await conn.get(task_id)
+        async with open_tasks(database, url, must_exist=True) as conn:
+            try:
+                task = await conn.get(task_id)
+            except NotFound as e:
+                fail(str(e), NO_SUCH_TASK)
             columns = (
                 TextColumn("[bold]{task.fields[name]}"),
                 BarColumn(),
@@ -328,7 +334,7 @@ def clear(
     """End a pending task by hand with a completion status; its worker is told to stop."""
 
     async def go() -> Task:
-        async with open_tasks(database, url) as conn:
+        async with open_tasks(database, url, must_exist=True) as conn:
             return await conn.clear(task_id, status)
 
     task = run(go())
@@ -347,7 +353,7 @@ def delete(
     --force, which deletes them too."""
 
     async def go() -> list[str]:
-        async with open_tasks(database, url) as conn:
+        async with open_tasks(database, url, must_exist=True) as conn:
             try:
                 return await conn.delete(task_id, force=force)
             except HasSubtasks as e:
@@ -368,7 +374,7 @@ def purge(
     """Delete for good the finished (or deleted) tasks older than the retention window."""
 
     async def go() -> int:
-        async with AsyncConnection(database) as conn:
+        async with AsyncConnection(database, must_exist=True) as conn:
             return await conn.service.purge(timedelta(days=older_than_days))
 
     out.print(f"purged {run(go())} tasks")
@@ -384,7 +390,7 @@ def definitions(
     load_modules(imports)
 
     async def go() -> list[tuple[str, str, str]]:
-        async with open_tasks(database, url) as conn:
+        async with open_tasks(database, url, must_exist=True) as conn:
             found = await conn.definitions()
             return [(d.name, d.summary.executor, d.summary.description) for d in found]
 

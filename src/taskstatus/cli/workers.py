@@ -28,8 +28,11 @@ from taskstatus.worker import Worker, WorkerOptions
 
 log = logging.getLogger("taskstatus.cli")
 
+# Not TASKSTATUS_CONCURRENCY: that is serve's in-process slots, 0 on API-only nodes, and a
+# worker node may share their environment.
 Concurrency = Annotated[
-    int, typer.Option(min=1, envvar="TASKSTATUS_CONCURRENCY", help="Tasks run at once")
+    int,
+    typer.Option(min=1, envvar="TASKSTATUS_WORKER_CONCURRENCY", help="Tasks run at once"),
 ]
 LeaseSeconds = Annotated[
     float,
@@ -44,7 +47,10 @@ GracePeriod = Annotated[
 PollInterval = Annotated[
     float, typer.Option(min=0.01, envvar="TASKSTATUS_POLL_INTERVAL", help="Idle poll (safety net)")
 ]
-Demo = Annotated[bool, typer.Option("--demo/--no-demo", help="Also run the demo handlers")]
+Demo = Annotated[
+    bool,
+    typer.Option("--demo/--no-demo", envvar="TASKSTATUS_DEMO", help="Also run the demo handlers"),
+]
 
 
 def install_stop_signals(stop: Callable[[], None]) -> None:

@@ -14,6 +14,8 @@ from taskstatus.store.base import (
     Recovered,
     Store,
     StoreError,
+    StoreLimits,
+    StoreUnavailable,
 )
 
 __all__ = [
@@ -28,20 +30,30 @@ __all__ = [
     "Recovered",
     "Store",
     "StoreError",
+    "StoreLimits",
+    "StoreUnavailable",
     "make_store",
 ]
 
 DEFAULT_URL = "sqlite:///./taskstatus.db"
 
 
-def make_store(url: str = DEFAULT_URL) -> Store:
-    """A store for `url` (not yet opened): ``sqlite:///file.db`` or ``postgresql://...``."""
+def make_store(
+    url: str = DEFAULT_URL, *, limits: StoreLimits | None = None, must_exist: bool = False
+) -> Store:
+    """A store for `url` (not yet opened): ``sqlite:///file.db`` or ``postgresql://...``.
+    `limits` default to the TASKSTATUS_*_TIMEOUT variables; with `must_exist`, opening a
+    SQLite file that does not exist fails (naming it) instead of creating it."""
+    if limits is None:
+        from taskstatus.settings import StoreSettings
+
+        limits = StoreSettings().limits()
     if url.startswith("sqlite:///") or "://" not in url:
         from taskstatus.store.sqlite import SQLiteStore
 
-        return SQLiteStore(url)
+        return SQLiteStore(url, limits=limits, must_exist=must_exist)
     if url.startswith(("postgresql://", "postgres://")):
         from taskstatus.store.postgres import PostgresStore
 
-        return PostgresStore(url)
+        return PostgresStore(url, limits=limits)
     raise ValueError(f"unsupported database URL {url!r}: use sqlite:///path.db or postgresql://...")

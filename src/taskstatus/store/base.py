@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from taskstatus.errors import ConflictError, NotFound, StoreError
+from taskstatus.errors import ConflictError, NotFound, StoreError, StoreUnavailable
 from taskstatus.model import (
     CompletionStatus,
     Message,
@@ -37,8 +37,27 @@ __all__ = [
     "Recovered",
     "Store",
     "StoreError",
+    "StoreLimits",
+    "StoreUnavailable",
     "TaskEvent",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreLimits:
+    """How long the store waits for the database before it raises StoreUnavailable
+    (TASKSTATUS_CONNECT_TIMEOUT, _POOL_TIMEOUT, _STATEMENT_TIMEOUT, _BUSY_TIMEOUT).
+
+    `connect_timeout`: a new PostgreSQL connection (libpq counts whole seconds, at least 2);
+    `pool_timeout`: a free pooled connection; `statement_timeout`: one statement on the
+    server (and how long a silent peer is waited for, TCP's user timeout); `busy_timeout`:
+    SQLite's wait for another process's write lock, which also bounds how long a write
+    queues behind the others of this process."""
+
+    connect_timeout: float = 3.0
+    pool_timeout: float = 3.0
+    statement_timeout: float = 30.0
+    busy_timeout: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +68,9 @@ class Page:
 
 @dataclass(frozen=True, slots=True)
 class Progress:
-    """A worker's coalesced report on a running task: the latest state plus new messages."""
+    """A worker's coalesced report on a running task: the latest state plus new messages.
+    With `attempt`, it is written only while the task is still at that attempt (the claim
+    that started the run): a stale run's report never lands on a newer attempt."""
 
     task_id: str
     progress: str | None
@@ -57,11 +78,13 @@ class Progress:
     messages: Sequence[Message] = ()
     attributes: Mapping[str, Any] | None = None
     returns: Sequence[ReturnDetail] | None = None
+    attempt: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """How a run ended. `state` QUEUED with `run_at` is a retry; the lifecycle guards the rest."""
+    """How a run ended. `state` QUEUED with `run_at` is a retry; the lifecycle guards the rest.
+    With `attempt`, it is stored only while the task is still at that attempt (fencing)."""
 
     task_id: str
     state: TaskState
@@ -72,6 +95,7 @@ class Outcome:
     attributes: Mapping[str, Any] | None = None
     returns: Sequence[ReturnDetail] | None = None
     run_at: datetime | None = None
+    attempt: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,8 +240,9 @@ class Store(Protocol):
     async def release(self, worker_id: str, task_ids: Sequence[str]) -> None:
         """Hand leased tasks back to the queue unharmed (the attempt is not counted)."""
 
-    async def recover(self) -> Recovered:
-        """Requeue (or end as dead) the running tasks whose lease has expired."""
+    async def recover(self, grace: float = 0.0) -> Recovered:
+        """Requeue (or end as dead) the running tasks whose lease has stayed expired for
+        `grace` seconds (PostgreSQL: and whose server has been up that long)."""
 
     async def wait_for_work(self, timeout: float) -> None:
         """Return when a task may have become due (a wake-up), or after `timeout` seconds."""

@@ -28,7 +28,7 @@ from psycopg.abc import Params
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb, set_json_loads
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from taskstatus.model import Message, Task, TaskDefinition, TaskState, cancel, sources
 from taskstatus.query import And, Condition, Op, TaskField, TaskQuery
@@ -44,8 +44,10 @@ from taskstatus.store.base import (
     Progress,
     Recovered,
     StoreError,
+    StoreLimits,
     TaskEvent,
 )
+from taskstatus.store.edge import guarded
 from taskstatus.store.leases import lost_lease_message, sort_heartbeat
 from taskstatus.store.rows import (
     Codec,
@@ -76,7 +78,10 @@ UPDATE_ATTEMPTS = 100
 # A listener that heard nothing for this long checks that its connection still lives.
 LISTENER_CHECK_SECONDS = 15.0
 RECONNECT_DELAYS = (0.1, 5.0)  # first and longest wait before the listener reconnects
-PING_TIMEOUT = 5.0
+PING_TIMEOUT = 0.8  # /ready answers within a second
+# While the server is unreachable it is probed this often (first and longest wait); the
+# pool's own reconnection backs off to minutes, so a fresh pool replaces it on an answer.
+PROBE_DELAYS = (0.25, 1.0)
 # Each claimed task leaves a dead row in task_queue and its indexes, which claims then step
 # over; a store vacuums the queue itself after claiming this many tasks (autovacuum may be off,
 # as it is on CI, or late), so a claim stays as fast as on a fresh queue.
@@ -246,6 +251,7 @@ def _merge_reports(reports: Sequence[Progress]) -> list[Progress]:
                 (*prev.messages, *r.messages),
                 prev.attributes if r.attributes is None else r.attributes,
                 prev.returns if r.returns is None else r.returns,
+                r.attempt,
             )
         merged[r.task_id] = r
     return list(merged.values())
@@ -292,14 +298,29 @@ def _parse_news(payload: str) -> list[tuple[str, int]]:
     return news
 
 
+@guarded
 class PostgresStore:
-    """The Store protocol on PostgreSQL (see taskstatus.store.base for the contract)."""
+    """The Store protocol on PostgreSQL (see taskstatus.store.base for the contract).
 
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:
+    Every wait is bounded (`StoreLimits`): connecting, taking a pooled connection, each
+    statement and a silent peer. An operation that cannot reach the database raises
+    StoreUnavailable (store/edge.py)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        limits: StoreLimits | None = None,
+    ) -> None:
         self.url = url
+        self.limits = limits or StoreLimits()
         self._min_size = min_size
         self._max_size = max_size
         self._pool: AsyncConnectionPool[Conn] | None = None
+        self._revive: asyncio.Task[None] | None = None
+        self._retired: set[asyncio.Task[None]] = set()  # old pools, closing
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()  # set once the listener has said LISTEN
         self._work = asyncio.Event()  # set by a notification, cleared when a wait returns
@@ -312,12 +333,79 @@ class PostgresStore:
 
     def _conninfo(self, application: str) -> str:
         """The URL, named in pg_stat_activity unless the URL names itself, with the session
-        in UTC: psycopg then parses times faster and they need no conversion (_utc)."""
+        in UTC (psycopg then parses times faster and they need no conversion, _utc) and the
+        limits: statement timeout, connect timeout, and TCP keepalives with a user timeout so
+        a peer that went silent is given up on. What the URL sets itself wins."""
         given = conninfo_to_dict(self.url)
-        extra: dict[str, str] = {"options": f"{given.get('options', '')} -c TimeZone=UTC".strip()}
-        if "application_name" not in given:
-            extra["application_name"] = application
+        limits = self.limits
+        statement_ms = max(1, round(limits.statement_timeout * 1000))
+        options = f"-c statement_timeout={statement_ms} {given.get('options', '')} -c TimeZone=UTC"
+        extra: dict[str, Any] = {"options": options.strip()}
+        defaults: dict[str, Any] = {
+            "application_name": application,
+            "connect_timeout": max(2, round(limits.connect_timeout)),
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 3,
+            "tcp_user_timeout": statement_ms + 5000,
+        }
+        extra |= {k: v for k, v in defaults.items() if k not in given}
         return make_conninfo(self.url, **extra)
+
+    def _unavailable(self, exc: BaseException) -> str | None:
+        """Which wait ran out, if `exc` means PostgreSQL cannot be used now (store/edge.py)."""
+        if isinstance(exc, PoolTimeout):
+            what = f"no connection within {self.limits.pool_timeout:g} s"
+        elif isinstance(exc, psycopg.errors.QueryCanceled):
+            what = f"a statement ran past {self.limits.statement_timeout:g} s or was cancelled"
+        elif isinstance(exc, psycopg.OperationalError):
+            what = "PostgreSQL is unreachable or refused the connection"
+            self._revive_soon()  # a connection failed: the server may have gone away
+        elif isinstance(exc, TimeoutError):
+            what = "PostgreSQL did not answer in time"
+        else:
+            return None
+        return what
+
+    def _revive_soon(self) -> None:
+        if self._pool is not None and (self._revive is None or self._revive.done()):
+            self._revive = asyncio.create_task(self._probe(), name="taskstatus probe")
+
+    async def _probe(self) -> None:
+        """Probe the server with a connection of our own until it answers, then replace the
+        pool: its connections broke together when the server went away, and its own
+        reconnection attempts back off (1, 2, 4, ... s), which after a long outage would
+        keep requests failing for as long again."""
+        delay = PROBE_DELAYS[0]
+        conninfo = self._conninfo("taskstatus probe")
+        while self._pool is not None:
+            try:
+                async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as c:
+                    await c.execute("SELECT 1")
+            except psycopg.Error:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, PROBE_DELAYS[1])
+                continue
+            old, self._pool = self._pool, self._new_pool()
+            await self._pool.open(wait=False)
+            closing = asyncio.create_task(old.close(timeout=self.limits.statement_timeout))
+            self._retired.add(closing)
+            closing.add_done_callback(self._retired.discard)
+            log.info("PostgreSQL answers again: connections renewed")
+            return
+
+    def _new_pool(self) -> AsyncConnectionPool[Conn]:
+        return AsyncConnectionPool(
+            self._conninfo("taskstatus"),
+            min_size=self._min_size,
+            max_size=self._max_size,
+            open=False,
+            timeout=self.limits.pool_timeout,
+            kwargs={"autocommit": True},  # a lone statement is its own transaction
+            configure=_configure,
+            name="taskstatus",
+        )
 
     @property
     def _db(self) -> AsyncConnectionPool[Conn]:
@@ -356,17 +444,9 @@ class PostgresStore:
         conninfo = self._conninfo("taskstatus migrations")
         async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
             await _migrate(conn)
-        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
-            self._conninfo("taskstatus"),
-            min_size=self._min_size,
-            max_size=self._max_size,
-            open=False,
-            kwargs={"autocommit": True},  # a lone statement is its own transaction
-            configure=_configure,
-            name="taskstatus",
-        )
+        pool = self._new_pool()
         try:
-            await pool.open(wait=True)
+            await pool.open(wait=True, timeout=max(self.limits.pool_timeout, 5.0))
         except BaseException:
             await pool.close()
             raise
@@ -381,13 +461,19 @@ class PostgresStore:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
             self._listener = None
+        if self._revive is not None:
+            self._revive.cancel()
+            await asyncio.gather(self._revive, return_exceptions=True)
+            self._revive = None
+        await asyncio.gather(*self._retired, return_exceptions=True)
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
 
     async def ping(self) -> None:
-        async with self._db.connection(timeout=PING_TIMEOUT) as conn:
-            await conn.execute("SELECT 1")
+        async with asyncio.timeout(PING_TIMEOUT):
+            async with self._db.connection(timeout=PING_TIMEOUT) as conn:
+                await conn.execute("SELECT 1")
 
     # --- tasks ----------------------------------------------------------------------------------
 
@@ -545,6 +631,7 @@ class PostgresStore:
                         "id": r.task_id,
                         "progress": r.progress,
                         "percent_complete": r.percent_complete,
+                        "attempt": r.attempt,
                     }
                     | results
                     for r, results in zip(batch, _results(batch), strict=True)
@@ -576,6 +663,7 @@ class PostgresStore:
                         "percent_complete": o.percent_complete,
                         "run_at": RECORD.opt_time_in(o.run_at),
                         "sources": _SOURCES[o.state],
+                        "attempt": o.attempt,
                     }
                     | results
                     for o, results in zip(batch, _results(batch), strict=True)
@@ -593,10 +681,10 @@ class PostgresStore:
         async with self._db.connection() as conn:
             await conn.execute(QUERIES["release"], {"worker": worker_id, "ids": list(task_ids)})
 
-    async def recover(self) -> Recovered:
+    async def recover(self, grace: float = 0.0) -> Recovered:
         found: dict[str, list[str]] = {"requeued": [], "dead": [], "cancelled": []}
         async with self._transaction() as conn:
-            rows = await (await conn.execute(QUERIES["recover"])).fetchall()
+            rows = await (await conn.execute(QUERIES["recover"], {"grace": grace})).fetchall()
             if rows:
                 notes = [
                     (task_id, lost_lease_message(attempts, most, fate))

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from taskstatus.errors import NoDatabase
 from taskstatus.model import (
     Task,
     TaskDefinition,
@@ -42,8 +43,11 @@ from taskstatus.store.base import (
     Page,
     Progress,
     Recovered,
+    StoreLimits,
+    StoreUnavailable,
     TaskEvent,
 )
+from taskstatus.store.edge import guarded
 from taskstatus.store.leases import lost_lease_message, sort_heartbeat
 from taskstatus.store.rows import (
     Codec,
@@ -104,6 +108,18 @@ DATA_VERSION_POLL = 0.01
 EVENT_POLL = 0.005
 # How many decoded tasks `get` keeps to hand out again while they have not changed.
 RECENT_TASKS = 4096
+# SQLite's primary result codes that mean "the database cannot be used now", not a bug:
+# BUSY and LOCKED (another connection holds the lock past the busy timeout), NOMEM, IOERR,
+# FULL (the disk or the file system is full), CANTOPEN, PROTOCOL.
+UNAVAILABLE_CODES = {
+    5: "locked",
+    6: "locked",
+    7: "out of memory",
+    10: "disk I/O error",
+    13: "disk full",
+    14: "cannot open the file",
+    15: "locking protocol",
+}
 
 
 def _now() -> datetime:
@@ -139,8 +155,13 @@ def _statements(script: str) -> list[str]:
     return out
 
 
+@guarded
 class SQLiteStore:
-    """The Store protocol on one SQLite file (see taskstatus.store.base for the contract)."""
+    """The Store protocol on one SQLite file (see taskstatus.store.base for the contract).
+
+    A write waits at most `busy_timeout` in all, queueing behind this process's other
+    writes included; past it, or on a full disk or an I/O error, an operation raises
+    StoreUnavailable (store/edge.py) and what was stored before stays stored."""
 
     def __init__(
         self,
@@ -148,12 +169,15 @@ class SQLiteStore:
         *,
         synchronous: str = "NORMAL",
         readers: int = 2,
-        busy_timeout: float = 30.0,
+        limits: StoreLimits | None = None,
+        must_exist: bool = False,
     ) -> None:
         self.url = url
+        self._must_exist = must_exist
         self.path = os.path.abspath(path_of(url))
+        self.limits = limits or StoreLimits()
         self._synchronous = synchronous
-        self._busy_timeout = busy_timeout
+        self._busy_timeout = self.limits.busy_timeout
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
@@ -186,21 +210,38 @@ class SQLiteStore:
                 self._connections.append(conn)
         return conn
 
-    def _in_tx(self, fn: Callable[[sqlite3.Connection], T], immediate: bool) -> T:
+    def _in_tx(
+        self, fn: Callable[[sqlite3.Connection], T], immediate: bool, deadline: float | None = None
+    ) -> T:
         conn = self._conn()
+        if deadline is not None:
+            # A write queued behind others waits only for what is left of its busy timeout.
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StoreUnavailable.because(
+                    f"locked: writes queued past the busy timeout of {self._busy_timeout:g} s"
+                )
+            wait_ms = max(1, int(min(left, self._busy_timeout) * 1000))
+            if abs(wait_ms - getattr(self._local, "busy_ms", 0)) > 50:  # most writes: as is
+                conn.execute(f"PRAGMA busy_timeout = {wait_ms:d}")
+                self._local.busy_ms = wait_ms
         conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
         try:
             result = fn(conn)
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # A failed COMMIT (a full disk, say) may leave the transaction open, or SQLite
+            # may have rolled it back already.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
         return result
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + self._busy_timeout
         try:
-            return await loop.run_in_executor(self._writer, self._in_tx, fn, True)
+            return await loop.run_in_executor(self._writer, self._in_tx, fn, True, deadline)
         finally:
             if self._event_poke is not None:  # followers of this process's events look now
                 self._event_poke.set()
@@ -224,17 +265,30 @@ class SQLiteStore:
 
     # --- lifecycle of the store -------------------------------------------------------------------
 
+    def _unavailable(self, exc: BaseException) -> str | None:
+        """Why the file cannot be used now, if `exc` says so (store/edge.py)."""
+        if isinstance(exc, sqlite3.OperationalError):
+            code = getattr(exc, "sqlite_errorcode", None)
+            if code is not None and code & 0xFF in UNAVAILABLE_CODES:
+                what = UNAVAILABLE_CODES[code & 0xFF]
+                if what == "locked":
+                    what = f"locked by another connection past {self._busy_timeout:g} s"
+                return f"SQLite {what}: {self.path}"
+        return None
+
     async def open(self) -> None:
         if self._opened:
             return
-        directory = os.path.dirname(self.path)
-        if directory:
-            os.makedirs(directory, exist_ok=True)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._writer, self._migrate)
         self._opened = True
 
     def _migrate(self) -> None:
+        if self._must_exist and not os.path.exists(self.path):
+            raise NoDatabase(self.path)
+        directory = os.path.dirname(self.path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
         conn = self._conn()
         conn.execute("PRAGMA journal_mode = WAL")
         for migration in load_migrations("sqlite"):
@@ -475,12 +529,13 @@ class SQLiteStore:
                         "percent_complete": r.percent_complete,
                         **result_params(r.attributes, r.returns, CODEC),
                         "now": now,
+                        "attempt": r.attempt,
                     }
                     for r in reports
                 ],
             )
             messages = [
-                {**message_params(r.task_id, m, CODEC), "worker": worker_id}
+                {**message_params(r.task_id, m, CODEC), "worker": worker_id, "attempt": r.attempt}
                 for r in reports
                 for m in r.messages
             ]
@@ -495,17 +550,21 @@ class SQLiteStore:
 
         def run(conn: sqlite3.Connection) -> set[str]:
             now = _time_in(_now())
-            held = dict(
-                conn.execute(
+            held = {
+                task_id: (state, attempts)
+                for task_id, state, attempts in conn.execute(
                     _Q["held_states"],
                     {"ids": _json_in([o.task_id for o in outcomes]), "worker": worker_id},
-                ).fetchall()
-            )
-            # One check per batch, in the write transaction: the lifecycle allows the outcome.
+                )
+            }
+            # One check per batch, in the write transaction: the lifecycle allows the outcome,
+            # and the task is still at the attempt that ran (a stale run never overwrites).
             accepted = [
                 o
                 for o in outcomes
-                if o.task_id in held and TaskState(held[o.task_id]) in sources(o.state)
+                if o.task_id in held
+                and TaskState(held[o.task_id][0]) in sources(o.state)
+                and o.attempt in (None, held[o.task_id][1])
             ]
             conn.executemany(_Q["finish"], [_finish_params(o, worker_id, now) for o in accepted])
             messages = [message_params(o.task_id, m, CODEC) for o in accepted for m in o.messages]
@@ -531,10 +590,13 @@ class SQLiteStore:
         await self._write(run)
         self._wakeups.notify()
 
-    async def recover(self) -> Recovered:
+    async def recover(self, grace: float = 0.0) -> Recovered:
         def run(conn: sqlite3.Connection) -> Recovered:
             now = _now()
-            params = {"now": _time_in(now)}
+            params = {
+                "now": _time_in(now),
+                "expired_before": _time_in(now - timedelta(seconds=grace)),
+            }
             requeued = conn.execute(_Q["recover_requeue"], params).fetchall()
             dead = conn.execute(_Q["recover_dead"], params).fetchall()
             cancelled = conn.execute(_Q["recover_cancelled"], params).fetchall()

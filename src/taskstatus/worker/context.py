@@ -70,6 +70,9 @@ class TaskContext:
         self._stopped = False
         self._stop_async: asyncio.Event | None = None
         self.stop_reason: str | None = None
+        # Set once the handler has looked and seen that it must stop: a run that ends after
+        # that ends as stopped (cancelled), not with the outcome it returns.
+        self.saw_stop = False
 
     # --- what the task is -----------------------------------------------------------------------
 
@@ -160,11 +163,14 @@ class TaskContext:
     @property
     def cancelled(self) -> bool:
         """True once the task must stop: cancelled, cleared, timed out, or its worker stopping."""
+        if self._stopped:
+            self.saw_stop = True
         return self._stopped
 
     def check_cancelled(self) -> None:
         """Raise TaskCancelled if the task must stop; call it between units of work."""
         if self._stopped:
+            self.saw_stop = True
             raise TaskCancelled(self.stop_reason or "cancelled")
 
     async def wait_cancelled(self, timeout: float | None = None) -> bool:
@@ -178,6 +184,7 @@ class TaskContext:
             await asyncio.wait_for(self._stop_async.wait(), timeout)
         except TimeoutError:
             return False
+        self.saw_stop = True
         return True
 
     # --- subtasks --------------------------------------------------------------------------------
@@ -225,6 +232,7 @@ class TaskContext:
                 messages=tuple(self._messages),
                 attributes=dict(self._attributes) if self._attributes_dirty else None,
                 returns=tuple(self._returns) if self._returns_dirty else None,
+                attempt=self.task.attempts,
             )
             self._messages.clear()
             self._dirty = self._attributes_dirty = self._returns_dirty = False

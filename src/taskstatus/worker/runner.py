@@ -31,6 +31,7 @@ from typing import Any
 
 import orjson
 
+from taskstatus.errors import StoreUnavailable
 from taskstatus.handlers import REGISTRY, Handler, Registry
 from taskstatus.model import CompletionStatus, Message, MessageType, Task, TaskState
 from taskstatus.service import Submission, TaskService, utcnow
@@ -50,6 +51,9 @@ class WorkerOptions:
     flush_interval: float = 0.25
     heartbeat_interval: float | None = None  # default: min(lease / 3, 1 s)
     recover_interval: float | None = None  # default: min(lease / 2, 15 s)
+    # How long a lease must stay expired, and the store reachable, before it is recovered
+    # (default: the lease): time for cut-off workers to renew after an outage.
+    recover_grace: float | None = None
     grace_period: float = 30.0
     claim_batch: int = 500
     retry_base: float = 1.0
@@ -68,6 +72,10 @@ class WorkerOptions:
     @property
     def recover_every(self) -> float:
         return self.recover_interval or max(0.1, min(self.lease_seconds / 2, 15.0))
+
+    @property
+    def grace(self) -> float:
+        return self.lease_seconds if self.recover_grace is None else self.recover_grace
 
 
 class _TimedOut(Exception):
@@ -116,6 +124,11 @@ class Worker:
         self._slot_freed: asyncio.Event | None = None
         self._write_now: asyncio.Event | None = None
         self._last_progress_flush = 0.0
+        # Since when (monotonic) every store call of this worker has succeeded; None while
+        # they fail. Recovery of others' leases waits until it is `grace` old.
+        self._reachable_since: float | None = time.monotonic()
+        self._beat_since_reachable = False
+        self._unstored = 0  # outcomes the writer holds and has not stored yet
         self.ready = asyncio.Event()
 
     # --- control ------------------------------------------------------------------------------
@@ -182,10 +195,11 @@ class Worker:
                     handlers,
                 )
                 errors = 0
-            except Exception:
+                self._reachable()
+            except Exception as exc:
                 errors += 1
-                log.exception("claiming failed; retrying")
-                await _first(asyncio.sleep(min(0.1 * 2**errors, 5.0)), self._stopping.wait())
+                self._unreachable(exc, "claiming")
+                await _first(asyncio.sleep(min(0.1 * 2**errors, 2.0)), self._stopping.wait())
                 continue
             for task in claimed:
                 self._start(task)
@@ -265,6 +279,12 @@ class Worker:
             return self._failed(handler, task, ctx, e)
         if ctx.stop_reason in ("lost", "shutdown"):
             return self._stopped(ctx)
+        if ctx.stop_reason == "cancel" and ctx.saw_stop:
+            # It returned because it saw the cancellation: cancelled, with what it produced.
+            if isinstance(result, Mapping):
+                for name, value in result.items():
+                    ctx.set_attribute(name, value)
+            return self._stopped(ctx)
         return self._succeeded(ctx, result)
 
     @staticmethod
@@ -329,6 +349,7 @@ class Worker:
             messages=messages,
             attributes=_jsonable(attributes) if attributes else attributes,
             returns=returns,
+            attempt=ctx.attempt,
         )
 
     def _failed(
@@ -359,6 +380,7 @@ class Worker:
                 messages=(*messages, note),
                 attributes=_jsonable(ctx.attributes),
                 run_at=utcnow() + timedelta(seconds=delay),
+                attempt=ctx.attempt,
             )
         if retryable:
             return _end(
@@ -388,14 +410,33 @@ class Worker:
             await asyncio.sleep(seconds)
             try:
                 await job()
-            except Exception:
-                log.exception("%s failed; trying again in %gs", job.__name__, seconds)
+            except Exception as exc:
+                self._unreachable(exc, job.__name__.strip("_"))
+
+    def _reachable(self) -> None:
+        if self._reachable_since is None:
+            self._reachable_since = time.monotonic()
+            self._beat_since_reachable = False
+            log.info("worker %s: the store answers again", self.id)
+
+    def _unreachable(self, exc: Exception, what: str) -> None:
+        """A store call failed: recovery of others' leases waits until the store has
+        answered for a grace period again. Outages are logged without a traceback."""
+        if isinstance(exc, StoreUnavailable):
+            if self._reachable_since is not None:
+                log.warning("worker %s: %s failed, retrying: %s", self.id, what, exc)
+            self._reachable_since = None
+        else:
+            log.error("worker %s: %s failed; retrying", self.id, what, exc_info=exc)
 
     async def _beat(self) -> None:
         ids = list(self._running)
         if not ids:
+            self._beat_since_reachable = self._reachable_since is not None
             return
         beat = await self.store.heartbeat(self.id, ids, self.options.lease_seconds)
+        self._reachable()
+        self._beat_since_reachable = True
         for task_id in beat.lost:
             self._deliver_stop(task_id, "lost")
         for task_id in beat.cancel:
@@ -408,10 +449,23 @@ class Worker:
         log.info("task %s: stopping (%s)", task_id, reason)
         run.ctx.request_stop(reason)
         if run.handler.is_async:
+            run.ctx.saw_stop = True  # it is at an await (this loop runs): it gets the error
             run.future.cancel()
 
     async def _recover(self) -> None:
-        found = await self.store.recover()
+        """Recover the leases of workers that stopped answering, but only once this worker
+        has stored its own outcomes and renewed its own leases, and the store has answered
+        for a grace period: after an outage, workers that were merely cut off renew first."""
+        since = self._reachable_since
+        if (
+            since is None
+            or time.monotonic() - since < self.options.grace
+            or not self._beat_since_reachable
+            or self._outcomes
+            or self._unstored
+        ):
+            return
+        found = await self.store.recover(self.options.grace)
         if found.requeued or found.dead or found.cancelled:
             log.warning(
                 "recovered tasks of lost workers: %d requeued, %d dead, %d cancelled",
@@ -448,24 +502,39 @@ class Worker:
         outcomes, self._outcomes = self._outcomes, []
         attempt = 0
         while reports or outcomes:
+            self._unstored = len(outcomes)
             try:
                 if reports:
                     await self.store.report(self.id, reports)
                     reports = []
                 if outcomes:
-                    await self.store.finish(self.id, outcomes)
+                    stored = await self.store.finish(self.id, outcomes)
+                    self._reachable()
+                    kept = [o.task_id for o in outcomes if o.task_id not in stored]
+                    if kept:
+                        log.warning(
+                            "worker %s: %d outcomes not stored: the tasks were cleared, "
+                            "deleted or recovered meanwhile (%s)",
+                            self.id,
+                            len(kept),
+                            ", ".join(kept[:5]),
+                        )
                     outcomes = []
-            except Exception:
+                    self._unstored = 0
+            except Exception as exc:
                 attempt += 1
                 if final and attempt >= 3:
-                    log.exception(
+                    log.error(
                         "could not store %d outcomes; their leases will expire and "
                         "the tasks will be run again",
                         len(outcomes),
+                        exc_info=exc,
                     )
                     return
-                log.exception("writing to the store failed; retrying")
-                await asyncio.sleep(min(0.1 * 2**attempt, 5.0))
+                self._unreachable(exc, "writing outcomes")
+                # keep what finished meanwhile with the rest, in order
+                outcomes, self._outcomes = [*outcomes, *self._outcomes], []
+                await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
 
     # --- stopping --------------------------------------------------------------------------------
 
@@ -512,6 +581,7 @@ def _end(
         messages=(*messages, Message(kind, text, key)),
         attributes=_jsonable(ctx.attributes),
         returns=returns,
+        attempt=ctx.attempt,
     )
 
 

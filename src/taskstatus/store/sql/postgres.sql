@@ -160,7 +160,8 @@ RETURNING id, state, lease_owner
 -- name: report
 WITH r AS (
     SELECT * FROM jsonb_to_recordset(%(reports)s::jsonb)
-        AS r(id text, progress text, percent_complete integer, attributes jsonb, returns jsonb)
+        AS r(id text, progress text, percent_complete integer, attributes jsonb, returns jsonb,
+             attempt integer)
 ),
 reported AS (
     UPDATE tasks SET
@@ -171,6 +172,7 @@ reported AS (
     FROM r
     WHERE tasks.id = ANY(%(id)s::text[]) AND tasks.id = r.id  -- key lookups (see finish)
       AND tasks.lease_owner = %(worker)s AND tasks.state IN ({leased})
+      AND (r.attempt IS NULL OR tasks.attempts = r.attempt)  -- fenced by the claim's attempt
     RETURNING tasks.id
 )
 INSERT INTO task_messages (task_id, type, key, text, locale, parameters)
@@ -186,7 +188,7 @@ WITH o AS (
     SELECT * FROM jsonb_to_recordset(%(outcomes)s::jsonb)
         AS o(id text, state text, completion_status text, progress text,
              percent_complete integer, attributes jsonb, returns jsonb, run_at timestamptz,
-             sources text)
+             sources text, attempt integer)
 ),
 finished AS (
     UPDATE tasks SET
@@ -203,6 +205,7 @@ finished AS (
     -- sequential scan of every task, history included
     WHERE tasks.id = ANY(%(id)s::text[]) AND tasks.id = o.id AND tasks.lease_owner = %(worker)s
       AND tasks.state = ANY(string_to_array(o.sources, ','))
+      AND (o.attempt IS NULL OR tasks.attempts = o.attempt)  -- a stale run never overwrites
     RETURNING tasks.id, tasks.state
 ),
 added AS (
@@ -237,13 +240,17 @@ SELECT pg_notify('taskstatus_work', '') WHERE EXISTS (SELECT FROM requeued)
 
 -- name: recover
 -- Expired leases: requeued while attempts are left, else dead; a cancel request wins. The
--- tasks are found among those in flight (tasks_inflight: completion_status IS NULL).
+-- tasks are found among those in flight (tasks_inflight: completion_status IS NULL). A lease
+-- is judged only once it stayed expired for `grace` seconds, counted from the server's
+-- start as well: after a restart the workers that were cut off get that long to renew.
 WITH requeued AS (
     UPDATE tasks SET
         state = 'queued', lease_owner = NULL, lease_expires = NULL, modified = now(),
         version = version + 1
     WHERE completion_status IS NULL AND state = 'running' AND 'running' IN ({from:queued})
-      AND lease_expires < now() AND attempts < max_attempts
+      AND lease_expires < now() - %(grace)s * interval '1 second'
+      AND pg_postmaster_start_time() < now() - %(grace)s * interval '1 second'
+      AND attempts < max_attempts
     RETURNING id, attempts, max_attempts
 ),
 dead AS (
@@ -251,7 +258,9 @@ dead AS (
         state = 'dead', completion_status = 'TEMPERROR', completed = now(), lease_owner = NULL,
         lease_expires = NULL, modified = now(), version = version + 1
     WHERE completion_status IS NULL AND state = 'running' AND 'running' IN ({from:dead})
-      AND lease_expires < now() AND attempts >= max_attempts
+      AND lease_expires < now() - %(grace)s * interval '1 second'
+      AND pg_postmaster_start_time() < now() - %(grace)s * interval '1 second'
+      AND attempts >= max_attempts
     RETURNING id, attempts, max_attempts
 ),
 cancelled AS (
@@ -259,7 +268,9 @@ cancelled AS (
         state = 'cancelled', completion_status = 'TERMINATED', completed = now(),
         lease_owner = NULL, lease_expires = NULL, modified = now(), version = version + 1
     WHERE completion_status IS NULL AND state = 'cancel_requested'
-      AND 'cancel_requested' IN ({from:cancelled}) AND lease_expires < now()
+      AND 'cancel_requested' IN ({from:cancelled})
+      AND lease_expires < now() - %(grace)s * interval '1 second'
+      AND pg_postmaster_start_time() < now() - %(grace)s * interval '1 second'
     RETURNING id, attempts, max_attempts
 )
 SELECT 'requeued', id, attempts, max_attempts FROM requeued

@@ -84,6 +84,7 @@ UPDATE tasks SET
     attributes = coalesce(:attributes, attributes), returns = coalesce(:returns, returns),
     modified = :now, version = version + 1
 WHERE id = :id AND lease_owner = :worker AND state IN ({leased})
+  AND (:attempt IS NULL OR attempts = :attempt)  -- fenced: only the attempt that claimed it
 
 -- name: insert_message
 INSERT INTO task_messages (task_id, type, key, text, locale, parameters)
@@ -93,10 +94,11 @@ VALUES (:id, :type, :key, :text, :locale, :parameters)
 INSERT INTO task_messages (task_id, type, key, text, locale, parameters)
 SELECT :id, :type, :key, :text, :locale, :parameters
 WHERE EXISTS (
-    SELECT 1 FROM tasks WHERE id = :id AND lease_owner = :worker AND state IN ({leased}))
+    SELECT 1 FROM tasks WHERE id = :id AND lease_owner = :worker AND state IN ({leased})
+      AND (:attempt IS NULL OR attempts = :attempt))
 
 -- name: held_states
-SELECT id, state FROM tasks
+SELECT id, state, attempts FROM tasks
 WHERE id IN (SELECT value FROM json_each(:ids)) AND lease_owner = :worker
 
 -- name: finish
@@ -130,7 +132,7 @@ WHERE lease_owner = :worker AND state = 'cancel_requested'
 UPDATE tasks SET
     state = 'queued', lease_owner = NULL, lease_expires = NULL, modified = :now,
     version = version + 1
-WHERE state = 'running' AND 'running' IN ({from:queued}) AND lease_expires < :now
+WHERE state = 'running' AND 'running' IN ({from:queued}) AND lease_expires < :expired_before
   AND attempts < max_attempts
 RETURNING id, attempts, max_attempts
 
@@ -138,7 +140,7 @@ RETURNING id, attempts, max_attempts
 UPDATE tasks SET
     state = 'dead', completion_status = 'TEMPERROR', completed = :now, lease_owner = NULL,
     lease_expires = NULL, modified = :now, version = version + 1
-WHERE state = 'running' AND 'running' IN ({from:dead}) AND lease_expires < :now
+WHERE state = 'running' AND 'running' IN ({from:dead}) AND lease_expires < :expired_before
   AND attempts >= max_attempts
 RETURNING id, attempts, max_attempts
 
@@ -147,7 +149,7 @@ UPDATE tasks SET
     state = 'cancelled', completion_status = 'TERMINATED', completed = :now,
     lease_owner = NULL, lease_expires = NULL, modified = :now, version = version + 1
 WHERE state = 'cancel_requested' AND 'cancel_requested' IN ({from:cancelled})
-  AND lease_expires < :now
+  AND lease_expires < :expired_before
 RETURNING id, attempts, max_attempts
 
 -- name: purge_messages
