@@ -1,20 +1,25 @@
 """``python -m bench`` (``make bench``): every benchmark, a table, and bench/results.json.
 
     python -m bench                 # taskstatus's own figures
-    python -m bench --peers         # and the same workload on Celery and Procrastinate
+    python -m bench --peers         # and the same harness run with Celery, Procrastinate,
+                                    # PgQueuer and Dramatiq
     python -m bench --only e2e,pickup --record
 
-Suites: e2e (e2e_tasks_per_s.*, submit_per_s.*), pickup (pickup_ms_p50.*), status
-(status_get_rps, status_get_p99_ms, bare_asgi_rps), lists (list_p95_ms.*), rss
-(worker_rss_mb), events (event_latency_ms_*, wait_wakeup_ms_p50.*, sse_streams_1000.*,
-e2e_tasks_per_s.*.events_on/off; BENCH_EVENTS=latency,wakeup,streams,overhead picks),
-peers (celery_e2e_tasks_per_s, procrastinate_e2e_tasks_per_s).
+Suites: e2e (the harness, bench/peers/run.py, on taskstatus: e2e_tasks_per_s.*,
+submit_per_s.*, pickup_ms_p50.postgres, harness.*), peers (the same harness run with every
+peer: peers_matched_e2e, peers_best_e2e), claim (claim8_ms.*: a claim of 8 without
+statistics), stored (e2e with 1,000,000 finished tasks stored vs empty), pickup
+(pickup_ms_p50.sqlite, in process), status (status_get_rps, status_get_p99_ms,
+bare_asgi_rps), lists (list_p95_ms.*), rss (worker_rss_mb),
+events (event_latency_ms_*, wait_wakeup_ms_p50.*, sse_streams_1000.*,
+e2e_tasks_per_s.*.events_on/off; BENCH_EVENTS=latency,wakeup,streams,overhead picks).
 --record appends the table, the machine and the commit to docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -24,28 +29,46 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from bench import e2e, events, lists, pickup, rss, status_get
+from bench import e2e, events, lists, pickup, rss, status_get, stored
 from bench.common import ROOT
 
 RESULTS = ROOT / "bench" / "results.json"
 RECORD = ROOT / "docs" / "benchmarks.md"
 
-SUITES: dict[str, Callable[[], dict[str, float]]] = {
+
+def _claim() -> dict[str, Any]:
+    from bench.common import PG_ADMIN
+    from bench.pg_plans import queue_checks
+
+    return asyncio.run(queue_checks(PG_ADMIN))[0]
+
+
+SUITES: dict[str, Callable[[], dict[str, Any]]] = {
     "e2e": e2e.run,
+    "peers": e2e.run_with_peers,
+    "claim": _claim,
+    "stored": stored.run,
     "pickup": pickup.run,
     "status": status_get.run,
     "lists": lists.run,
     "rss": rss.run,
     "events": events.run,
 }
+DEFAULT = ("e2e", "claim", "stored", "pickup", "status", "lists", "rss", "events")
 
+Check = Callable[[float, dict[str, Any]], bool]
 # figure -> (target as text, whether the measured value meets it); None when there is none
-TARGETS: dict[str, tuple[str, Callable[[float, dict[str, float]], bool]]] = {
-    "e2e_tasks_per_s.sqlite": (">= 5000", lambda v, f: v >= 5000),
-    "e2e_tasks_per_s.postgres": (">= 5000", lambda v, f: v >= 5000),
+TARGETS: dict[str, tuple[str, Check]] = {
+    "peers_matched_e2e": (">= 2 (x the best peer)", lambda v, f: v >= 2),
+    "peers_best_e2e": (">= 1 (x the best peer)", lambda v, f: v >= 1),
+    "e2e_tasks_per_s.sqlite": (">= 25000", lambda v, f: v >= 25_000),
+    "e2e_tasks_per_s.postgres": (">= 20000", lambda v, f: v >= 20_000),
     "pickup_ms_p50.sqlite": ("<= 3", lambda v, f: v <= 3),
     "pickup_ms_p50.postgres": ("<= 3", lambda v, f: v <= 3),
+    "e2e_stored_1m_vs_empty": (">= 0.9", lambda v, f: v >= 0.9),
+    "claim8_ms.100k": ("<= 1", lambda v, f: v <= 1),
     "status_get_rps": (">= 50% of bare_asgi_rps", lambda v, f: v >= 0.5 * f["bare_asgi_rps"]),
     "status_get_p99_ms": ("< 20", lambda v, f: v < 20),
     "list_p95_ms.1m": (
@@ -70,35 +93,22 @@ TARGETS: dict[str, tuple[str, Callable[[float, dict[str, float]], bool]]] = {
         ">= 90% of .events_off",
         lambda v, f: v >= 0.9 * f["e2e_tasks_per_s.sqlite.events_off"],
     ),
-    "celery_e2e_tasks_per_s": (
-        "e2e >= 6x this",
-        lambda v, f: (
-            min(f.get("e2e_tasks_per_s.sqlite", 0), f.get("e2e_tasks_per_s.postgres", 0)) >= 6 * v
-        ),
-    ),
-    "procrastinate_e2e_tasks_per_s": (
-        "e2e >= 10x this",
-        lambda v, f: (
-            min(f.get("e2e_tasks_per_s.sqlite", 0), f.get("e2e_tasks_per_s.postgres", 0)) >= 10 * v
-        ),
-    ),
 }
 
 
-def _peers() -> dict[str, float]:
-    from bench.peers.run import run_peers
-
-    return run_peers()
-
-
-def table(figures: dict[str, float]) -> str:
+def table(figures: dict[str, Any]) -> str:
     rows = [
         f"| {'figure':<40} | {'value':>12} | {'target':<28} | met |",
         f"|{'-' * 42}|{'-' * 14}|{'-' * 30}|-----|",
     ]
     for name in sorted(figures):
         value = figures[name]
-        shown = f"{value:,.1f}" if value < 1000 else f"{value:,.0f}"
+        if isinstance(value, str):  # a setting, printed beside its figure
+            rows.append(f"| {name:<40} | {value[:60]} | | |")
+            continue
+        shown = (
+            f"{value:,.2f}" if value < 10 else f"{value:,.1f}" if value < 1000 else f"{value:,.0f}"
+        )
         target, met = "", ""
         if name in TARGETS:
             target = TARGETS[name][0]
@@ -140,25 +150,28 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--only", help=f"comma-separated suites of: {', '.join(SUITES)}")
     parser.add_argument(
-        "--only", help=f"comma-separated suites of: {', '.join([*SUITES, 'peers'])}"
+        "--peers", action="store_true", help="run the harness with every peer (replaces e2e)"
     )
-    parser.add_argument("--peers", action="store_true", help="also run Celery and Procrastinate")
     parser.add_argument(
         "--record", action="store_true", help="append the run to docs/benchmarks.md"
     )
     args = parser.parse_args(argv)
 
-    chosen = args.only.split(",") if args.only else [*SUITES, *(["peers"] if args.peers else [])]
-    unknown = set(chosen) - {*SUITES, "peers"}
+    chosen = args.only.split(",") if args.only else list(DEFAULT)
+    if args.peers or "peers" in chosen:  # one harness run: taskstatus and the peers together
+        chosen = ["peers" if c == "e2e" else c for c in chosen if c != "peers"]
+        chosen = chosen if "peers" in chosen else ["peers", *chosen]
+    unknown = set(chosen) - set(SUITES)
     if unknown:
         parser.error(f"unknown suites: {', '.join(sorted(unknown))}")
-    figures: dict[str, float] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    figures: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     started = time.monotonic()
     for name in chosen:
         print(f"[bench] {name} ...", flush=True)
-        suite = _peers if name == "peers" else SUITES[name]
-        figures.update({k: round(v, 2) for k, v in suite().items()})
+        measured = SUITES[name]()
+        figures.update({k: v if isinstance(v, str) else round(v, 3) for k, v in measured.items()})
         RESULTS.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
     shown = table(figures)
     print(shown)

@@ -1,20 +1,44 @@
-"""e2e_tasks_per_s.* and submit_per_s.*: 10,000 no-op tasks submitted in bulk through the Python
-API; two worker processes run them; timed from the first submit until the last is terminal in
-the store. Median of 3 runs, each on a fresh database."""
+"""e2e_tasks_per_s.*, submit_per_s.*, pickup_ms_p50.postgres and the peers' figures: the
+harness (bench/peers/run.py), one workload and one way of counting for every system.
+
+``run()`` is taskstatus alone (PostgreSQL and SQLite, both tiers); ``run_with_peers()`` adds
+Celery, Procrastinate, PgQueuer and Dramatiq to the same run, so that the ratios
+(``peers_matched_e2e``, ``peers_best_e2e``) compare figures measured side by side. Each adds
+one run with a sync handler (run in a thread) at the best setting:
+``e2e_tasks_per_s.{postgres,sqlite}.sync_handler``. ``one_run()`` is the run bench/events.py
+times with and without the event log.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import bench.handlers  # noqa: F401 - registers the handlers submitted here
-from bench.common import database, median, wait_until, workers
+from bench.common import database, wait_until, workers
+from bench.peers import run as harness
 from taskstatus import Connection, connect
 
+OURS = ("taskstatus_postgres", "taskstatus_sqlite")
+# one_run: the events suite's with/without comparison (bench/events.py), its own method: two
+# workers at concurrency 500, timed to the last task's `completed`
 TASKS = 10_000
-RUNS = 3
 CONCURRENCY = 500
 WARMUP = 100
+
+
+def _sync_handler(figures: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for system in harness.systems(OURS, "", "sync"):
+        label = str(figures[f"harness.{system.name}.best_setting"])
+        setting = {s.label: s for s in (system.matched, *system.sweep)}[label]
+        system.env["BENCH_TASKSTATUS_HANDLER"] = "bench.noop_sync"
+        report = harness.one_run(system, setting, 10_000)
+        out[f"e2e_tasks_per_s.{system.name.removeprefix('taskstatus_')}.sync_handler"] = report[
+            "e2e_tasks_per_s"
+        ]
+    return out
 
 
 def one_run(
@@ -50,20 +74,11 @@ def _timed(conn: Connection, handler: str, n: int) -> tuple[float, float]:
     return n / (done - start), n / (submitted - start)
 
 
-def run(kinds: tuple[str, ...] = ("sqlite", "postgres"), runs: int = RUNS) -> dict[str, float]:
-    figures: dict[str, float] = {}
-    for kind in kinds:
-        results = []
-        for i in range(runs):
-            results.append(one_run(kind))
-            print(
-                f"  e2e {kind} run {i + 1}: {results[-1][0]:.0f} tasks/s, "
-                f"submit {results[-1][1]:.0f} tasks/s",
-                flush=True,
-            )
-        figures[f"e2e_tasks_per_s.{kind}"] = median([r[0] for r in results])
-        figures[f"submit_per_s.{kind}"] = median([r[1] for r in results])
-        sync = one_run(kind, "bench.noop_sync")
-        print(f"  e2e {kind} sync handler: {sync[0]:.0f} tasks/s", flush=True)
-        figures[f"e2e_tasks_per_s.{kind}.sync_handler"] = sync[0]
-    return figures
+def run() -> dict[str, Any]:
+    figures = harness.run_harness(OURS)
+    return figures | _sync_handler(figures)
+
+
+def run_with_peers() -> dict[str, Any]:
+    figures = harness.run_harness(harness.ALL)
+    return figures | _sync_handler(figures)

@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import Any
 
+from bench.peers._driver import stamp as write_stamp
 from taskstatus import TaskContext, handler
 
 
@@ -27,6 +28,11 @@ async def started(ctx: TaskContext, args: dict[str, Any]) -> dict[str, float]:
 @handler("bench.sleep", description="Sleeps.")
 async def sleep(ctx: TaskContext, args: dict[str, Any]) -> None:
     await asyncio.sleep(float(args["seconds"]))
+
+
+@handler("bench.stamp", description="Writes the wall-clock time it started to args['marker'].")
+async def stamp(ctx: TaskContext, args: dict[str, Any]) -> None:
+    write_stamp(str(args["marker"]))
 
 
 @handler("bench.ticks", description="Reports its wall-clock time as progress, n times.")

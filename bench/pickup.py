@@ -1,8 +1,7 @@
-"""pickup_ms_p50.*: one task submitted to an idle worker until its handler starts; 50 tries.
-
-SQLite: the worker runs in this process (its own event loop thread and store), woken by the
-in-process wake-up a submit sends. PostgreSQL: the worker is another process, woken by NOTIFY;
-its handler reports the wall-clock time it started.
+"""pickup_ms_p50.sqlite: one task submitted to an idle worker until its handler starts; 50
+tries. The worker runs in this process (its own event loop thread and store), woken by the
+in-process wake-up a submit sends. PostgreSQL's pickup (worker processes woken by NOTIFY) is
+measured by the harness, as every peer's is (bench/peers/run.py: pickup_ms_p50.postgres).
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ import asyncio
 import threading
 import time
 
-from bench.common import database, median, percentile, wait_until, workers
+from bench.common import database, median, percentile, wait_until
 from taskstatus import TaskContext, connect, handler
 from taskstatus.handlers import Registry
 from taskstatus.store import make_store
@@ -56,29 +55,11 @@ def sqlite_in_process(tries: int = TRIES) -> list[float]:
     return samples
 
 
-def postgres_notify(tries: int = TRIES) -> list[float]:
-    samples = []
-    with (
-        database("postgres") as url,
-        connect(url) as conn,
-        workers(url, 1, "--concurrency", "10", "--poll-interval", str(IDLE_POLL)),
-    ):
-        first = conn.submit("bench.started", {})
-        conn.wait(first.id, 60)  # the worker is up
-        for _ in range(tries):
-            time.sleep(0.05)
-            before = time.time()
-            task = conn.submit("bench.started", {})
-            done = conn.wait(task.id, 10)
-            samples.append((float(done.attributes["started"]) - before) * 1000)
-    return samples
-
-
 def run() -> dict[str, float]:
     import bench.handlers  # noqa: F401 - the handler the worker process runs
 
     figures = {}
-    for kind, measure in (("sqlite", sqlite_in_process), ("postgres", postgres_notify)):
+    for kind, measure in (("sqlite", sqlite_in_process),):
         samples = measure()
         figures[f"pickup_ms_p50.{kind}"] = median(samples)
         figures[f"pickup_ms_p95.{kind}"] = percentile(samples, 95)

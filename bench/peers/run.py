@@ -1,20 +1,24 @@
-"""Peer benchmark orchestrator: the taskstatus workload on Celery and on Procrastinate.
+"""The harness: one workload, one way of counting, for taskstatus and its peers.
 
-Run from /work/main with the project venv::
+    .venv/bin/python -m bench.peers.run [--systems a,b] [--n 10000] [--runs 3] [--quick]
 
-    .venv/bin/python -m bench.peers.run [--n 10000] [--runs 3]
+Systems: taskstatus on PostgreSQL and on SQLite (the checkout's .venv), Celery (Redis),
+Procrastinate (PostgreSQL, psycopg), PgQueuer (PostgreSQL, asyncpg) and Dramatiq (Redis),
+each peer in its own virtual environment under bench/.venvs/ (created on first use, exact
+pins in PINS), each on this machine's PostgreSQL or on a Redis server the harness starts on
+a free port. The drivers (``bench/peers/<system>_app.py``, the shared part in ``_driver.py``)
+run in the system's venv; this module imports none of the systems.
 
-This module imports neither peer. Each peer lives in its own venv under
-``bench/.venvs/<peer>`` (created here on first use, exact pins in ``PINS``) and its
-app/worker/driver code is ``bench/peers/<peer>_app.py``, run in subprocesses by the
-peer venv's python. Drivers report back as one JSON line on stdout.
+Every run starts from fresh state (a new database, or an emptied Redis db), starts the
+worker processes, warms them up, submits N no-op tasks in bulk where the system can, and
+counts completion where the system records it, polling every 5 ms (_driver.py). Tiers:
 
-Workload, per run and per peer: fresh broker state (Celery: FLUSHDB of the dedicated
-Redis dbs; Procrastinate: drop + recreate the scratch database), worker started and
-warmed up, then N no-op tasks submitted in bulk; timed from the first submit until
-the last task is terminal in the peer's own store (Celery: N SUCCESS results in the
-Redis result backend; Procrastinate: no job left todo/doing, all N ``succeeded``).
-Runs alternate between the peers so that background load hits both alike.
+* matched: 2 worker processes with 8 concurrent slots each, for every system; RUNS runs;
+* best: a sweep of each system's settings (one run each, the matched result included),
+  then the fastest setting again until it has RUNS runs; the setting is reported with it.
+
+Runs alternate between the systems so that background load falls on all alike; figures are
+medians. Pickup: the matched setting, idle workers, one task at a time (_driver.pickup).
 """
 
 from __future__ import annotations
@@ -22,22 +26,27 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[2]
 PEERS_DIR = Path(__file__).resolve().parent
 VENVS_DIR = ROOT / "bench" / ".venvs"
 SCRATCH_DIR = ROOT / "bench" / ".peers"
 PYTHON = "python3.11"
+PG_ADMIN = os.environ.get("TASKSTATUS_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 # Exact pins, transitive dependencies included (pip freeze of a clean install).
 PINS: dict[str, tuple[str, ...]] = {
@@ -73,56 +82,58 @@ PINS: dict[str, tuple[str, ...]] = {
         "typing_extensions==4.16.0",
         "tzdata==2026.6",
     ),
+    "pgqueuer": (
+        "pgqueuer==1.6.0",
+        "asyncpg==0.32.0",
+        "annotated-doc==0.0.7",
+        "annotated-types==0.8.0",
+        "anyio==4.16.0",
+        "croniter==7.0.0",
+        "idna==3.20",
+        "markdown-it-py==4.3.0",
+        "mdurl==0.1.2",
+        "pydantic==2.14.4",
+        "pydantic-settings==2.16.3",
+        "pydantic_core==2.50.5",
+        "Pygments==2.21.0",
+        "python-dateutil==4.0.0",
+        "python-dotenv==1.2.4",
+        "rich==15.0.0",
+        "shellingham==1.5.4",
+        "tabulate==0.10.0",
+        "typer==0.29.2",
+        "typing-inspection==0.4.5",
+        "typing_extensions==4.16.0",
+        "tzdata==2026.6",
+    ),
+    "dramatiq": ("dramatiq[redis]==2.2.1", "redis==8.1.0"),
 }
 
-REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
-REDIS_START = (
-    "redis-server",
-    "--daemonize",
-    "yes",
-    "--bind",
-    "127.0.0.1 -::1",
-    "--port",
-    str(REDIS_PORT),
-    "--save",
-    "",
-    "--appendonly",
-    "no",
-    "--dir",
-    "/var/lib/redis",
-    "--logfile",
-    "/var/log/redis/ci.log",
-)
-PG_HOST, PG_PORT = "127.0.0.1", 5432
-
-# Imports the peer module under its own name (not __main__) and runs its CLI.
+# Imports the driver under its own name (not __main__) and runs its CLI.
 _BOOT = (
     "import importlib, sys; d, m = sys.argv[1:3]; sys.path.insert(0, d); "
     "sys.argv = [m, *sys.argv[3:]]; importlib.import_module(m).main()"
 )
 DRIVER_TIMEOUT_S = 900.0
-READY_TIMEOUT_S = 60.0
-PICKUP_TRIES = 50
-# Diagnostic variant, not part of run_peers(): see the note in main()'s --help.
-ANALYZED = "procrastinate+analyze"
+PICKUP_TRIES = 30
 
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-# --------------------------------------------------------------------------- venvs
+# --------------------------------------------------------------------------- venvs, services
 
 
 def ensure_venv(peer: str) -> Path:
-    """Return the peer venv's python, creating/refreshing the venv if its pins changed."""
+    """The peer venv's python, the venv created or refreshed when its pins changed."""
     venv = VENVS_DIR / peer
     python = venv / "bin" / "python"
     stamp = venv / ".bench-pins"
     wanted = "\n".join(PINS[peer]) + "\n"
     if python.exists() and stamp.exists() and stamp.read_text() == wanted:
         return python
-    _log(f"[peers] creating {venv} ({PINS[peer][0]})")
+    _log(f"[harness] creating {venv} ({PINS[peer][0]})")
     subprocess.run([PYTHON, "-m", "venv", "--clear", str(venv)], check=True)
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     res = subprocess.run([*pip, *PINS[peer]], capture_output=True, text=True, check=False)
@@ -132,75 +143,221 @@ def ensure_venv(peer: str) -> Path:
     return python
 
 
-# --------------------------------------------------------------------------- services
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
-def ensure_redis() -> None:
-    ping = ("redis-cli", "-h", REDIS_HOST, "-p", str(REDIS_PORT), "ping")
-
-    def up() -> bool:
-        res = subprocess.run(ping, capture_output=True, text=True, check=False)
-        return res.stdout.strip() == "PONG"
-
-    if up():
-        return
-    _log("[peers] starting redis-server")
-    subprocess.run(REDIS_START, check=True)
-    deadline = time.monotonic() + 10
-    while not up():
-        if time.monotonic() > deadline:
-            raise RuntimeError("redis-server did not answer PING")
-        time.sleep(0.1)
-
-
-def ensure_postgres() -> None:
-    res = subprocess.run(
-        ("pg_isready", "-h", PG_HOST, "-p", str(PG_PORT)),
-        capture_output=True,
-        text=True,
-        check=False,
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """A Redis server of this run's own, on a free port, no persistence; its URL."""
+    if shutil.which("redis-server") is None:
+        raise RuntimeError("redis-server is needed (apt-get install redis-server)")
+    port = _free_port()
+    folder = tempfile.mkdtemp(prefix="bench-redis-")
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            folder,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
-    if res.returncode != 0:
-        raise RuntimeError(f"PostgreSQL not reachable at {PG_HOST}:{PG_PORT}: {res.stdout}")
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            ping = subprocess.run(
+                ["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True, check=False
+            )
+            if ping.stdout.strip() == "PONG":
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not answer PING")
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- systems
+
+
+@dataclass(frozen=True)
+class Setting:
+    label: str  # printed beside the figure
+    processes: int
+    args: tuple[str, ...]  # the worker's arguments
+
+
+@dataclass
+class System:
+    name: str
+    python: Path
+    module: str
+    env: dict[str, str]
+    matched: Setting
+    sweep: tuple[Setting, ...]  # besides the matched setting
+    taskstatus_url: str | None = None
+
+    def driver(self, *args: str) -> list[str]:
+        return [str(self.python), "-c", _BOOT, str(PEERS_DIR), self.module, *args]
+
+    def worker_cmd(self, setting: Setting) -> list[str]:
+        if self.taskstatus_url is not None:
+            return [
+                str(self.python),
+                "-m",
+                "taskstatus",
+                "worker",
+                "--database",
+                self.taskstatus_url,
+                "--no-demo",
+                "--import",
+                "bench.handlers",
+                *setting.args,
+            ]
+        return self.driver("worker", *setting.args)
+
+
+def _env(**extra: str) -> dict[str, str]:
+    skip = ("PYTHONPATH", "VIRTUAL_ENV")
+    env = {k: v for k, v in os.environ.items() if k not in skip and not k.startswith("TASKSTATUS_")}
+    env.update(extra)
+    return env
+
+
+def systems(chosen: Sequence[str], redis_url: str, tag: str) -> list[System]:
+    """The systems, each with its matched setting (2 processes x 8 slots) and its sweep."""
+    base = urlsplit(PG_ADMIN)._replace(path="").geturl()
+    out: list[System] = []
+    for name in chosen:
+        if name.startswith("taskstatus_"):
+            kind = name.removeprefix("taskstatus_")
+            url = (
+                f"{base}/bench_{tag}_taskstatus"
+                if kind == "postgres"
+                else f"sqlite:///{SCRATCH_DIR / f'taskstatus-{tag}.db'}"
+            )
+            out.append(
+                System(
+                    name,
+                    Path(sys.executable),
+                    "taskstatus_app",
+                    _env(BENCH_TASKSTATUS_URL=url),
+                    Setting("2 processes x concurrency 8", 2, ("--concurrency", "8")),
+                    tuple(
+                        Setting(f"2 processes x concurrency {c}", 2, ("--concurrency", str(c)))
+                        for c in (64, 500)
+                    ),
+                    taskstatus_url=url,
+                )
+            )
+        elif name == "celery":
+            out.append(
+                System(
+                    name,
+                    ensure_venv("celery"),
+                    "celery_app",
+                    _env(BENCH_REDIS_URL=redis_url),
+                    Setting(
+                        "2 workers x threads pool 8", 2, ("--pool", "threads", "--concurrency", "8")
+                    ),
+                    (
+                        Setting(
+                            "1 worker x prefork 2", 1, ("--pool", "prefork", "--concurrency", "2")
+                        ),
+                        Setting(
+                            "2 workers x prefork 2", 2, ("--pool", "prefork", "--concurrency", "2")
+                        ),
+                        Setting(
+                            "1 worker x prefork 8", 1, ("--pool", "prefork", "--concurrency", "8")
+                        ),
+                    ),
+                )
+            )
+        elif name == "procrastinate":
+            out.append(
+                System(
+                    name,
+                    ensure_venv("procrastinate"),
+                    "procrastinate_app",
+                    _env(BENCH_PG_URL_BASE=base, BENCH_PG_DB=f"bench_{tag}_procrastinate"),
+                    Setting("2 workers x concurrency 8", 2, ("--concurrency", "8")),
+                    tuple(
+                        Setting(f"2 workers x concurrency {c}", 2, ("--concurrency", str(c)))
+                        for c in (32, 100)
+                    ),
+                )
+            )
+        elif name == "pgqueuer":
+            out.append(
+                System(
+                    name,
+                    ensure_venv("pgqueuer"),
+                    "pgqueuer_app",
+                    _env(BENCH_PG_URL_BASE=base, BENCH_PG_DB=f"bench_{tag}_pgqueuer"),
+                    Setting(
+                        "2 workers x 8 jobs (batch 4, max_concurrent_tasks 8)",
+                        2,
+                        ("--batch-size", "4", "--max-concurrent", "8"),
+                    ),
+                    tuple(
+                        Setting(f"2 workers x batch {b}", 2, ("--batch-size", str(b)))
+                        for b in (10, 100, 500)
+                    ),
+                )
+            )
+        elif name == "dramatiq":
+            out.append(
+                System(
+                    name,
+                    ensure_venv("dramatiq"),
+                    "dramatiq_app",
+                    _env(BENCH_REDIS_URL=redis_url),
+                    Setting("2 processes x 8 threads", 2, ("--threads", "8")),
+                    tuple(
+                        Setting(f"2 processes x {t} threads", 2, ("--threads", str(t)))
+                        for t in (1, 32)
+                    ),
+                )
+            )
+        else:
+            raise SystemExit(f"unknown system {name!r}")
+    return out
 
 
 # --------------------------------------------------------------------------- processes
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env.update(extra)
-    return env
-
-
-def _peer_cmd(python: Path, module: str, args: Sequence[str]) -> list[str]:
-    return [str(python), "-c", _BOOT, str(PEERS_DIR), module, *args]
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def run_driver(
-    python: Path, module: str, args: Sequence[str], env: dict[str, str] | None = None
-) -> dict[str, Any]:
-    """Run one peer sub-command to completion and return its JSON report."""
+def run_driver(system: System, *args: str) -> dict[str, Any]:
+    """One driver sub-command to completion; its JSON report."""
     res = subprocess.run(
-        _peer_cmd(python, module, args),
+        system.driver(*args),
         capture_output=True,
         text=True,
         cwd=ROOT,
-        env=env or _env(),
+        env=system.env,
         timeout=DRIVER_TIMEOUT_S,
         check=False,
     )
     lines = [line for line in res.stdout.splitlines() if line.strip()]
     if res.returncode != 0 or not lines:
         raise RuntimeError(
-            f"{module} {' '.join(args)} failed (rc={res.returncode}):\n"
+            f"{system.name} {' '.join(args)} failed (rc={res.returncode}):\n"
             f"{res.stderr[-3000:]}\n{res.stdout[-1000:]}"
         )
     report: dict[str, Any] = json.loads(lines[-1])
@@ -208,250 +365,198 @@ def run_driver(
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop a worker we started: SIGTERM (graceful), then SIGKILL its whole session."""
+    """Stop a worker this harness started: SIGTERM, then SIGKILL to its session."""
     if proc.poll() is None:
         proc.terminate()
         with suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=20)
-    # The worker was started in its own session (pgid == its pid): reap stragglers
-    # such as Celery prefork children.
     with suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)  # its own session: prefork children too
     proc.wait()
 
 
 @contextmanager
-def worker(
-    python: Path, module: str, log_path: Path, env: dict[str, str]
-) -> Iterator[subprocess.Popen[bytes]]:
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            _peer_cmd(python, module, ["worker"]),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            env=env,
-            start_new_session=True,
-        )
+def workers(system: System, setting: Setting) -> Iterator[list[subprocess.Popen[bytes]]]:
+    procs: list[subprocess.Popen[bytes]] = []
+    logs = []
     try:
-        yield proc
+        for i in range(setting.processes):
+            log = (SCRATCH_DIR / f"{system.name}-worker-{i}.log").open("wb")
+            logs.append(log)
+            procs.append(
+                subprocess.Popen(
+                    system.worker_cmd(setting),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=ROOT,
+                    env=system.env,
+                    start_new_session=True,
+                )
+            )
+        yield procs
+        for i, proc in enumerate(procs):
+            if proc.poll() is not None:
+                tail = (SCRATCH_DIR / f"{system.name}-worker-{i}.log").read_text()[-2000:]
+                raise RuntimeError(f"{system.name} worker died during the run:\n{tail}")
     finally:
-        _stop(proc)
+        for proc in procs:
+            _stop(proc)
+        for log in logs:
+            log.close()
 
 
-def _wait_file(path: Path, proc: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while not path.exists():
-        if proc.poll() is not None:
-            raise RuntimeError(f"worker exited (rc={proc.returncode}):\n{_tail(log_path)}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"worker not ready after {READY_TIMEOUT_S}s:\n{_tail(log_path)}")
-        time.sleep(0.05)
+def one_run(system: System, setting: Setting, n: int) -> dict[str, Any]:
+    run_driver(system, "setup")
+    try:
+        with workers(system, setting):
+            report = run_driver(system, "throughput", "--n", str(n))
+    finally:
+        run_driver(system, "drop")
+    if report.get("succeeded") != n:
+        raise RuntimeError(f"{system.name} ({setting.label}): {report.get('succeeded')}/{n} done")
+    _log(
+        f"[harness] {system.name:<20} {setting.label:<52} {report['e2e_tasks_per_s']:9.0f} "
+        f"tasks/s (submit {report['submit_per_s']:8.0f}/s), load {os.getloadavg()[0]:.2f}"
+    )
+    return report
 
 
-def _check_alive(proc: subprocess.Popen[bytes], log_path: Path) -> None:
-    if proc.poll() is not None:
-        raise RuntimeError(f"worker died during the run:\n{_tail(log_path)}")
+def pickup(system: System, tries: int) -> list[float]:
+    run_driver(system, "setup")
+    marker = SCRATCH_DIR / f"{system.name}.marker"
+    try:
+        with workers(system, system.matched):
+            report = run_driver(system, "pickup", "--tries", str(tries), "--marker", str(marker))
+    finally:
+        run_driver(system, "drop")
+    return [float(x) for x in report["pickup_ms"]]
 
 
-# --------------------------------------------------------------------------- peers
-
-
-class CeleryPeer:
-    name = "celery"
-    module = "celery_app"
-
-    def __init__(self, python: Path) -> None:
-        self.python = python
-        self.ready = SCRATCH_DIR / "celery.ready"
-        self.log = SCRATCH_DIR / "celery-worker.log"
-        self.env = _env(BENCH_READY_FILE=str(self.ready))
-
-    @contextmanager
-    def _fresh_worker(self) -> Iterator[subprocess.Popen[bytes]]:
-        run_driver(self.python, self.module, ["reset"])  # FLUSHDB broker + result dbs
-        self.ready.unlink(missing_ok=True)
-        with worker(self.python, self.module, self.log, self.env) as proc:
-            _wait_file(self.ready, proc, self.log)
-            yield proc
-
-    def throughput(self, n: int) -> dict[str, Any]:
-        with self._fresh_worker() as proc:
-            report = run_driver(self.python, self.module, ["throughput", "--n", str(n)])
-            _check_alive(proc, self.log)
-        return report
-
-    def pickup(self, tries: int) -> list[float]:
-        with self._fresh_worker() as proc:
-            report = run_driver(self.python, self.module, ["pickup", "--tries", str(tries)])
-            _check_alive(proc, self.log)
-        return [float(x) for x in report["pickup_ms"]]
-
-    def cleanup(self) -> None:
-        run_driver(self.python, self.module, ["reset"])
-        self.ready.unlink(missing_ok=True)
-
-
-class ProcrastinatePeer:
-    name = "procrastinate"
-    module = "procrastinate_app"
-
-    def __init__(self, python: Path) -> None:
-        self.python = python
-        self.marker = SCRATCH_DIR / "procrastinate.marker"
-        self.log = SCRATCH_DIR / "procrastinate-worker.log"
-        self.env = _env()
-
-    @contextmanager
-    def _fresh_worker(self) -> Iterator[subprocess.Popen[bytes]]:
-        run_driver(self.python, self.module, ["setup"])  # drop + recreate db, apply schema
-        with worker(self.python, self.module, self.log, self.env) as proc:
-            yield proc  # the driver's warm-up jobs wait for the worker to be up
-
-    def throughput(self, n: int, analyze: bool = False) -> dict[str, Any]:
-        args = ["throughput", "--n", str(n), "--marker", str(self.marker)]
-        if analyze:
-            args.append("--analyze")
-        with self._fresh_worker() as proc:
-            report = run_driver(self.python, self.module, args)
-            _check_alive(proc, self.log)
-        return report
-
-    def pickup(self, tries: int) -> list[float]:
-        args = ["pickup", "--tries", str(tries), "--marker", str(self.marker)]
-        with self._fresh_worker() as proc:
-            report = run_driver(self.python, self.module, args)
-            _check_alive(proc, self.log)
-        return [float(x) for x in report["pickup_ms"]]
-
-    def cleanup(self) -> None:
-        run_driver(self.python, self.module, ["drop"])
-        self.marker.unlink(missing_ok=True)
-
-
-Peer = CeleryPeer | ProcrastinatePeer
-
-
-# --------------------------------------------------------------------------- benchmark
+# --------------------------------------------------------------------------- the benchmark
 
 
 @dataclass
-class PeerResults:
-    runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+class Results:
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    best: dict[str, str] = field(default_factory=dict)  # system -> the best setting's label
+    matched: dict[str, str] = field(default_factory=dict)
     pickup_ms: dict[str, list[float]] = field(default_factory=dict)
-    load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    load: list[tuple[float, float, float]] = field(default_factory=list)
 
-    def figures(self) -> dict[str, float]:
-        """Medians. Procrastinate's headline figure is its run with table statistics (ANALYZE
-        after the submit, inside the timed window), as a long-lived database has them: on a
-        fresh table without statistics its fetch function gets a poor generic plan and runs
-        at about half the speed, which would flatter the comparison; that figure is kept
-        as procrastinate_e2e_tasks_per_s.fresh_db."""
-        out: dict[str, float] = {}
-        for peer in ("celery", "procrastinate"):
-            label = ANALYZED if peer == "procrastinate" and ANALYZED in self.runs else peer
-            out[f"{peer}_e2e_tasks_per_s"] = round(
-                statistics.median(r["e2e_tasks_per_s"] for r in self.runs[label]), 1
+    def median(self, system: str, label: str, key: str = "e2e_tasks_per_s") -> float:
+        return float(statistics.median(r[key] for r in self.runs[(system, label)]))
+
+    def figures(self) -> dict[str, float | str]:
+        out: dict[str, float | str] = {}
+        for system, label in self.matched.items():
+            out[f"harness.{system}.matched_e2e_tasks_per_s"] = round(self.median(system, label), 1)
+            out[f"harness.{system}.matched_submit_per_s"] = round(
+                self.median(system, label, "submit_per_s"), 1
             )
-        if ANALYZED in self.runs:
-            out["procrastinate_e2e_tasks_per_s.fresh_db"] = round(
-                statistics.median(r["e2e_tasks_per_s"] for r in self.runs["procrastinate"]), 1
-            )
-        for peer in ("celery", "procrastinate"):
-            out[f"{peer}_submit_per_s"] = round(
-                statistics.median(r["submit_per_s"] for r in self.runs[peer]), 1
-            )
-        for peer in ("celery", "procrastinate"):
-            if self.pickup_ms.get(peer):
-                out[f"{peer}_pickup_ms_p50"] = round(statistics.median(self.pickup_ms[peer]), 2)
+        for system, label in self.best.items():
+            out[f"harness.{system}.best_e2e_tasks_per_s"] = round(self.median(system, label), 1)
+            out[f"harness.{system}.best_setting"] = label
+        for system, latencies in self.pickup_ms.items():
+            out[f"harness.{system}.pickup_ms_p50"] = round(statistics.median(latencies), 2)
+        for kind in ("postgres", "sqlite"):
+            system = f"taskstatus_{kind}"
+            if system in self.best:
+                out[f"e2e_tasks_per_s.{kind}"] = out[f"harness.{system}.best_e2e_tasks_per_s"]
+                out[f"submit_per_s.{kind}"] = round(
+                    self.median(system, self.best[system], "submit_per_s"), 1
+                )
+        if "taskstatus_postgres" in self.pickup_ms:
+            out["pickup_ms_p50.postgres"] = out["harness.taskstatus_postgres.pickup_ms_p50"]
+        peers = [s for s in self.matched if not s.startswith("taskstatus_")]
+        if peers and "taskstatus_postgres" in self.matched:
+            for tier, chosen in (("matched", self.matched), ("best", self.best)):
+                top = max(peers, key=lambda s: self.median(s, chosen[s]))
+                ours = self.median("taskstatus_postgres", chosen["taskstatus_postgres"])
+                out[f"peers_{tier}_e2e"] = round(ours / self.median(top, chosen[top]), 2)
+                out[f"peers_{tier}_e2e.best_peer"] = top
         return out
 
 
-def _describe(peer: str, i: int, runs: int, r: dict[str, Any]) -> str:
-    return (
-        f"[peers] {peer:<13} run {i}/{runs}: e2e {r['e2e_tasks_per_s']:8.1f} tasks/s "
-        f"({r['e2e_s']:.2f} s), submit {r['submit_per_s']:8.1f} tasks/s "
-        f"({r['submit_s']:.2f} s), load {os.getloadavg()[0]:.2f}"
-    )
-
-
 def benchmark(
+    chosen: Sequence[str],
     n: int = 10_000,
     runs: int = 3,
     pickup_tries: int = PICKUP_TRIES,
-    analyze_variant: bool = False,
-) -> PeerResults:
+    sweep: bool = True,
+) -> Results:
     SCRATCH_DIR.mkdir(parents=True, exist_ok=True)
-    ensure_redis()
-    ensure_postgres()
-    peers: list[Peer] = [
-        CeleryPeer(ensure_venv("celery")),
-        ProcrastinatePeer(ensure_venv("procrastinate")),
-    ]
-    results = PeerResults(load_before=os.getloadavg())
-    try:
-        # Alternate the peers run by run so that background load is shared fairly.
-        for i in range(1, runs + 1):
-            for peer in peers:
-                variants = [(peer.name, False)]
-                if analyze_variant and isinstance(peer, ProcrastinatePeer):
-                    variants.append((ANALYZED, True))
-                for label, analyze in variants:
-                    report = peer.throughput(n, analyze=True) if analyze else peer.throughput(n)
-                    if report["succeeded"] != n:
-                        raise RuntimeError(f"{label}: only {report['succeeded']}/{n} succeeded")
-                    results.runs.setdefault(label, []).append(report)
-                    _log(_describe(label, i, runs, report))
-        for peer in peers:
-            try:
-                latencies = peer.pickup(pickup_tries)
-            except (RuntimeError, subprocess.TimeoutExpired) as exc:  # nice-to-have figure
-                _log(f"[peers] {peer.name} pickup latency not measured: {exc}")
-                continue
-            results.pickup_ms[peer.name] = latencies
+    results = Results(load=[os.getloadavg()])
+    tag = uuid.uuid4().hex[:6]
+    with redis_server() as redis_url:
+        all_systems = systems(chosen, redis_url, tag)
+        for system in all_systems:
+            results.matched[system.name] = system.matched.label
+        for _ in range(runs):  # matched, the systems taking turns
+            for system in all_systems:
+                report = one_run(system, system.matched, n)
+                results.runs.setdefault((system.name, system.matched.label), []).append(report)
+        for system in all_systems:  # best: the sweep, one run each
+            settings = {system.matched.label: system.matched}
+            for setting in system.sweep if sweep else ():
+                settings[setting.label] = setting
+                results.runs[(system.name, setting.label)] = [one_run(system, setting, n)]
+            top = max(settings, key=lambda label: results.median(system.name, label))
+            results.best[system.name] = top
+        for _ in range(runs - 1):  # ... and the winners until they have `runs` runs
+            for system in all_systems:
+                label = results.best[system.name]
+                done = results.runs[(system.name, label)]
+                if len(done) < runs:
+                    done.append(one_run(system, {s.label: s for s in system.sweep}[label], n))
+        for system in all_systems:
+            latencies = pickup(system, pickup_tries)
+            results.pickup_ms[system.name] = latencies
             _log(
-                f"[peers] {peer.name:<13} pickup: p50 {statistics.median(latencies):.2f} ms "
+                f"[harness] {system.name:<20} pickup p50 {statistics.median(latencies):.2f} ms "
                 f"(min {min(latencies):.2f}, max {max(latencies):.2f}, {len(latencies)} tries)"
             )
-    finally:
-        for peer in peers:
-            try:
-                peer.cleanup()
-            except (RuntimeError, subprocess.TimeoutExpired) as exc:
-                _log(f"[peers] {peer.name} cleanup failed: {exc}")
-    results.load_after = os.getloadavg()
+    results.load.append(os.getloadavg())
     return results
 
 
-def run_peers(n: int = 10_000, runs: int = 3) -> dict[str, float]:
-    """Median end-to-end (and submit) tasks/s of each peer, plus pickup p50 in ms."""
-    return benchmark(n, runs, analyze_variant=True).figures()
+ALL = (
+    "taskstatus_postgres",
+    "taskstatus_sqlite",
+    "celery",
+    "procrastinate",
+    "pgqueuer",
+    "dramatiq",
+)
 
 
-def _table(results: PeerResults, n: int) -> str:
-    rows = [f"Peer benchmark: {n} no-op tasks per run, {os.cpu_count()} CPUs"]
-    rows.append(f"{'peer':<22}{'run':>5}{'e2e tasks/s':>14}{'e2e s':>9}{'submit/s':>12}")
-    for peer, runs in results.runs.items():
-        for i, r in enumerate(runs, 1):
+def run_harness(chosen: Sequence[str] = ALL, n: int = 10_000, runs: int = 3) -> dict[str, Any]:
+    """The figures of one harness run (bench/__main__.py's e2e and peers suites)."""
+    results = benchmark(chosen, n, runs)
+    print(table(results), flush=True)
+    return results.figures()
+
+
+def table(results: Results) -> str:
+    rows = [
+        "| system | tier | setting | e2e tasks/s (median) | runs | submit/s | pickup p50 ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for system, matched in results.matched.items():
+        for tier, label in (("matched", matched), ("best", results.best[system])):
+            runs = ", ".join(f"{r['e2e_tasks_per_s']:,.0f}" for r in results.runs[(system, label)])
+            latencies = results.pickup_ms.get(system) if tier == "matched" else None
+            shown = f"{statistics.median(latencies):.2f}" if latencies else ""
             rows.append(
-                f"{peer:<22}{i:>5}{r['e2e_tasks_per_s']:>14.1f}{r['e2e_s']:>9.2f}"
-                f"{r['submit_per_s']:>12.1f}"
+                f"| {system} | {tier} | {label} | {results.median(system, label):,.0f} | {runs} | "
+                f"{results.median(system, label, 'submit_per_s'):,.0f} | {shown} |"
             )
-        rows.append(
-            f"{peer:<22}{'med':>5}"
-            f"{statistics.median(r['e2e_tasks_per_s'] for r in runs):>14.1f}"
-            f"{statistics.median(r['e2e_s'] for r in runs):>9.2f}"
-            f"{statistics.median(r['submit_per_s'] for r in runs):>12.1f}"
-            f"   submit: {runs[0]['method']}"
-        )
-    for peer, lat in results.pickup_ms.items():
-        q = statistics.quantiles(lat, n=10)
-        rows.append(
-            f"{peer:<22}pickup p50 {statistics.median(lat):.2f} ms, p90 {q[-1]:.2f} ms "
-            f"({len(lat)} tries)"
-        )
-    lb, la = results.load_before, results.load_after
+    sweeps = [
+        f"{system} {label}: {statistics.median(r['e2e_tasks_per_s'] for r in runs):,.0f}"
+        for (system, label), runs in results.runs.items()
+    ]
+    rows.append("")
+    rows.append("every setting run (median tasks/s): " + "; ".join(sweeps))
+    lb, la = results.load[0], results.load[-1]
     rows.append(
         f"load average before {lb[0]:.2f} {lb[1]:.2f} {lb[2]:.2f}, "
         f"after {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}"
@@ -460,27 +565,17 @@ def _table(results: PeerResults, n: int) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Celery and Procrastinate peer benchmark.")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--systems", default=",".join(ALL))
     parser.add_argument("--n", type=int, default=10_000, help="tasks per run")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--pickup-tries", type=int, default=PICKUP_TRIES)
-    parser.add_argument(
-        "--analyze-variant",
-        action="store_true",
-        help=(
-            "also time Procrastinate with an ANALYZE of its jobs table right after the "
-            "submit (inside the timed window). On a freshly created database the table "
-            "has no statistics, and after 5 calls PostgreSQL switches the cached plan "
-            "of procrastinate_fetch_job_v2 to a generic plan whose cost grows with the "
-            "backlog (~7 ms per fetch at 10k queued jobs vs ~0.05 ms), so the default "
-            "figure is 'fresh database, out of the box'; this row shows the same "
-            "workload once statistics exist, as in a long-lived, autovacuumed database. "
-            "Shown in the table only, not in the JSON figures."
-        ),
-    )
+    parser.add_argument("--no-sweep", action="store_true", help="the matched tier only")
     args = parser.parse_args(argv)
-    results = benchmark(args.n, args.runs, args.pickup_tries, args.analyze_variant)
-    print(_table(results, args.n))
+    results = benchmark(
+        args.systems.split(","), args.n, args.runs, args.pickup_tries, sweep=not args.no_sweep
+    )
+    print(table(results))
     print(json.dumps(results.figures()))
 
 

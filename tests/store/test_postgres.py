@@ -422,6 +422,30 @@ async def test_the_claim_plan_needs_no_statistics(store: PostgresStore, queued: 
     assert len(await store.claim(W1, 8, 30, ["noop"])) == 8
 
 
+async def test_the_queue_holds_exactly_the_queued_tasks_through_racing_claims(
+    store: PostgresStore, other: PostgresStore
+) -> None:
+    """Two nodes claim while their claimed tasks are handed back (running -> queued) at once:
+    every queued task keeps its queue row and no queue row outlives its task's queued state,
+    so nothing is stranded unclaimable (the claim dequeues in its own statement)."""
+    await store.create_many([make_task() for _ in range(200)])
+
+    async def churn(node: PostgresStore, worker: str) -> None:
+        for _ in range(30):
+            claimed = await node.claim(worker, 10, 30, ["noop"])
+            await node.release(worker, [t.id for t in claimed[::2]])
+
+    await asyncio.gather(churn(store, "w1"), churn(other, "w2"), churn(store, "w3"))
+    orphans = await fetch(
+        store.url,
+        "SELECT (SELECT count(*) FROM tasks t WHERE t.state = 'queued'"
+        "        AND NOT EXISTS (SELECT FROM task_queue q WHERE q.id = t.id)),"
+        "       (SELECT count(*) FROM task_queue q JOIN tasks t USING (id)"
+        "        WHERE t.state <> 'queued')",
+    )
+    assert orphans == [(0, 0)]
+
+
 async def test_a_claimer_vacuums_the_queue_it_drains(
     store: PostgresStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -522,6 +546,19 @@ async def test_counts_by_status_stay_exact_through_every_write(store: PostgresSt
         if step == 3:
             await store.purge(base + timedelta(days=2))
         await check()
+
+
+async def test_count_writers_spread_over_shards(store: PostgresStore) -> None:
+    """Each statement adds its counts to one of 16 shard rows of its status and day, picked
+    at random, so concurrent finishes and submits rarely wait for each other's row lock; a
+    count still sums to the exact total."""
+    for _ in range(20):
+        await store.create_many([make_task()])
+    rows = await fetch(store.url, "SELECT count(*), sum(n) FROM task_counts WHERE status = ''")
+    shards, total = rows[0]
+    assert shards > 1 and total == 20
+    pending = TaskQuery(Condition(TaskField.COMPLETION_STATUS, Op.ISNULL), limit=0, count=True)
+    assert (await store.query(pending)).total == 20
 
 
 async def test_the_counts_migration_counts_the_tasks_already_stored(store: PostgresStore) -> None:

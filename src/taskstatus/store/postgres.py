@@ -30,7 +30,7 @@ from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb, set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from taskstatus.model import Message, Task, TaskDefinition, cancel, sources
+from taskstatus.model import Message, Task, TaskDefinition, TaskState, cancel, sources
 from taskstatus.query import And, Condition, Op, TaskField, TaskQuery
 from taskstatus.store.base import (
     ApiClient,
@@ -88,8 +88,6 @@ PROBE_DELAYS = (0.25, 1.0)
 QUEUE_VACUUM_AFTER = 20_000
 
 _NOT_OPEN = "the PostgreSQL store is not open: call open() first"
-_MESSAGE_COLUMNS = ("id", "type", "key", "text", "locale", "parameters")
-_MESSAGE_ARRAYS = ("m_task", "m_type", "m_key", "m_text", "m_locale", "m_parameters")
 
 
 def _load() -> dict[str, str]:
@@ -99,6 +97,10 @@ def _load() -> dict[str, str]:
 
 
 QUERIES = _load()
+
+
+# The states each outcome's target may be entered from, as `finish` reads them.
+_SOURCES = {state: ",".join(sorted(s.value for s in sources(state))) for state in TaskState}
 
 
 def _utc(value: datetime) -> datetime:
@@ -118,6 +120,8 @@ def _same(value: Any) -> Any:
 # psycopg does the conversions: times are aware datetimes (shown in UTC, whatever the session's
 # time zone), JSON goes in as jsonb and comes out parsed (orjson, set on each connection).
 CODEC = Codec(time_in=_utc, time_out=_utc, json_in=_jsonb, json_out=_same)
+# A batch travels as one JSON document (postgres.sql): its rows' values as JSON values.
+RECORD = Codec(time_in=_utc, time_out=_utc, json_in=_same, json_out=_same)
 DIALECT = SqlDialect(
     placeholder="%s",
     encode_time=_utc,
@@ -196,19 +200,23 @@ def _rollup_count(query: TaskQuery, where: str, params: list[Any]) -> Statement 
     )
 
 
-def _result_arrays(batch: Sequence[Progress | Outcome]) -> dict[str, list[Any]]:
-    """The batch's attributes and returns as the parallel arrays of `report` and `finish`."""
-    rows = [result_params(item.attributes, item.returns, CODEC) for item in batch]
-    return {"attributes": [r["attributes"] for r in rows], "returns": [r["returns"] for r in rows]}
+def _doc(rows: list[dict[str, Any]]) -> Jsonb:
+    """A batch's rows as the one JSON document its statement reads with jsonb_to_recordset."""
+    return _jsonb(rows)
 
 
-def _message_arrays(messages: Iterable[tuple[str, Message]]) -> dict[str, list[Any]]:
-    """New messages as the parallel arrays of the ``messages`` block (empty ones if none)."""
-    rows = [message_params(task_id, m, CODEC) for task_id, m in messages]
-    return {
-        array: [r[column] for r in rows]
-        for array, column in zip(_MESSAGE_ARRAYS, _MESSAGE_COLUMNS, strict=True)
-    }
+def _results(batch: Sequence[Progress | Outcome]) -> list[dict[str, Any]]:
+    """The batch's attributes and returns, one row each, as `report` and `finish` read them."""
+    return [result_params(item.attributes, item.returns, RECORD) for item in batch]
+
+
+def _messages(messages: Iterable[tuple[str, Message]]) -> dict[str, Jsonb]:
+    """New messages as the document of the ``messages`` block (an empty one if none)."""
+    rows = []
+    for ord_, (task_id, m) in enumerate(messages):
+        row = message_params(task_id, m, RECORD)
+        rows.append({"task_id": row.pop("id"), **row, "ord": ord_})
+    return {"messages": _doc(rows)}
 
 
 def _change(old: Task, new: Task) -> tuple[str, dict[str, Any]] | None:
@@ -225,7 +233,7 @@ def _change(old: Task, new: Task) -> tuple[str, dict[str, Any]] | None:
         **columns,
         "_id": old.id,
         "_version": old.version,
-        **_message_arrays((old.id, m) for m in added),
+        **_messages((old.id, m) for m in added),
     }
 
 
@@ -475,9 +483,11 @@ class PostgresStore:
     async def create_many(self, tasks: Sequence[Task]) -> list[Task]:
         if not tasks:
             return []
-        rows = [task_to_params(t, CODEC) for t in tasks]
-        params: dict[str, Any] = {column: [r[column] for r in rows] for column in rows[0]}
-        params |= _message_arrays((t.id, m) for t in tasks for m in t.messages)
+        rows = [task_to_params(t, RECORD) | {"ord": i} for i, t in enumerate(tasks)]
+        params = {
+            "tasks": _doc(rows),
+            **_messages((t.id, m) for t in tasks for m in t.messages),
+        }
         async with self._db.connection() as conn:
             answers = await (await conn.execute(QUERIES["create_tasks"], params)).fetchall()
             out: list[Task] = []
@@ -615,11 +625,19 @@ class PostgresStore:
         params = {
             "worker": worker_id,
             "id": [r.task_id for r in batch],
-            "progress": [r.progress for r in batch],
-            "percent_complete": [r.percent_complete for r in batch],
-            **_result_arrays(batch),
-            "attempt": [r.attempt for r in batch],
-            **_message_arrays((r.task_id, m) for r in batch for m in r.messages),
+            "reports": _doc(
+                [
+                    {
+                        "id": r.task_id,
+                        "progress": r.progress,
+                        "percent_complete": r.percent_complete,
+                        "attempt": r.attempt,
+                    }
+                    | results
+                    for r, results in zip(batch, _results(batch), strict=True)
+                ]
+            ),
+            **_messages((r.task_id, m) for r in batch for m in r.messages),
         }
         await self._lax(QUERIES["report"], params)
 
@@ -633,17 +651,25 @@ class PostgresStore:
         params = {
             "worker": worker_id,
             "id": [o.task_id for o in batch],
-            "state": [o.state.value for o in batch],
-            "completion_status": [
-                o.completion_status.value if o.completion_status else None for o in batch
-            ],
-            "progress": [o.progress for o in batch],
-            "percent_complete": [o.percent_complete for o in batch],
-            **_result_arrays(batch),
-            "run_at": [CODEC.opt_time_in(o.run_at) for o in batch],
-            "sources": [",".join(sorted(s.value for s in sources(o.state))) for o in batch],
-            "attempt": [o.attempt for o in batch],
-            **_message_arrays((o.task_id, m) for o in batch for m in o.messages),
+            "outcomes": _doc(
+                [
+                    {
+                        "id": o.task_id,
+                        "state": o.state.value,
+                        "completion_status": (
+                            o.completion_status.value if o.completion_status else None
+                        ),
+                        "progress": o.progress,
+                        "percent_complete": o.percent_complete,
+                        "run_at": RECORD.opt_time_in(o.run_at),
+                        "sources": _SOURCES[o.state],
+                        "attempt": o.attempt,
+                    }
+                    | results
+                    for o, results in zip(batch, _results(batch), strict=True)
+                ]
+            ),
+            **_messages((o.task_id, m) for o in batch for m in o.messages),
         }
         async with self._db.connection() as conn:
             rows = await (await conn.execute(QUERIES["finish"], params)).fetchall()
@@ -664,7 +690,7 @@ class PostgresStore:
                     (task_id, lost_lease_message(attempts, most, fate))
                     for fate, task_id, attempts, most in rows
                 ]
-                await conn.execute(QUERIES["insert_messages"], _message_arrays(notes))
+                await conn.execute(QUERIES["insert_messages"], _messages(notes))
             for fate, task_id, _, _ in rows:
                 found[fate].append(task_id)
             if found["requeued"]:

@@ -2,10 +2,13 @@
 -- list below; {from:STATE} is the list of states the lifecycle (taskstatus.model.sources) allows
 -- STATE to be entered from, {leased} the states a worker holds a lease in, {pending} and
 -- {terminal} what they say. {messages} (substituted by postgres.py) is the messages block: new
--- messages passed as parallel arrays, one row each, in order.
+-- messages, one row each, in order.
 --
--- Batches are arrays read with unnest, so a batch of any size is one statement (one round
--- trip), and each statement text is fixed. Times that decide who runs what (due, leases) come
+-- Batches are one JSON document each (an array of objects, one per row, read with
+-- jsonb_to_recordset), so a batch of any size is one statement (one round trip) and one
+-- parameter, which orjson encodes at C speed (psycopg's array dumpers encode element by
+-- element in Python: they were most of a worker's and a submitter's time); each statement
+-- text is fixed. Times that decide who runs what (due, leases) come
 -- from the database clock, which every node shares. `pg_notify` wakes idle workers; it takes
 -- effect when the statement's transaction commits, and a transaction delivers a notification
 -- once however often it asks.
@@ -27,32 +30,22 @@ tasks.lease_owner, tasks.lease_expires, tasks.idempotency_key, tasks.deleted_at,
    FROM task_messages m WHERE m.task_id = tasks.id) AS messages
 
 -- name: messages
-unnest(%(m_task)s::text[], %(m_type)s::text[], %(m_key)s::text[], %(m_text)s::text[],
-       %(m_locale)s::text[], %(m_parameters)s::jsonb[]) WITH ORDINALITY
-    AS m(task_id, type, key, text, locale, parameters, ord)
+jsonb_to_recordset(%(messages)s::jsonb)
+    AS m(task_id text, type text, key text, text text, locale text, parameters jsonb, ord integer)
 
 -- name: create_tasks
 -- Inserts the batch, its messages and its queue rows; answers, per input row in order,
 -- whether it was stored (if not, its idempotency key was taken: the caller reads that task).
 WITH batch AS (
-    SELECT * FROM unnest(
-        %(id)s::text[], %(handler)s::text[], %(type)s::text[], %(unique_name)s::text[],
-        %(description)s::text[], %(parent_name)s::text[], %(launcher)s::text[],
-        %(target_id)s::text[], %(target_type)s::text[], %(target_name)s::text[],
-        %(created)s::timestamptz[], %(modified)s::timestamptz[], %(launched)s::timestamptz[],
-        %(completed)s::timestamptz[], %(completion_status)s::text[], %(returns)s::jsonb[],
-        %(attributes)s::jsonb[], %(progress)s::text[], %(percent_complete)s::integer[],
-        %(state)s::text[], %(arguments)s::jsonb[], %(parent_id)s::text[],
-        %(priority)s::integer[], %(run_at)s::timestamptz[], %(attempts)s::integer[],
-        %(max_attempts)s::integer[], %(timeout)s::float8[], %(lease_owner)s::text[],
-        %(lease_expires)s::timestamptz[], %(idempotency_key)s::text[],
-        %(deleted_at)s::timestamptz[], %(version)s::integer[]
-    ) WITH ORDINALITY AS i(
-        id, handler, type, unique_name, description, parent_name, launcher, target_id,
-        target_type, target_name, created, modified, launched, completed, completion_status,
-        returns, attributes, progress, percent_complete, state, arguments, parent_id, priority,
-        run_at, attempts, max_attempts, timeout, lease_owner, lease_expires, idempotency_key,
-        deleted_at, version, ord)
+    SELECT * FROM jsonb_to_recordset(%(tasks)s::jsonb) AS i(
+        id text, handler text, type text, unique_name text, description text, parent_name text,
+        launcher text, target_id text, target_type text, target_name text, created timestamptz,
+        modified timestamptz, launched timestamptz, completed timestamptz,
+        completion_status text, returns jsonb, attributes jsonb, progress text,
+        percent_complete integer, state text, arguments jsonb, parent_id text, priority integer,
+        run_at timestamptz, attempts integer, max_attempts integer, timeout float8,
+        lease_owner text, lease_expires timestamptz, idempotency_key text,
+        deleted_at timestamptz, version integer, ord integer)
 ),
 inserted AS (
     INSERT INTO tasks (
@@ -135,16 +128,24 @@ FOR UPDATE OF tasks
 
 -- name: claim
 -- The due tasks in queue order, locked: taskstatus_due (migration 0003) picks them with a plan
--- that does not depend on table statistics. Updating the state removes the queue rows (the
--- trigger) and is a heap-only update of `tasks`.
-UPDATE tasks SET
-    state = 'running', lease_owner = %(worker)s,
-    lease_expires = now() + %(lease)s * interval '1 second',
-    attempts = attempts + 1, launched = coalesce(launched, now()), modified = now(),
-    version = version + 1
-WHERE tasks.id = ANY(ARRAY(SELECT taskstatus_due(%(handlers)s::text[], %(limit)s)))
-  AND tasks.state IN ({from:running})  -- key lookups, never a join over tasks
-RETURNING {columns}
+-- that does not depend on table statistics. Updating the state is a heap-only update of
+-- `tasks`; the same statement deletes the claimed tasks' queue rows (queued -> running is the
+-- one change the queue trigger leaves to the claim, 0006). Both read the statement's snapshot,
+-- so a queue row goes exactly when its task is claimed.
+WITH claimed AS (
+    UPDATE tasks SET
+        state = 'running', lease_owner = %(worker)s,
+        lease_expires = now() + %(lease)s * interval '1 second',
+        attempts = attempts + 1, launched = coalesce(launched, now()), modified = now(),
+        version = version + 1
+    WHERE tasks.id = ANY(ARRAY(SELECT taskstatus_due(%(handlers)s::text[], %(limit)s)))
+      AND tasks.state IN ({from:running})  -- key lookups, never a join over tasks
+    RETURNING {columns}
+),
+dequeued AS (
+    DELETE FROM task_queue WHERE id = ANY(ARRAY(SELECT id FROM claimed))
+)
+SELECT * FROM claimed
 
 -- name: vacuum_queue
 -- (postgres.py runs it after many claims; it needs a connection outside any transaction)
@@ -158,10 +159,9 @@ RETURNING id, state, lease_owner
 
 -- name: report
 WITH r AS (
-    SELECT * FROM unnest(
-        %(id)s::text[], %(progress)s::text[], %(percent_complete)s::integer[],
-        %(attributes)s::jsonb[], %(returns)s::jsonb[], %(attempt)s::integer[])
-        AS r(id, progress, percent_complete, attributes, returns, attempt)
+    SELECT * FROM jsonb_to_recordset(%(reports)s::jsonb)
+        AS r(id text, progress text, percent_complete integer, attributes jsonb, returns jsonb,
+             attempt integer)
 ),
 reported AS (
     UPDATE tasks SET
@@ -185,12 +185,10 @@ ORDER BY m.ord
 -- Each outcome is guarded by the lease and by the states its target may be entered from
 -- (`sources`, a comma-separated list per row); answers the ids whose outcome was stored.
 WITH o AS (
-    SELECT * FROM unnest(
-        %(id)s::text[], %(state)s::text[], %(completion_status)s::text[], %(progress)s::text[],
-        %(percent_complete)s::integer[], %(attributes)s::jsonb[], %(returns)s::jsonb[],
-        %(run_at)s::timestamptz[], %(sources)s::text[], %(attempt)s::integer[])
-        AS o(id, state, completion_status, progress, percent_complete, attributes, returns,
-             run_at, sources, attempt)
+    SELECT * FROM jsonb_to_recordset(%(outcomes)s::jsonb)
+        AS o(id text, state text, completion_status text, progress text,
+             percent_complete integer, attributes jsonb, returns jsonb, run_at timestamptz,
+             sources text, attempt integer)
 ),
 finished AS (
     UPDATE tasks SET

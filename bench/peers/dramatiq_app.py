@@ -1,0 +1,113 @@
+"""Dramatiq's driver in the harness. Runs ONLY inside bench/.venvs/dramatiq.
+
+Redis (the harness's own server, $BENCH_REDIS_URL, db 13) is the broker; Dramatiq keeps no
+results, and a message is done when it is acked, which deletes it from the queue's
+``dramatiq:default.msgs`` hash: the run is done when that hash is empty. ``worker`` is one
+``dramatiq`` process with the given threads. Sub-commands as in _driver.py; there is no bulk
+enqueue, so the submit sends message by message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import _driver
+import dramatiq
+import redis
+from dramatiq.brokers.redis import RedisBroker
+
+REDIS_URL = f"{os.environ.get('BENCH_REDIS_URL', 'redis://127.0.0.1:6379')}/13"
+MESSAGES = "dramatiq:default.msgs"
+DEAD = "dramatiq:default.XQ.msgs"
+
+dramatiq.set_broker(RedisBroker(url=REDIS_URL))
+
+
+@dramatiq.actor(queue_name="default")
+def noop() -> None:
+    return None
+
+
+@dramatiq.actor(queue_name="default")
+def stamp(marker: str) -> None:
+    _driver.stamp(marker)
+
+
+def cmd_setup(_: argparse.Namespace) -> None:
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    _driver.emit({"setup": REDIS_URL})
+
+
+cmd_drop = cmd_setup
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    here = str(Path(__file__).resolve().parent)
+    os.execv(  # noqa: S606 - becomes the dramatiq worker, arguments fixed here
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "dramatiq",
+            "dramatiq_app",
+            "--path",
+            here,
+            "--processes",
+            "1",
+            "--threads",
+            str(args.threads),
+        ],
+    )
+
+
+def cmd_throughput(args: argparse.Namespace) -> None:
+    db = redis.Redis.from_url(REDIS_URL)
+
+    def submit(k: int) -> None:
+        for _ in range(k):
+            noop.send()
+
+    report = _driver.throughput(
+        "dramatiq",
+        args.n,
+        submit,
+        lambda: db.hlen(MESSAGES) == 0,
+        "actor.send per message",
+        args.poll_ms,
+    )
+    report["succeeded"] = args.n if db.hlen(DEAD) == 0 else -int(db.hlen(DEAD))
+    _driver.emit(report)
+
+
+def cmd_pickup(args: argparse.Namespace) -> None:
+    report = _driver.pickup(
+        "dramatiq", args.tries, Path(args.marker), lambda m: stamp.send(m) and None
+    )
+    _driver.emit(report)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("setup").set_defaults(func=cmd_setup)
+    sub.add_parser("drop").set_defaults(func=cmd_drop)
+    wk = sub.add_parser("worker")
+    wk.add_argument("--threads", type=int, default=8)
+    wk.set_defaults(func=cmd_worker)
+    tp = sub.add_parser("throughput")
+    tp.add_argument("--n", type=int, default=10_000)
+    tp.add_argument("--poll-ms", type=float, default=_driver.POLL_MS)
+    tp.set_defaults(func=cmd_throughput)
+    pk = sub.add_parser("pickup")
+    pk.add_argument("--tries", type=int, default=30)
+    pk.add_argument("--marker", required=True)
+    pk.set_defaults(func=cmd_pickup)
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
