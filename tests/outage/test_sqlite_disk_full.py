@@ -13,10 +13,11 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from taskstatus import StoreUnavailable, Task, connect
+from taskstatus import StoreUnavailable, Task, TaskContext, connect, handler
 from tests.api.conftest import run_server, settings_for
 
 
@@ -46,7 +47,10 @@ def test_a_full_disk_is_store_unavailable_and_loses_nothing_stored(
     """Submitting until the disk is full: the first refused write is StoreUnavailable (cause
     SQLITE_FULL), the HTTP API answers 503 with Retry-After, and every task stored before
     can still be read, unchanged."""
-    import taskstatus.demo  # noqa: F401 - the Sleep handler
+
+    @handler("Padded", description="Takes any JSON object; never runs (no workers here).")
+    async def padded(ctx: TaskContext, args: dict[str, Any]) -> None:
+        """A handler that declares no arguments, so a big padding argument is accepted."""
 
     url = f"sqlite:///{small_disk}/tasks.db"
     stored: list[Task] = []
@@ -55,7 +59,7 @@ def test_a_full_disk_is_store_unavailable_and_loses_nothing_stored(
         with connect(url) as conn:
             with pytest.raises(StoreUnavailable) as info:  # noqa: PT012 - fill, then refusal
                 for _ in range(1000):
-                    stored.append(conn.submit("Sleep", big))
+                    stored.append(conn.submit("Padded", big))
             cause = info.value.cause
             assert isinstance(cause, sqlite3.OperationalError), cause
             assert cause.sqlite_errorcode & 0xFF == sqlite3.SQLITE_FULL
@@ -64,7 +68,7 @@ def test_a_full_disk_is_store_unavailable_and_loses_nothing_stored(
             for task in stored:
                 assert conn.get(task.id) == task
         with server.client() as http:
-            r = http.post("/v2/task/create", json={"handler": "Sleep", "request": big})
+            r = http.post("/v2/task/create", json={"handler": "Padded", "request": big})
             assert r.status_code == 503, r.text
             assert "Retry-After" in r.headers
             assert "disk full" in r.json()["causes"][0]["text"]
