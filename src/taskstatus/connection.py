@@ -27,11 +27,12 @@ from taskstatus.query import TaskQuery, parse_bound, parse_sorters
 from taskstatus.service import Submission, TaskService
 from taskstatus.settings import default_database
 from taskstatus.store import make_store
-from taskstatus.store.base import Store
+from taskstatus.store.base import TERMINAL_EVENT, Store
 
 __all__ = ["AsyncConnection", "AsyncTasks", "Connection", "connect", "connect_async"]
 
 T = TypeVar("T")
+EVENT_SAFETY = 5.0  # seconds: an idle event stream looks at the task (a missed wake-up)
 TargetLike = Target | Mapping[str, Any] | None
 
 
@@ -195,12 +196,17 @@ class AsyncConnection(Listing):
         return await self.store.definitions()
 
     async def events(self, task_id: str, after: int | None = None) -> AsyncIterator[TaskEvent]:
-        """Not available on a database connection yet (it needs the store's event log);
-        connect to a server URL, or use `wait`."""
-        raise NotImplementedError(
-            "events() needs a server URL for now (connect('https://...')); use wait() here"
-        )
-        yield  # pragma: no cover - makes this an async generator
+        """The task's events from the start (or after event `after`), live until it ends:
+        read from the store's event log, woken by its notifications (any process, any
+        node). NotFound for an unknown task."""
+        task = await self.service.get(task_id)
+        async for batch in self.service.events.stream(task_id, after or 0, EVENT_SAFETY):
+            for event in batch:
+                yield TaskEvent(event.seq, event.kind, dict(event.data))
+            if batch and batch[-1].kind == TERMINAL_EVENT:
+                return
+            if not batch and (task.terminal or (await self.service.get(task_id)).terminal):
+                return  # caught up with a task that has ended
 
     async def watch(self, task_id: str) -> AsyncIterator[TaskEvent]:
         """See `events`."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -105,8 +106,9 @@ class EventHub:
         if topic.cursor is not None and after >= topic.cursor:
             return []
         tail = topic.tail
-        if tail and tail[0].seq <= after + 1:
-            return [e for e in tail if e.seq > after][:limit]
+        if tail and tail[0].seq <= after + 1:  # contiguous: the index of seq is seq - first
+            start = after + 1 - tail[0].seq
+            return list(itertools.islice(tail, start, start + limit))
         events = await self._store.events({task_id: after}, limit)
         topic.merge(events)
         return events

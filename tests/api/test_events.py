@@ -240,14 +240,18 @@ def test_many_streams_close_cleanly(wide_server: Server) -> None:
         ) as client:
             ready = asyncio.Semaphore(0)
 
+            connecting = asyncio.Semaphore(50)  # the store's pool is small: connect in waves
+
             async def one() -> list[str]:
                 kinds = []
+                await connecting.acquire()
                 async with client.stream("GET", path) as r:
                     assert r.status_code == 200
                     async for line in r.aiter_lines():
                         if line.startswith("event: "):
                             kinds.append(line[7:])
                             if line[7:] == "snapshot":
+                                connecting.release()
                                 ready.release()
                         if line == "" and kinds and kinds[-1] == "launched":
                             return kinds  # go away mid-stream

@@ -11,6 +11,7 @@ import taskstatus
 from taskstatus.errors import NotFound
 from tests.client.proxy import CuttingProxy
 from tests.client.server import Server
+from tests.client.test_remote import database_connection
 
 
 @pytest.fixture
@@ -46,6 +47,22 @@ def test_events_replay_and_follow_to_the_end(streams: Server) -> None:
         assert [(e.id, e.kind) for e in replay] == [(e.id, e.kind) for e in live]
         after = list(ts.events(task.id, after=replay[1].id))
         assert [e.id for e in after] == [e.id for e in replay[2:]]
+
+
+def test_database_connection_has_the_same_events(streams: Server) -> None:
+    """A database connection to the server's database follows the same log: the same event
+    ids and kinds, from the start or after an id, live until the task ends."""
+    with (
+        taskstatus.connect(streams.url, **streams.credentials) as ts,
+        database_connection(streams) as db,
+    ):
+        task = ts.submit("Sleep", {"seconds": 1.5})
+        live = [(e.id, e.kind) for e in db.watch(task.id)]
+        assert live[-1][1] == "completed"
+        assert live == [(e.id, e.kind) for e in ts.events(task.id)]
+        assert [e.id for e in db.events(task.id, after=live[0][0])] == [i for i, _ in live[1:]]
+        with pytest.raises(NotFound):
+            next(iter(db.events("0" * 32)))
 
 
 @pytest.mark.anyio

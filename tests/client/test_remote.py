@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -52,7 +53,10 @@ def test_every_method_sync(server: Server) -> None:
         task = ts.submit(SLEEP, {"seconds": 0.2}, target=target, priority=5, max_attempts=2)
         assert task.state is TaskState.QUEUED and task.target == target
         assert (task.priority, task.max_attempts, task.arguments) == (5, 2, {"seconds": 0.2})
-        assert ts.get(task.id) == db.get(task.id)
+        later = ts.submit(SLEEP, {"seconds": 0}, run_at=timedelta(hours=1))  # stays queued
+        assert later.run_at and later.run_at > later.created
+        assert ts.get(later.id) == db.get(later.id) == later
+        ts.delete(later.id)
 
         many = ts.submit_many(SLEEP, [{"seconds": 30}, {"seconds": 30}], parent=task)
         assert [t.parent_id for t in many] == [task.id, task.id]

@@ -30,7 +30,7 @@ from taskstatus.api.auth import Principal
 from taskstatus.api.deps import Reader, State, Writer
 from taskstatus.api.errors import ApiError, as_api_error, json_response
 from taskstatus.api.schemas import ERRORS
-from taskstatus.errors import HasSubtasks, WaitTimeout
+from taskstatus.errors import HasSubtasks
 from taskstatus.fields import TASK_STATUS
 from taskstatus.model import CompletionStatus, Target, TargetType, Task
 from taskstatus.query import TaskQuery, all_of, parse_bound, parse_sorters
@@ -193,10 +193,7 @@ async def get(
 ) -> Response:
     task = check_visible(principal, await state.service.get(id), state.cutoff())
     if wait > 0 and not task.terminal:
-        try:
-            task = await state.service.wait(id, wait)
-        except WaitTimeout:
-            task = await state.service.get(id)
+        task = await state.service.wait_for(id, wait)
     return json_response(200, task_to_json(task))
 
 

@@ -222,10 +222,23 @@ async def wait_until_terminal(
     return check_visible(principal, await state.service.wait_for(task.id, seconds), state.cutoff())
 
 
-def _sse(event: TaskEvent, dialect: Dialect) -> ServerSentEvent:
-    return ServerSentEvent(
-        data=orjson.dumps(dialect.event(event)).decode(), id=str(event.seq), event=event.kind
-    )
+_ENCODED: OrderedDict[tuple[str, int, int, str], bytes] = OrderedDict()
+_ENCODED_MAX = 4096
+
+
+def _sse(event: TaskEvent, dialect: Dialect) -> bytes:
+    """The event as SSE bytes, encoded once however many streams send it (a thousand
+    followers of one task share the work)."""
+    key = (event.task_id, event.seq, event.version, dialect.name)
+    found = _ENCODED.get(key)
+    if found is None:
+        found = ServerSentEvent(
+            data=orjson.dumps(dialect.event(event)).decode(), id=str(event.seq), event=event.kind
+        ).encode()
+        _ENCODED[key] = found
+        if len(_ENCODED) > _ENCODED_MAX:
+            _ENCODED.popitem(last=False)
+    return found
 
 
 async def task_stream(
@@ -244,7 +257,7 @@ async def task_stream(
     hub = state.service.events
     heartbeat = state.settings.event_heartbeat
 
-    async def events() -> AsyncIterator[ServerSentEvent]:
+    async def events() -> AsyncIterator[ServerSentEvent | bytes]:
         with streams.hold(principal.client_id):
             yield ServerSentEvent(
                 data=orjson.dumps(dialect.snapshot(task, self_url)).decode(), event="snapshot"
