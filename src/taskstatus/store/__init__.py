@@ -43,12 +43,11 @@ def make_store(
     url: str = DEFAULT_URL, *, limits: StoreLimits | None = None, must_exist: bool = False
 ) -> Store:
     """A store for `url` (not yet opened): ``sqlite:///file.db`` or ``postgresql://...``.
-    `limits` default to the TASKSTATUS_*_TIMEOUT variables; with `must_exist`, opening a
+    `limits` default to StoreLimits() (`TaskService.from_url`, what every interface opens a
+    database with, passes the TASKSTATUS_*_TIMEOUT variables); with `must_exist`, opening a
     SQLite file that does not exist fails (naming it) instead of creating it."""
     if limits is None:
-        from taskstatus.settings import StoreSettings
-
-        limits = StoreSettings().limits()
+        limits = StoreLimits()
     if url.startswith("sqlite:///") or "://" not in url:
         from taskstatus.store.sqlite import SQLiteStore
 
