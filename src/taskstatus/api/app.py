@@ -24,6 +24,7 @@ from taskstatus.api import docs, errors, health, jira, native, oauth, openapi, v
 from taskstatus.api.auth import Auth
 from taskstatus.api.deps import ApiState
 from taskstatus.api.fastlane import FastLane
+from taskstatus.api.guard import RequestGuard
 from taskstatus.api.ratelimit import FailureLimiter, RateLimiter, StreamLimits
 from taskstatus.handlers import REGISTRY, Registry
 from taskstatus.service import TaskService, utcnow
@@ -134,7 +135,7 @@ def create_app(
     app.add_middleware(FastLane, lanes=v2024.fast_lanes(TASK_STATUS_PREFIXES))
     # Added last, so outermost: the first to see a request, the FastLane's too.
     app.add_middleware(
-        errors.RequestGuard, max_body=settings.max_body_bytes, body_timeout=settings.body_timeout
+        RequestGuard, max_body=settings.max_body_bytes, body_timeout=settings.body_timeout
     )
     app.add_middleware(errors.ContainErrors)  # outermost of ours: see its docstring
     routers = [

@@ -1,4 +1,5 @@
-"""Errors as the seeds describe them, in one place.
+"""Errors as the seeds describe them, in one place: which domain error is which status
+(`ANSWERS`, the one table), and the bodies and headers of every error response.
 
 Every 4xx/5xx is an ErrorResponseDto (``detailCode``, ``trackingId``, ``messages``, ``causes``)
 except 401 (``{"error": "JWT validation failed: ..."}``) and 429 (``{"message": ...}`` with
@@ -15,10 +16,10 @@ connection cannot be reused (a 500, a body refused before it was read) says
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -29,15 +30,17 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from taskstatus.api.responses import json_response
 from taskstatus.errors import (
     ConflictError,
+    Forbidden,
     HasSubtasks,
     InvalidArguments,
     NotFound,
     StoreUnavailable,
     UnknownHandler,
 )
-from taskstatus.limits import BODY_TIMEOUT, InputRejected, limit
+from taskstatus.limits import InputRejected
 from taskstatus.model import IllegalTransition, InvalidTaskChange
 from taskstatus.patch import PatchError
 from taskstatus.query import QueryError
@@ -113,10 +116,10 @@ class RateLimited(Exception):
 
 def tracking_id(request: Request) -> str:
     """The request's tracking id, made the first time an error needs it."""
-    return _tracking_id(request.scope)
+    return scope_tracking_id(request.scope)
 
 
-def _tracking_id(scope: Scope) -> str:
+def scope_tracking_id(scope: Scope) -> str:
     state = scope.setdefault("state", {})
     tid = state.get("tracking_id")
     if tid is None:
@@ -185,23 +188,6 @@ def error_headers(
     return {**(headers or {}), "X-Tracking-Id": tid, **(CLOSE if status in CLOSE_AFTER else {})}
 
 
-class CasedResponse(Response):
-    """A response that keeps the case of its header names. HTTP says case does not matter, but
-    the SailPoint SDK reads ``X-Total-Count`` from a case-sensitive mapping; Starlette would
-    send ``x-total-count``."""
-
-    def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
-        super().init_headers(None)
-        for name, value in (headers or {}).items():
-            self.raw_headers.append((name.encode("latin-1"), value.encode("latin-1")))
-
-
-def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Response:
-    return CasedResponse(
-        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
-    )
-
-
 def _respond(request: Request, error: ApiError) -> Response:
     tid = tracking_id(request)
     level = logging.ERROR if error.status >= 500 else logging.INFO
@@ -220,24 +206,58 @@ def _respond(request: Request, error: ApiError) -> Response:
     return json_response(error.status, body, error_headers(error.status, tid, error.headers))
 
 
+def _message(exc: Exception) -> list[str]:
+    return [str(exc)]
+
+
+def _each_error(exc: Exception) -> list[str]:
+    assert isinstance(exc, InvalidArguments)
+    return [f"{exc.handler}: {e}" for e in exc.errors]
+
+
+def _retry_after(exc: Exception) -> dict[str, str]:
+    assert isinstance(exc, StoreUnavailable)
+    return {"Retry-After": str(exc.retry_after)}
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """How a domain error is answered: its status, its causes, its headers."""
+
+    status: int
+    causes: Callable[[Exception], list[str]] = _message
+    headers: Callable[[Exception], dict[str, str]] | None = None
+
+
+# Every domain error an API route may raise, and its answer: the one list. `install` registers
+# a handler for each, and `as_api_error` (also what the Jira and client dialects use) reads it,
+# so an error added here is never a 500 by omission. Subclasses are answered as their nearest
+# listed base (NotQueued as InputRejected, say).
+ANSWERS: dict[type[Exception], Answer] = {
+    NotFound: Answer(404),
+    QueryError: Answer(400),
+    PatchError: Answer(400),
+    InvalidTaskChange: Answer(400),
+    IllegalTransition: Answer(400),
+    InputRejected: Answer(400),
+    InvalidArguments: Answer(400, _each_error),
+    UnknownHandler: Answer(400),
+    Forbidden: Answer(403),
+    ConflictError: Answer(409),
+    HasSubtasks: Answer(409),
+    StoreUnavailable: Answer(503, headers=_retry_after),
+}
+
+
 def as_api_error(exc: Exception) -> ApiError | None:
-    """The response a domain error deserves, or None for an unexpected one."""
+    """The response a domain error deserves (`ANSWERS`), or None for an unexpected one."""
     if isinstance(exc, ApiError):
         return exc
-    if isinstance(exc, NotFound):
-        return ApiError(404, [str(exc)])
-    if isinstance(
-        exc, QueryError | PatchError | InvalidTaskChange | IllegalTransition | InputRejected
-    ):
-        return ApiError(400, [str(exc)])
-    if isinstance(exc, InvalidArguments):
-        return ApiError(400, [f"{exc.handler}: {e}" for e in exc.errors])
-    if isinstance(exc, UnknownHandler):
-        return ApiError(400, [str(exc)])
-    if isinstance(exc, ConflictError | HasSubtasks):
-        return ApiError(409, [str(exc)])
-    if isinstance(exc, StoreUnavailable):
-        return ApiError(503, [str(exc)], headers={"Retry-After": str(exc.retry_after)})
+    for kind in type(exc).__mro__:
+        answer = ANSWERS.get(kind)
+        if answer is not None:
+            headers = answer.headers(exc) if answer.headers is not None else None
+            return ApiError(answer.status, answer.causes(exc), headers=headers)
     return None
 
 
@@ -257,19 +277,8 @@ def install(app: FastAPI) -> None:
         assert error is not None
         return _respond(request, error)
 
-    for kind in (
-        ApiError,
-        NotFound,
-        QueryError,
-        PatchError,
-        InvalidTaskChange,
-        IllegalTransition,
-        InvalidArguments,
-        UnknownHandler,
-        ConflictError,
-        InputRejected,
-        StoreUnavailable,
-    ):
+    kinds: list[type[Exception]] = [ApiError, *ANSWERS]
+    for kind in kinds:
         app.add_exception_handler(kind, on_api_error)
 
     async def on_validation(request: Request, exc: Exception) -> Response:
@@ -342,117 +351,6 @@ def allowed_methods(request: Request) -> str:
     return ", ".join(sorted(methods))
 
 
-class RequestGuard:
-    """Pure ASGI middleware, the first look at every request:
-
-    - a path or query string with a NUL character is refused (400): no text can hold one;
-    - a body over `max_body` is refused (413) before it is read whole: at once when
-      Content-Length says so, else while it streams in;
-    - a body that has not arrived `body_timeout` seconds after the headers is given up on (408).
-
-    Each in the dialect of the path, with ``Connection: close`` when the body was not read.
-    Requests without a body pass with no wrappers (the hot path)."""
-
-    def __init__(self, app: ASGIApp, max_body: int, body_timeout: float = BODY_TIMEOUT) -> None:
-        self.app = app
-        self.max_body = max_body
-        self.body_timeout = body_timeout
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        if "\x00" in scope["path"] or b"%00" in scope["query_string"]:
-            where = "path" if "\x00" in scope["path"] else "query string"
-            await refuse(scope, send, 400, f"the {where} contains a NUL character (%00)")
-            return
-        has_body = False
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                if value.isdigit() and int(value) > self.max_body:
-                    await refuse(scope, send, 413, self._too_large())
-                    return
-                has_body = value != b"0"
-            elif name == b"transfer-encoding":
-                has_body = True
-        if not has_body:
-            await self.app(scope, receive, send)
-            return
-
-        started = False
-        received = 0
-        deadline = asyncio.get_running_loop().time() + self.body_timeout
-        more_body = True
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        async def limited_receive() -> Message:
-            nonlocal received, more_body
-            if not more_body:  # the body is in: what follows is a disconnect, not a timeout
-                return await receive()
-            try:
-                async with asyncio.timeout_at(deadline):
-                    message = await receive()
-            except TimeoutError:
-                raise BodyTimeout(self.body_timeout) from None
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body:
-                    raise BodyTooLarge(self._too_large())
-                more_body = message.get("more_body", False)
-            return message
-
-        try:
-            await self.app(scope, limited_receive, send_wrapper)
-        except StarletteHTTPException as exc:  # raised outside the app's exception handlers
-            if started or not isinstance(exc, BodyTooLarge | BodyTimeout):
-                raise
-            await refuse(scope, send, exc.status_code, str(exc.detail))
-
-    def _too_large(self) -> str:
-        return f"the body is over {self.max_body} bytes ({limit('max-body-bytes', self.max_body)})"
-
-
-class BodyTooLarge(StarletteHTTPException):
-    """The request body passed max_body_bytes while it was read (413)."""
-
-    def __init__(self, cause: str) -> None:
-        super().__init__(413, cause)
-
-
-class BodyTimeout(StarletteHTTPException):
-    """The request body did not arrive in time (408)."""
-
-    def __init__(self, seconds: float) -> None:
-        super().__init__(
-            408, f"the body did not arrive within {seconds:g} s ({limit('body-timeout', seconds)})"
-        )
-
-
-async def refuse(scope: Scope, send: Send, status: int, cause: str) -> None:
-    """Answer the request in `scope` with an error in its dialect, from outside the app."""
-    tid = _tracking_id(scope)
-    path = str(scope.get("path", ""))
-    log.info("%s %s -> %d trackingId=%s: %s", scope.get("method"), path, status, tid, cause)
-    body = orjson.dumps(shaped_body(path, status, tid, GENERIC.get(status, ""), [cause]))
-    headers = error_headers(status, tid, {"Content-Type": "application/json"})
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                *((k.lower().encode(), v.encode()) for k, v in headers.items()),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
 class ContainErrors:
     """Pure ASGI middleware: an unexpected exception becomes the 500 ErrorResponseDto here,
     its traceback goes to the log, and it goes no further. Starlette's outermost middleware
@@ -477,7 +375,7 @@ class ContainErrors:
         try:
             await self.app(scope, receive, send_wrapper)
         except Exception as exc:
-            tid = _tracking_id(scope)
+            tid = scope_tracking_id(scope)
             log.error(
                 "%s %s -> 500 trackingId=%s: %s: %s",
                 scope.get("method"),

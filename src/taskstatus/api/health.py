@@ -8,7 +8,8 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from taskstatus.api.deps import State
-from taskstatus.api.errors import ApiError, json_response
+from taskstatus.api.errors import ApiError
+from taskstatus.api.responses import json_response
 from taskstatus.errors import StoreUnavailable
 
 log = logging.getLogger("taskstatus.api")

@@ -26,11 +26,11 @@ from taskstatus.api.errors import (
     Unauthorized,
     as_api_error,
     error_headers,
-    json_response,
     printable,
     shaped_body,
     tracking_id,
 )
+from taskstatus.api.responses import CasedResponse, json_response
 from taskstatus.api.streams import (
     JIRA,
     STREAM_RESPONSES,
@@ -217,4 +217,4 @@ async def get_task_events(
 async def cancel_task(version: Version, taskId: str, state: State, caller: JiraWriter) -> Response:
     """Cancel a queued task, or ask a running one to stop (202). A finished task: 400."""
     await state.service.cancel(caller, taskId)
-    return Response(status_code=202)
+    return CasedResponse(status_code=202)

@@ -26,7 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from taskstatus.api.deps import Reader, State, Writer
-from taskstatus.api.errors import ApiError, as_api_error, json_response
+from taskstatus.api.errors import ApiError, as_api_error
+from taskstatus.api.responses import json_response
 from taskstatus.api.schemas import ERRORS
 from taskstatus.errors import Forbidden
 from taskstatus.fields import TASK_STATUS

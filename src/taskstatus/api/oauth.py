@@ -16,7 +16,8 @@ from starlette.responses import Response
 
 from taskstatus.api.auth import basic_credentials
 from taskstatus.api.deps import State, source_address
-from taskstatus.api.errors import error_body, json_response, tracking_id
+from taskstatus.api.errors import error_body, tracking_id
+from taskstatus.api.responses import json_response
 from taskstatus.api.schemas import (
     ErrorResponseDto,
     TokenResponse,

@@ -139,7 +139,7 @@ def uvicorn_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Conf
     base: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
-        # h11 writes header names as given (X-Total-Count: see api/errors.py)
+        # h11 writes header names as given (X-Total-Count: see api/responses.py)
         "http": protocol,
         "h11_max_incomplete_event_size": settings.max_header_bytes,
         "timeout_keep_alive": settings.keep_alive,

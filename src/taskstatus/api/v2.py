@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.responses import Response
 
 from taskstatus.api.deps import Reader, State, Writer
-from taskstatus.api.errors import ApiError, json_response
+from taskstatus.api.errors import ApiError
+from taskstatus.api.responses import json_response
 from taskstatus.api.schemas import ERRORS, ErrorResponseDto
 from taskstatus.api.streams import (
     CRUD,

@@ -21,8 +21,9 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.responses import Response
 
 from taskstatus.api.deps import Reader, State, Writer, app_state, authorize
-from taskstatus.api.errors import ApiError, CasedResponse, json_response
+from taskstatus.api.errors import ApiError
 from taskstatus.api.lean import LeanHandler, LeanRoute
+from taskstatus.api.responses import CasedResponse, json_response
 from taskstatus.api.schemas import ERRORS, JsonPatchOperation, TaskStatus
 from taskstatus.api.streams import (
     STREAM_RESPONSES,
