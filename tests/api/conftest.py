@@ -78,7 +78,7 @@ class Server:
                 db.execute(statement, values)
         else:
             with psycopg.connect(self.database, autocommit=True) as db:
-                db.execute(statement.replace("?", "%s"), params)  # type: ignore[arg-type]
+                db.execute(statement.replace("?", "%s"), params)
 
     def new_client(self, name: str, *scopes: str, owner: str | None = None) -> tuple[str, str]:
         """A new API client (id, secret) with `scopes`."""

@@ -73,6 +73,8 @@ def test_token_from_form_fields(server: Server) -> None:
 
 
 def test_token_with_basic_client_auth_and_json(server: Server) -> None:
+    """The token endpoint takes HTTP Basic client authentication and JSON bodies, granting the
+    scopes asked."""
     basic = base64.b64encode(f"{server.client_id}:{server.client_secret}".encode()).decode()
     r = httpx.post(
         server.url + TOKEN,
@@ -108,6 +110,8 @@ def test_token_with_basic_client_auth_and_json(server: Server) -> None:
     ],
 )
 def test_token_errors(server: Server, data: dict[str, str], status: int, error: str) -> None:
+    """Bad token requests answer RFC 6749's error codes, and 400s also the ErrorResponseDto
+    fields."""
     if data.get("client_secret") == "wrong" or data.get("scope"):
         data = {"client_id": server.client_id, "client_secret": server.client_secret, **data}
     r = httpx.post(server.url + TOKEN, data=data)
@@ -162,6 +166,7 @@ def test_no_token_bad_signature_expired_token_are_401(server: Server) -> None:
 
 
 def test_a_token_without_the_scope_is_403(server: Server) -> None:
+    """A token without the scope an operation needs is a 403 naming the scope it has."""
     reader = server.new_client("reader", "tasks:read")
     writer = server.new_client("writer", "tasks:write")
     with server.connect() as conn:
@@ -213,6 +218,7 @@ def test_clients_see_and_change_only_their_owners_tasks(idle_server: Server) -> 
 
 
 def test_a_revoked_client_is_refused(server: Server) -> None:
+    """After `taskstatus clients revoke` the client gets no token and its old token is refused."""
     from taskstatus.cli import main
 
     client_id, secret = server.new_client("leaving", "tasks:read")
@@ -240,6 +246,8 @@ def test_a_revoked_client_is_refused(server: Server) -> None:
 
 
 def test_rate_limit(store_url: str, tmp_path: Path) -> None:
+    """Past the per-client rate limit requests are 429 with Retry-After; another client is not
+    limited."""
     for srv in run_server(settings_for(store_url, tmp_path, rate_limit=1, rate_burst=3)):
         other = srv.new_client("other", "tasks:read")
         with srv.client() as http:
@@ -257,6 +265,7 @@ def test_rate_limit(store_url: str, tmp_path: Path) -> None:
 
 
 def test_token_endpoint_is_rate_limited_per_address(store_url: str, tmp_path: Path) -> None:
+    """Token requests are limited per source address: past the limit, 429 instead of 401."""
     for srv in run_server(settings_for(store_url, tmp_path, token_rate_limit=1)):
         codes = [
             httpx.post(

@@ -11,6 +11,8 @@ from tests.api.conftest import Server
 
 
 def test_one_task_three_dialects(server: Server) -> None:
+    """One task created in v2 is followed in v2024, cancelled by a Jira client, and shown cancelled
+    in every dialect."""
     jira = JiraCloud(
         server.url, username=server.client_id, password=server.client_secret, api_version=3
     )

@@ -347,7 +347,7 @@ def test_the_all_tasks_stream_follows_the_tasks_it_matches(idle_server: Server) 
     with idle_server.client() as c:
         with stream(c, f'/v2024/task-status/events?filters=id eq "{wanted}"') as r:
             reader = events(r)
-            threading.Timer(0.5, lambda: [claim_any(idle_server, 2)]).start()
+            threading.Timer(0.5, lambda: claim_any(idle_server, 2)).start()
             for event in reader:
                 got.append(event)
                 if event.event == "launched":

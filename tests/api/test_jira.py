@@ -23,6 +23,13 @@ def jira(server: Server, version: int = 3, **auth: Any) -> JiraCloud:
     return JiraCloud(server.url, api_version=version, **auth)
 
 
+def response_of(info: pytest.ExceptionInfo[requests.HTTPError]) -> requests.Response:
+    """The HTTP response a Jira client's error carries."""
+    response = info.value.response
+    assert response is not None
+    return response
+
+
 def wait_state(server: Server, task_id: str, state: TaskState) -> None:
     with server.connect() as conn:
         deadline = time.monotonic() + 15
@@ -33,6 +40,8 @@ def wait_state(server: Server, task_id: str, state: TaskState) -> None:
 
 @pytest.mark.parametrize("version", [2, 3])
 def test_get_task_running_then_finished(server: Server, version: int) -> None:
+    """A Jira client reads a task while it runs and once it has finished, its self link under the
+    version asked."""
     with server.connect() as conn:
         task = conn.submit(
             "Cloud Account Aggregation", {"accounts": 400, "page_size": 50, "page_delay": 0.1}
@@ -64,6 +73,8 @@ def test_get_task_running_then_finished(server: Server, version: int) -> None:
 
 
 def test_cancel_task(server: Server) -> None:
+    """Cancel is a 202 with no body: a queued task is cancelled, a running one asked to stop and
+    then cancelled."""
     with server.connect() as conn:
         queued = conn.submit("Sleep", {"seconds": 5}, run_at=timedelta(hours=1))
         running = conn.submit("Sleep", {"seconds": 60})
@@ -79,24 +90,26 @@ def test_cancel_task(server: Server) -> None:
     # a finished task cannot be cancelled: 400 in Jira's error shape, which the client reads
     with pytest.raises(requests.HTTPError) as info:
         client.cancel_task(queued.id)
-    assert info.value.response.status_code == 400
+    assert response_of(info).status_code == 400
     assert "has already finished (cancelled); it cannot be cancelled" in str(info.value)
 
 
 def test_unknown_task_is_404_in_jira_shape(server: Server) -> None:
+    """get and cancel of an unknown id are 404s in Jira's errorMessages shape."""
     with pytest.raises(requests.HTTPError) as info:
         jira(server).get_task("0" * 32)
-    assert info.value.response.status_code == 404
-    assert info.value.response.json() == {
+    assert response_of(info).status_code == 404
+    assert response_of(info).json() == {
         "errorMessages": ["no task with id " + "0" * 32],
         "errors": {},
     }
     with pytest.raises(requests.HTTPError) as info:
         jira(server).cancel_task("0" * 32)
-    assert info.value.response.status_code == 404
+    assert response_of(info).status_code == 404
 
 
 def test_bearer_tokens_work_too(server: Server) -> None:
+    """A Jira client with a bearer token (not Basic) reads a task."""
     with server.connect() as conn:
         task = conn.submit("Sleep", {"seconds": 0})
     client = JiraCloud(server.url, token=server.token(), api_version=3)
@@ -114,6 +127,7 @@ def test_bearer_tokens_work_too(server: Server) -> None:
 def test_auth_errors_in_jira_shape(
     server: Server, headers: dict[str, str], status: int, message: str
 ) -> None:
+    """Missing, bad or refused credentials are 401s in Jira's error shape."""
     r = httpx.get(f"{server.url}/rest/api/2/task/abc", headers=headers)
     assert r.status_code == status
     assert r.json()["errorMessages"][0].startswith(message)
@@ -121,6 +135,8 @@ def test_auth_errors_in_jira_shape(
 
 
 def test_scope_and_version_errors(server: Server) -> None:
+    """A read-only client's cancel is a 403 naming the scope, and an API version other than 2 or 3
+    a 400."""
     reader = server.new_client("ro", "tasks:read")
     with server.connect() as conn:
         task = conn.submit("Sleep", {"seconds": 30})
@@ -135,16 +151,18 @@ def test_scope_and_version_errors(server: Server) -> None:
 
 
 def test_past_the_retention_window_is_404(server: Server) -> None:
+    """A task older than the retention window is a 404 to a Jira client."""
     with server.connect() as conn:
         task = conn.submit("Sleep", {"seconds": 0})
         conn.wait(task.id, 10)
     server.sql("UPDATE tasks SET created = ? WHERE id = ?", utcnow() - timedelta(days=91), task.id)
     with pytest.raises(requests.HTTPError) as info:
         jira(server).get_task(task.id)
-    assert info.value.response.status_code == 404
+    assert response_of(info).status_code == 404
 
 
 def test_rate_limit_in_jira_shape(store_url: str, tmp_path: Any) -> None:
+    """Past the rate limit a Jira route answers 429 in Jira's shape, with Retry-After."""
     from tests.api.conftest import run_server, settings_for
 
     for srv in run_server(settings_for(store_url, tmp_path, rate_limit=1, rate_burst=1)):

@@ -98,6 +98,8 @@ def setup_tasks(server: Server) -> dict[str, str]:
 
 
 def test_sailpoint_1_4_2(server: Server) -> None:
+    """The SailPoint SDK 1.4.2 lists pending tasks (and their HEAD), gets, lists and patches tasks
+    here."""
     ids = setup_tasks(server)
     out = drive("sailpoint-1.4.2", "sailpoint_1_4.py", server, ids)
     assert out["pending_headers"] is None  # HEAD: no body, the SDK returns None
@@ -130,6 +132,8 @@ def test_sailpoint_1_4_2(server: Server) -> None:
 
 
 def test_sailpoint_2(server: Server) -> None:
+    """The SailPoint SDK 2.x lists pending and completed tasks, gets and patches one, and sees a
+    404."""
     ids = setup_tasks(server)
     out = drive("sailpoint-2", "sailpoint_2.py", server, ids)
     assert [t["id"] for t in out["pending"]] == [ids["running"], ids["queued"]]

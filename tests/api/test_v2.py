@@ -25,6 +25,8 @@ def index(http: httpx.Client, **body: Any) -> httpx.Response:
 
 
 def test_create_then_view(idle_server: Server) -> None:
+    """A created task is pending, in v2 fields, launched by the caller's owner, and view returns
+    the same."""
     with idle_server.client() as http:
         task = create(http, handler="Sleep", request={"seconds": 2}, entity_id="acct-7")
         assert task["status"] == "pending"
@@ -53,12 +55,14 @@ def test_create_then_view(idle_server: Server) -> None:
 def test_create_refuses_bad_input_and_stores_nothing(
     idle_server: Server, body: dict[str, Any], fragment: str
 ) -> None:
+    """A create with a bad handler, request or status is a 400 naming it, and nothing is stored."""
     with idle_server.client() as http:
         check_error(http.post("/v2/task/create", json=body), 400, fragment)
         assert index(http).json() == []
 
 
 def test_create_for_another_user_needs_admin(idle_server: Server) -> None:
+    """Only a tasks:admin client may create a task for another user_id (403 otherwise)."""
     writer = idle_server.new_client("svc", "tasks:read", "tasks:write")
     with idle_server.client(idle_server.token(*writer)) as http:
         check_error(
@@ -73,6 +77,7 @@ def test_create_for_another_user_needs_admin(idle_server: Server) -> None:
 
 
 def test_index_filters_sorts_and_pages(idle_server: Server) -> None:
+    """index matches filters exactly, sorts, pages from 1 and fills the X-Pagination-* headers."""
     with idle_server.client() as http:
         made = [
             create(http, handler="Sleep", request={"seconds": i}, entity_id=f"e{i % 2}")
@@ -137,11 +142,14 @@ def test_index_filters_sorts_and_pages(idle_server: Server) -> None:
 def test_index_errors_name_the_field(
     idle_server: Server, body: dict[str, Any], fragment: str
 ) -> None:
+    """A bad filter field, sort or page of index is a 400 naming it."""
     with idle_server.client() as http:
         check_error(index(http, **body), 400, fragment)
 
 
 def test_update_status_goes_through_the_lifecycle(server: Server) -> None:
+    """A status change is the lifecycle's step: a finished task cannot change, and pending cannot
+    be set."""
     with server.connect() as conn:  # due in an hour: it stays queued
         queued = {"task_id": conn.submit("Sleep", {"seconds": 60}, run_at=timedelta(hours=1)).id}
     with server.client() as http:
@@ -180,6 +188,8 @@ def test_update_status_goes_through_the_lifecycle(server: Server) -> None:
 
 
 def test_update_fields(idle_server: Server) -> None:
+    """request and entity_id change while the task is pending, are validated, and are refused
+    afterwards."""
     with idle_server.client() as http:
         task = create(http, handler="Sleep", request={"seconds": 1})
         url = f"/v2/task/update/{task['task_id']}"
@@ -201,6 +211,8 @@ def test_update_fields(idle_server: Server) -> None:
 
 
 def test_delete_with_subtasks_needs_force(idle_server: Server) -> None:
+    """Without force a task with subtasks is a 409 listing them and nothing is deleted; with force
+    the tree is."""
     with idle_server.connect() as conn:
         parent = conn.submit("Sleep", {})
         kids = [conn.submit("Sleep", {}, parent=parent) for _ in range(2)]
@@ -225,6 +237,7 @@ def test_delete_with_subtasks_needs_force(idle_server: Server) -> None:
 
 
 def test_delete_a_running_task_cancels_it_first(server: Server) -> None:
+    """Deleting a running task stops it; it stays in the history as cancelled."""
     with server.connect() as conn:
         task = conn.submit("Sleep", {"seconds": 60})
         deadline = time.monotonic() + 10
@@ -240,6 +253,7 @@ def test_delete_a_running_task_cancels_it_first(server: Server) -> None:
 
 
 def test_v2_needs_the_right_scopes(idle_server: Server) -> None:
+    """A read-only client may index but not create or delete (403); no token is a 401."""
     reader = idle_server.new_client("ro", "tasks:read")
     with idle_server.client(idle_server.token(*reader)) as http:
         assert index(http).status_code == 200

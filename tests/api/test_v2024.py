@@ -66,6 +66,7 @@ def wait_until(predicate: Any, timeout: float = 15) -> None:
 
 
 def test_get_task_status(server: Server) -> None:
+    """GET of a finished task is its whole TaskStatus document: target, definition, result."""
     with server.connect() as conn:
         task = conn.submit(
             "Cloud Account Aggregation",
@@ -108,11 +109,14 @@ def test_get_shows_every_change(idle_server: Server) -> None:
 
 
 def test_get_unknown_task_is_404(server: Server) -> None:
+    """GET of an id no task has is a 404 ErrorResponseDto naming the id."""
     with server.client() as http:
         check_error(http.get("/v2024/task-status/" + "0" * 32), 404, "no task with id")
 
 
 def test_pending_tasks_and_head(idle_server: Server) -> None:
+    """pending-tasks lists the unfinished tasks oldest first with X-Total-Count, and HEAD gives the
+    same headers."""
     with idle_server.connect() as conn:
         # one batch shares a created time: the id breaks the tie
         tasks = sorted(
@@ -151,6 +155,7 @@ def test_header_name_is_exactly_x_total_count(idle_server: Server) -> None:
 
 @pytest.mark.parametrize("path", ["/v2024/task-status/pending-tasks", "/v2024/task-status"])
 def test_empty_lists_are_200_and_an_array(idle_server: Server, path: str) -> None:
+    """Both lists answer an empty array, not a 404, when nothing matches."""
     with idle_server.client() as http:
         r = http.get(path, params={"count": "true"})
     assert (r.status_code, r.json(), r.headers["X-Total-Count"]) == (200, [], "0")
@@ -170,11 +175,14 @@ def test_empty_lists_are_200_and_an_array(idle_server: Server, path: str) -> Non
 def test_bad_paging_is_400(
     idle_server: Server, path: str, params: dict[str, Any], fragment: str
 ) -> None:
+    """An offset or limit out of range is a 400 naming it."""
     with idle_server.client() as http:
         check_error(http.get(path, params=params), 400, fragment)
 
 
 def test_paging_edges(idle_server: Server) -> None:
+    """An offset past the end and a limit of 0 give no tasks but the full count; limit=250 is
+    allowed."""
     with idle_server.connect() as conn:
         for t in conn.submit_many("Sleep", [{}] * 3):
             conn.cancel(t.id)
@@ -187,6 +195,7 @@ def test_paging_edges(idle_server: Server) -> None:
 
 
 def test_task_status_list_filters_and_sorters(idle_server: Server) -> None:
+    """The completed-task list applies the filters and sorters of the seeds' grammar."""
     with idle_server.connect() as conn:
         a = conn.submit("Sleep", {}, target={"id": "src-a"})
         b = conn.submit("Sleep", {}, target={"id": "src-b"})
@@ -240,11 +249,13 @@ def test_task_status_list_filters_and_sorters(idle_server: Server) -> None:
 def test_bad_filters_and_sorters_are_400(
     idle_server: Server, params: dict[str, str], fragment: str
 ) -> None:
+    """A filter or sorter the grammar refuses is a 400 saying where."""
     with idle_server.client() as http:
         check_error(http.get("/v2024/task-status", params=params), 400, fragment)
 
 
 def test_tasks_past_retention_are_not_returned(idle_server: Server) -> None:
+    """A task older than the retention window is a 404 and left out of the lists."""
     with idle_server.connect() as conn:
         old = conn.submit("Sleep", {})
         new = conn.submit("Sleep", {})
@@ -262,6 +273,8 @@ def test_tasks_past_retention_are_not_returned(idle_server: Server) -> None:
 
 
 def test_patch_clears_a_queued_task(idle_server: Server) -> None:
+    """A PATCH setting completionStatus and completed on a queued task clears it, with the added
+    message."""
     with idle_server.connect() as conn:
         task = conn.submit("Sleep", {})
     ops = [
@@ -294,6 +307,8 @@ def test_patch_clears_a_queued_task(idle_server: Server) -> None:
 
 
 def test_patch_clears_a_running_task_and_stops_its_worker(server: Server) -> None:
+    """Clearing a running task by PATCH stops its handler, and nothing the worker does later
+    changes it."""
     with server.connect() as conn:
         task = conn.submit("Sleep", {"seconds": 60})
         wait_until(lambda: conn.get(task.id).state is TaskState.RUNNING)
@@ -316,6 +331,7 @@ def test_patch_clears_a_running_task_and_stops_its_worker(server: Server) -> Non
 
 
 def test_patch_progress_of_a_pending_task(idle_server: Server) -> None:
+    """A PATCH of progress and percentComplete changes them and leaves the task pending."""
     with idle_server.connect() as conn:
         task = conn.submit("Sleep", {})
     with idle_server.client() as http:
@@ -418,6 +434,7 @@ def test_bad_patches_change_nothing(
 
 
 def test_patch_a_finished_task_status_is_refused(idle_server: Server) -> None:
+    """Changing the completionStatus of a finished task is a 400, and the task stays as it was."""
     with idle_server.connect() as conn:
         task = conn.submit("Sleep", {})
         conn.cancel(task.id)
@@ -433,6 +450,8 @@ def test_patch_a_finished_task_status_is_refused(idle_server: Server) -> None:
 
 
 def test_patch_media_type_and_json(idle_server: Server) -> None:
+    """A PATCH must be JSON (json-patch+json or json): another media type is a 415, bad JSON a
+    400."""
     with idle_server.connect() as conn:
         task = conn.submit("Sleep", {})
     with idle_server.client() as http:
@@ -453,6 +472,7 @@ def test_patch_media_type_and_json(idle_server: Server) -> None:
 
 
 def test_body_over_the_limit_is_refused_before_reading(store_url: str, tmp_path: Any) -> None:
+    """A body over max_body_bytes is a 413, whether Content-Length says so or it streams in."""
     from tests.api.conftest import run_server, settings_for
 
     for srv in run_server(settings_for(store_url, tmp_path, max_body_bytes=1000)):
@@ -482,6 +502,8 @@ def test_body_over_the_limit_is_refused_before_reading(store_url: str, tmp_path:
 
 
 def test_experimental_header_can_be_required(store_url: str, tmp_path: Any) -> None:
+    """With require_experimental_header, v2024 calls without X-SailPoint-Experimental: true are a
+    400."""
     from tests.api.conftest import run_server, settings_for
 
     for srv in run_server(settings_for(store_url, tmp_path, require_experimental_header=True)):
@@ -495,6 +517,7 @@ def test_experimental_header_can_be_required(store_url: str, tmp_path: Any) -> N
 
 
 def test_the_header_is_optional_by_default(idle_server: Server) -> None:
+    """By default v2024 calls need no X-SailPoint-Experimental header."""
     with idle_server.client() as http:
         assert http.get("/v2024/task-status").status_code == 200
 
@@ -502,6 +525,8 @@ def test_the_header_is_optional_by_default(idle_server: Server) -> None:
 def test_unexpected_errors_are_500_with_a_logged_tracking_id(
     idle_server: Server, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """An unexpected failure is a 500 ErrorResponseDto with no traceback, its tracking id in the
+    log."""
     with idle_server.connect() as conn:
         task = conn.submit("Sleep", {})
     idle_server.sql("ALTER TABLE task_messages RENAME TO broken")
@@ -553,6 +578,8 @@ def _read_response(sock: socket.socket) -> bytes:
 
 
 def test_unknown_route_and_method(idle_server: Server) -> None:
+    """An unknown path is a 404 and an unsupported method on a task a 405, both as
+    ErrorResponseDto."""
     with idle_server.client() as http:
         check_error(http.get("/v2024/nothing-here"), 404)
         check_error(http.delete("/v2024/task-status/" + "a" * 32), 405)
@@ -561,6 +588,7 @@ def test_unknown_route_and_method(idle_server: Server) -> None:
 def test_tracking_id_is_in_the_log_line_of_a_400(
     idle_server: Server, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """The tracking id of a 400 is in the server's log line of that request."""
     with caplog.at_level(logging.INFO, logger="taskstatus.api"), idle_server.client() as http:
         body = check_error(http.get("/v2024/task-status", params={"filters": "x"}), 400)
     assert any(
@@ -570,6 +598,7 @@ def test_tracking_id_is_in_the_log_line_of_a_400(
 
 
 def test_openapi_and_docs(idle_server: Server) -> None:
+    """/openapi.json describes the seeds' operations and schemas, and /docs is served."""
     spec = httpx.get(f"{idle_server.url}/openapi.json").json()
     paths = spec["paths"]
     assert set(paths["/v2024/task-status/pending-tasks"]) >= {"get", "head"}
@@ -581,5 +610,6 @@ def test_openapi_and_docs(idle_server: Server) -> None:
 
 
 def test_health_and_ready(idle_server: Server) -> None:
+    """/health and /ready answer ok and ready while the database is up."""
     assert httpx.get(f"{idle_server.url}/health").json() == {"status": "ok"}
     assert httpx.get(f"{idle_server.url}/ready").json() == {"status": "ready"}

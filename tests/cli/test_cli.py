@@ -52,6 +52,7 @@ def db(tmp_path: Path) -> str:
 
 
 def test_every_command_has_help() -> None:
+    """Every command is listed in the top help and has a --help naming --database."""
     top = ts("--help", check=True).stdout
     for command in COMMANDS:
         assert command in top
@@ -175,6 +176,7 @@ def test_watch_follows_a_worker_process_and_shows_its_messages(db: str) -> None:
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(db: str, args: list[str], message: str) -> None:
+    """Bad input to a command is one line on stderr, exit status 1, no traceback."""
     result = ts(*args, "--database", db)
     assert result.returncode == 1
     assert result.stderr.startswith(message), result.stderr
@@ -183,6 +185,7 @@ def test_bad_input_is_one_line_and_nonzero(db: str, args: list[str], message: st
 
 
 def test_bad_database_url_is_one_line() -> None:
+    """An unsupported database URL is reported in one line with exit status 1."""
     result = ts("list", "--database", "mysql://nowhere/db")
     assert result.returncode == 1
     assert result.stderr.startswith("error: unsupported database URL")
@@ -190,6 +193,7 @@ def test_bad_database_url_is_one_line() -> None:
 
 
 def test_usage_errors_exit_2() -> None:
+    """A usage error (a missing argument) exits 2 without a traceback."""
     result = ts("submit")
     assert result.returncode == 2
     assert "Missing argument" in result.stderr
@@ -209,12 +213,14 @@ def test_purge(db: str) -> None:
 
 
 def test_definitions_lists_demo_handlers(db: str) -> None:
+    """`taskstatus definitions` lists the demo handlers."""
     out = ts("definitions", "--database", db, check=True).stdout
     for name in ("Cloud Account Aggregation", "Failing Task", "Sleep", "Fan Out"):
         assert name in out
 
 
 def test_clients_create_list_revoke(db: str) -> None:
+    """`taskstatus clients` creates a client (its secret shown once), lists it and revokes it."""
     created = ts(
         "clients",
         "create",
@@ -329,7 +335,7 @@ def test_docs_name_only_flags_that_exist() -> None:
 
     from taskstatus.cli import app, clients, serve, tasks, workers  # noqa: F401
 
-    known = set()
+    known: set[str] = set()
     group = typer.main.get_command(app)
     for command in group.commands.values():  # type: ignore[attr-defined]
         commands = getattr(command, "commands", {"": command}).values()

@@ -40,7 +40,9 @@ def _count_statuses(conn: AsyncRemoteConnection) -> list[int]:
 async def test_burst_completes_by_honouring_retry_after(limited: Server) -> None:
     """Eight submits at once against 2 requests/s: the server answers 429 with Retry-After,
     the client waits and retries, and every submit lands exactly once."""
-    async with AsyncRemoteConnection(limited.url, **limited.credentials, retries=10) as ts:
+    async with AsyncRemoteConnection(
+        limited.url, client_id=limited.client_id, client_secret=limited.client_secret, retries=10
+    ) as ts:
         statuses = _count_statuses(ts)
         tasks = await asyncio.gather(
             *(ts.submit("Sleep", {"seconds": 0}, idempotency_key=f"burst-{i}") for i in range(8))
@@ -54,7 +56,9 @@ async def test_burst_completes_by_honouring_retry_after(limited: Server) -> None
 async def test_rate_limited_after_the_retries_run_out(limited: Server) -> None:
     """With one retry allowed, a burst of ten reads ends in RateLimited for some of them,
     carrying the server's Retry-After."""
-    async with AsyncRemoteConnection(limited.url, **limited.credentials, retries=1) as ts:
+    async with AsyncRemoteConnection(
+        limited.url, client_id=limited.client_id, client_secret=limited.client_secret, retries=1
+    ) as ts:
         results = await asyncio.gather(*(ts.count() for _ in range(10)), return_exceptions=True)
         refused = [r for r in results if isinstance(r, RateLimited)]
         assert refused, results

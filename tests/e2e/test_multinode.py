@@ -23,6 +23,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -83,6 +84,8 @@ async def submit_all(urls: list[str], token: str, count: int) -> list[str]:
 
 
 def test_two_servers_three_workers_one_killed(database: str, tmp_path: Path) -> None:
+    """Two API nodes and three workers on one PostgreSQL: a killed worker's tasks run again
+    elsewhere, never twice at once."""
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("TASKSTATUS_")},
         "TASKSTATUS_TEST_RUN_LOG": str(tmp_path),
@@ -256,16 +259,16 @@ def _runs_of(folder: Path, pid: int) -> list[list[str]]:
     return [line for line in _lines(folder, pid) if line[0] == "start"]
 
 
-def _all_runs(folder: Path) -> dict[str, list[dict[str, object]]]:
+def _all_runs(folder: Path) -> dict[str, list[dict[str, Any]]]:
     """task id -> its runs: pid, attempt, start time and end time (None if never ended)."""
-    runs: dict[tuple[str, int, int], dict[str, object]] = {}
+    runs: dict[tuple[str, int, int], dict[str, Any]] = {}
     for kind, task_id, pid, attempt, at in _lines(folder):
         key = (task_id, int(pid), int(attempt))
         run = runs.setdefault(
             key, {"pid": int(pid), "attempt": int(attempt), "start": None, "end": None}
         )
         run[kind] = float(at)
-    by_task: dict[str, list[dict[str, object]]] = defaultdict(list)
+    by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for (task_id, _, _), run in runs.items():
         by_task[task_id].append(run)
     return dict(by_task)

@@ -38,6 +38,7 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_make_serve_from_a_fresh_clone(clone: Path) -> None:
+    """`make serve` in a fresh clone bootstraps its environment and serves the API."""
     port = free_port()
     log = (clone.parent / "serve.log").open("w")
     proc = subprocess.Popen(
@@ -81,6 +82,7 @@ def test_make_serve_from_a_fresh_clone(clone: Path) -> None:
 
 
 def test_make_test_from_a_fresh_clone(clone: Path) -> None:
+    """`make test` in a fresh clone bootstraps its environment, lints and passes the unit tests."""
     result = subprocess.run(
         ["make", "test", "TEST_ARGS=tests/unit -q -p no:cacheprovider"],
         cwd=clone,

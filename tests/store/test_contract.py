@@ -76,6 +76,7 @@ async def test_create_and_get_round_trip(store: Store) -> None:
 
 
 async def test_get_unknown_is_none(store: Store) -> None:
+    """Getting an id no task has answers None, not an error."""
     assert await store.get("0" * 32) is None
 
 
@@ -90,6 +91,7 @@ async def test_task_with_unregistered_handler_still_reads(store: Store) -> None:
 
 
 async def test_bulk_create_is_one_batch(store: Store) -> None:
+    """create_many stores 500 tasks in their order, all of them counted."""
     tasks = [make_task(arguments={"i": i}) for i in range(500)]
     created = await seeded(store, *tasks)
     assert [t.id for t in created] == [t.id for t in tasks]
@@ -113,6 +115,8 @@ async def test_idempotency_key_returns_the_first_task(store: Store) -> None:
 
 
 async def test_query_filters_sorts_pages_and_counts(store: Store) -> None:
+    """A query filters on completion status, target and type, sorts, pages and counts the
+    matches."""
     base = now() - timedelta(hours=1)
     tasks = [
         make_task(
@@ -180,6 +184,7 @@ async def test_not_includes_nulls(store: Store) -> None:
 
 
 async def test_text_operators(store: Store) -> None:
+    """sw and co match case-insensitively, and % and _ in the value are literal characters."""
     names = ["Cloud Account Aggregation", "cloud export", "100% done_now", "Other"]
     await seeded(store, *(make_task(unique_name=n) for n in names))
 
@@ -194,6 +199,7 @@ async def test_text_operators(store: Store) -> None:
 
 
 async def test_date_filters(store: Store) -> None:
+    """ge and lt on created split the tasks at the given time, quoted or not."""
     base = now() - timedelta(days=2)
     tasks = [make_task(now=base + timedelta(hours=i)) for i in range(5)]
     await seeded(store, *tasks)
@@ -205,6 +211,7 @@ async def test_date_filters(store: Store) -> None:
 
 
 async def test_deleted_tasks_are_history(store: Store) -> None:
+    """A deleted task is cancelled and hidden from get and query, but kept for include_deleted."""
     [a, b] = await seeded(store, make_task(), make_task())
     result = await store.delete(a.id, force=False, now=now())
     assert result.deleted == [a.id]
@@ -221,6 +228,7 @@ async def test_deleted_tasks_are_history(store: Store) -> None:
 
 
 async def test_update_applies_a_change(store: Store) -> None:
+    """update stores the change the function returns and bumps the version by one."""
     [task] = await seeded(store, make_task())
     done = await store.update(task.id, lambda t: cancel(t, now()))
     assert done.state is TaskState.CANCELLED
@@ -229,6 +237,7 @@ async def test_update_applies_a_change(store: Store) -> None:
 
 
 async def test_illegal_transition_changes_nothing(store: Store) -> None:
+    """An update the lifecycle refuses raises IllegalTransition and leaves the task as it was."""
     [task] = await seeded(store, make_task())
     await store.update(task.id, lambda t: cancel(t, now()))
     before = await store.get(task.id)
@@ -238,11 +247,14 @@ async def test_illegal_transition_changes_nothing(store: Store) -> None:
 
 
 async def test_update_unknown_task(store: Store) -> None:
+    """Updating an id no task has raises NotFound."""
     with pytest.raises(NotFound):
         await store.update("f" * 32, lambda t: t)
 
 
 async def test_update_with_a_stale_version_conflicts(store: Store) -> None:
+    """An update asking for a version the task no longer has raises ConflictError and stores
+    nothing."""
     [task] = await seeded(store, make_task())
     await store.update(task.id, lambda t: dataclasses.replace(t, priority=3))
     with pytest.raises(ConflictError):
@@ -255,6 +267,7 @@ async def test_update_with_a_stale_version_conflicts(store: Store) -> None:
 
 
 async def test_update_appends_messages(store: Store) -> None:
+    """A message added by an update is stored with its key and parameters."""
     [task] = await seeded(store, make_task())
     note = Message(MessageType.INFO, "by hand", key="k", parameters=({"a": 1}, "b"))
     got = await store.update(
@@ -278,10 +291,11 @@ async def test_no_lost_update_between_worker_and_user(store: Store) -> None:
 
     async def user() -> None:
         for i in range(50):
-            await store.update(
-                task.id,
-                lambda t, i=i: dataclasses.replace(t, attributes={**t.attributes, f"u{i}": i}),
-            )
+
+            def add(t: Task, i: int = i) -> Task:
+                return dataclasses.replace(t, attributes={**t.attributes, f"u{i}": i})
+
+            await store.update(task.id, add)
 
     await asyncio.gather(worker(), user())
     got = await store.get(task.id)
@@ -295,6 +309,8 @@ async def test_no_lost_update_between_worker_and_user(store: Store) -> None:
 
 
 async def test_claim_order_priority_then_due_time(store: Store) -> None:
+    """Claims take the highest priority first, then the oldest, skip tasks not due yet, and set the
+    lease."""
     t0 = now() - timedelta(minutes=10)
     low_old = make_task(now=t0, priority=0)
     high_new = make_task(now=t0 + timedelta(minutes=5), priority=9)
@@ -313,6 +329,7 @@ async def test_claim_order_priority_then_due_time(store: Store) -> None:
 
 
 async def test_claim_only_named_handlers(store: Store) -> None:
+    """A worker claims only tasks of the handlers it names (none: nothing)."""
     await seeded(store, make_task(), make_task(handler="other"))
     claimed = await store.claim(W1, 10, 30, ["other"])
     assert [t.handler for t in claimed] == ["other"]
@@ -347,6 +364,8 @@ async def test_concurrent_claimers_never_share_a_task(store: Store, store_url: s
 
 
 async def test_heartbeat_extends_and_reports_cancel_and_loss(store: Store) -> None:
+    """A heartbeat extends the worker's leases and reports which tasks were asked to stop and which
+    it lost."""
     a, b, c = await running(store, 3, lease=5)
     await store.update(b.id, lambda t: cancel(t, now()))  # running -> cancel_requested
     await store.update(c.id, lambda t: clear(t, CompletionStatus.ERROR, None, now()))  # cleared
@@ -360,6 +379,7 @@ async def test_heartbeat_extends_and_reports_cancel_and_loss(store: Store) -> No
 
 
 async def test_report_writes_only_to_own_leased_tasks(store: Store) -> None:
+    """Progress, messages, attributes and returns are stored from the lease holder only."""
     [mine] = await running(store)
     m = Message(MessageType.WARN, "careful", key="w", parameters=("x",))
     await store.report(
@@ -385,6 +405,8 @@ async def test_report_writes_only_to_own_leased_tasks(store: Store) -> None:
 
 
 async def test_finish_success_and_failure(store: Store) -> None:
+    """finish stores each outcome (state, status, progress, messages, attributes) and names the
+    tasks it ended."""
     a, b = await running(store, 2)
     done = await store.finish(
         W1,
@@ -445,6 +467,7 @@ async def test_finish_does_not_overwrite_a_cleared_task(store: Store) -> None:
 
 
 async def test_finish_refuses_another_workers_task(store: Store) -> None:
+    """A worker cannot finish a task another worker holds: nothing is ended."""
     [task] = await running(store)
     assert (
         await store.finish(W2, [Outcome(task.id, TaskState.SUCCEEDED, CompletionStatus.SUCCESS)])
@@ -453,6 +476,7 @@ async def test_finish_refuses_another_workers_task(store: Store) -> None:
 
 
 async def test_finish_cancel_requested_as_cancelled(store: Store) -> None:
+    """A run asked to stop finishes as cancelled."""
     [task] = await running(store)
     await store.update(task.id, lambda t: cancel(t, now()))
     done = await store.finish(
@@ -464,6 +488,7 @@ async def test_finish_cancel_requested_as_cancelled(store: Store) -> None:
 
 
 async def test_retry_requeues_for_later(store: Store) -> None:
+    """A retry outcome queues the task again, leaseless, not claimable before its new due time."""
     [task] = await running(store)
     later = now() + timedelta(seconds=60)
     done = await store.finish(W1, [Outcome(task.id, TaskState.QUEUED, None, run_at=later)])
@@ -481,6 +506,7 @@ async def test_retry_requeues_for_later(store: Store) -> None:
 
 
 async def test_release_hands_back_without_counting_the_attempt(store: Store) -> None:
+    """A released task is queued again without using up an attempt, unless a cancel was asked."""
     a, b = await running(store, 2)
     await store.update(b.id, lambda t: cancel(t, now()))
     await store.release(W1, [a.id, b.id])
@@ -519,6 +545,7 @@ async def test_recover_requeues_then_ends_as_dead(store: Store) -> None:
 
 
 async def test_recover_leaves_live_leases_alone(store: Store) -> None:
+    """Recovery requeues, kills and cancels nothing while the leases are live."""
     await running(store, 2, lease=60)
     found = await store.recover()
     assert (found.requeued, found.dead, found.cancelled) == ([], [], [])
@@ -566,6 +593,8 @@ async def test_writes_are_fenced_by_the_attempt_that_claimed(store: Store) -> No
 
 
 async def test_delete_with_subtasks_needs_force(store: Store) -> None:
+    """Without force a task with subtasks is not deleted; with force the tree is, running ones
+    asked to stop."""
     [parent] = await seeded(store, make_task())
     child = await store.create(make_task(parent_id=parent.id, parent_name=parent.unique_name))
     grandchild = await store.create(make_task(parent_id=child.id))
@@ -586,17 +615,20 @@ async def test_delete_with_subtasks_needs_force(store: Store) -> None:
 
 
 async def test_delete_unknown(store: Store) -> None:
+    """Deleting an id no task has raises NotFound."""
     with pytest.raises(NotFound):
         await store.delete("a" * 32, force=True, now=now())
 
 
 async def test_children(store: Store) -> None:
+    """children lists a task's direct subtasks in the order they were created."""
     [parent] = await seeded(store, make_task())
     kids = [await store.create(make_task(parent_id=parent.id)) for _ in range(3)]
     assert [t.id for t in await store.children(parent.id)] == [k.id for k in kids]
 
 
 async def test_purge_removes_old_finished_tasks_only(store: Store) -> None:
+    """A purge removes finished tasks past the cutoff and keeps queued and recent ones."""
     old = now() - timedelta(days=100)
     done_old, pending_old, done_new = make_task(now=old), make_task(now=old), make_task()
     await seeded(store, done_old, pending_old, done_new)
@@ -615,6 +647,7 @@ async def test_purge_removes_old_finished_tasks_only(store: Store) -> None:
 
 
 async def test_submit_wakes_an_idle_waiter(store: Store) -> None:
+    """Storing a task wakes a worker waiting for work before its poll interval ends."""
     await store.save_definitions([DEFINITION])
     waiter = asyncio.create_task(store.wait_for_work(10))
     await asyncio.sleep(0.05)
@@ -624,6 +657,8 @@ async def test_submit_wakes_an_idle_waiter(store: Store) -> None:
 
 
 async def test_definitions(store: Store) -> None:
+    """Saving definitions is idempotent, a changed one replaces the stored one, unknown names are
+    None."""
     await store.save_definitions([DEFINITION])
     await store.save_definitions([DEFINITION])  # idempotent
     assert await store.definition("noop") == DEFINITION
@@ -634,6 +669,7 @@ async def test_definitions(store: Store) -> None:
 
 
 async def test_clients(store: Store) -> None:
+    """A saved client reads back equal; revoking it once succeeds and marks it revoked."""
     c = ApiClient("cid", "name", "salt$hash", ("tasks:read",), "owner", now())
     await store.save_client(c)
     assert await store.client("cid") == c
@@ -646,6 +682,7 @@ async def test_clients(store: Store) -> None:
 
 
 async def test_settings_first_writer_wins(store: Store) -> None:
+    """A shared setting keeps the first value stored; later callers' defaults are not even made."""
     calls: list[int] = []
 
     def make(value: str):  # type: ignore[no-untyped-def]
@@ -661,6 +698,7 @@ async def test_settings_first_writer_wins(store: Store) -> None:
 
 
 async def test_ping(store: Store) -> None:
+    """ping returns when the database answers."""
     await store.ping()
 
 

@@ -134,6 +134,7 @@ def test_clear_ends_a_pending_task(
 
 
 def test_clear_a_finished_task_is_refused() -> None:
+    """Clearing a task that has already finished raises IllegalTransition."""
     done = dataclasses.replace(make_task(), state=OK, completion_status=CompletionStatus.SUCCESS)
     with pytest.raises(IllegalTransition):
         clear(done, CompletionStatus.ERROR, None, NOW)
@@ -155,6 +156,8 @@ def test_completion_status_must_fit_the_state() -> None:
 
 @pytest.mark.parametrize("value", [-1, 101, 140, 1.5, "50", True, None])
 def test_percent_outside_0_to_100_is_refused(value: object) -> None:
+    """A percentComplete outside 0 to 100 (or not an integer) is an InvalidTaskChange on that
+    path."""
     with pytest.raises(InvalidTaskChange) as info:
         check_percent(value)
     assert info.value.path == "percentComplete"
@@ -186,12 +189,14 @@ def test_new_task_defaults() -> None:
     ],
 )
 def test_new_task_refuses_bad_options(options: dict[str, object], path: str) -> None:
+    """new_task refuses a bad option, naming its path."""
     with pytest.raises(InvalidTaskChange) as info:
-        make_task(**options)
+        make_task("noop", **options)
     assert info.value.path == path
 
 
 def test_ids_are_32_lowercase_hex() -> None:
+    """Task ids are 32 lowercase hexadecimal characters and do not repeat."""
     ids = {new_id() for _ in range(1000)}
     assert len(ids) == 1000
     assert all(len(i) == 32 and i == i.lower() and int(i, 16) >= 0 for i in ids)

@@ -38,6 +38,7 @@ def test_eq_on_each_seed_field() -> None:
 
 
 def test_in_lists() -> None:
+    """in takes a parenthesized list of one or more values, read as the field's type."""
     assert bound('completionStatus in ("SUCCESS", "WARNING")') == Condition(
         TaskField.COMPLETION_STATUS, Op.IN, (CompletionStatus.SUCCESS, CompletionStatus.WARNING)
     )
@@ -76,6 +77,7 @@ def test_string_escapes() -> None:
 
 
 def test_date_times_quoted_or_bare() -> None:
+    """Date-times are read quoted or bare, with any offset, to the same UTC instant."""
     when = datetime(2024, 1, 31, 12, 0, tzinfo=UTC)
     expected = Condition(TaskField.CREATED, Op.GT, (when,))
     assert bound("created gt 2024-01-31T12:00:00Z") == expected
@@ -86,18 +88,21 @@ def test_date_times_quoted_or_bare() -> None:
 
 
 def test_integers_and_more_fields() -> None:
+    """Integer, state and text fields are read as their types."""
     assert bound("percentComplete ge 50") == Condition(TaskField.PERCENT_COMPLETE, Op.GE, (50,))
     assert bound('state eq "running"') == Condition(TaskField.STATE, Op.EQ, (TaskState.RUNNING,))
     assert bound('uniqueName sw "Cloud"') == Condition(TaskField.UNIQUE_NAME, Op.SW, ("Cloud",))
 
 
 def test_whitespace_is_free() -> None:
+    """Whitespace around and between tokens is optional."""
     assert bound('  id   eq"a"and(id eq "b")  ') == And(
         (Condition(TaskField.ID, Op.EQ, ("a",)), Condition(TaskField.ID, Op.EQ, ("b",)))
     )
 
 
 def test_blank_filter_is_no_filter() -> None:
+    """An empty or blank filter is no filter (None)."""
     assert bound("") is None
     assert bound("   ") is None
 
@@ -146,6 +151,8 @@ def test_parse_without_binding_keeps_names() -> None:
 
 
 def test_sorters() -> None:
+    """Sorters are comma-separated fields, a leading minus for descending; none is an empty
+    tuple."""
     assert parse_sorters("created", TASK_STATUS) == (SortKey(TaskField.CREATED),)
     assert parse_sorters("-created", TASK_STATUS) == (SortKey(TaskField.CREATED, True),)
     assert parse_sorters(" -created , uniqueName", TASK_STATUS) == (
@@ -167,6 +174,7 @@ def test_sorters() -> None:
     ],
 )
 def test_sorter_errors(text: str, message: str, column: int) -> None:
+    """A bad sorter raises QueryError with its message, its column and the sorters: prefix."""
     with pytest.raises(QueryError) as info:
         parse_sorters(text, TASK_STATUS)
     assert message in str(info.value)

@@ -103,6 +103,8 @@ def test_a_killed_worker_loses_nothing(conn: Connection, workers: Workers) -> No
 def test_sigterm_finishes_short_work_and_hands_back_the_rest(
     conn: Connection, workers: Workers
 ) -> None:
+    """On SIGTERM a worker process finishes what ends within the grace period and hands back the
+    rest."""
     proc = workers.start("--grace-period", "1.5", "--concurrency", "4")
     short = conn.submit("Nap", {"seconds": 0.5})
     long = conn.submit("Nap", {"seconds": 120})

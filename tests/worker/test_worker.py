@@ -71,6 +71,8 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 5) -> None:
 async def test_success_stores_result_progress_messages_returns(
     store: Store, registry: Registry
 ) -> None:
+    """A handler's progress, messages, attributes, returns and result are stored with SUCCESS."""
+
     @handler("ok", registry=registry)
     async def ok(ctx: TaskContext, args: dict[str, Any]) -> dict[str, Any]:
         ctx.progress("working", 40)
@@ -96,6 +98,8 @@ async def test_success_stores_result_progress_messages_returns(
 
 
 async def test_a_warning_makes_the_outcome_warning(store: Store, registry: Registry) -> None:
+    """A handler that logged a warning succeeds with WARNING."""
+
     @handler("warns", registry=registry)
     def warns(ctx: TaskContext, args: dict[str, Any]) -> None:
         ctx.warn("something odd")
@@ -107,6 +111,9 @@ async def test_a_warning_makes_the_outcome_warning(store: Store, registry: Regis
 
 
 async def test_non_dict_and_non_json_results(store: Store, registry: Registry) -> None:
+    """A result that is not a dict is stored as {"result": value}; values JSON cannot hold as their
+    text."""
+
     @handler("values", registry=registry)
     def values(ctx: TaskContext, args: dict[str, Any]) -> Any:
         return {"when": {1, 2}} if args["odd"] else 7
@@ -121,6 +128,8 @@ async def test_non_dict_and_non_json_results(store: Store, registry: Registry) -
 async def test_an_exception_fails_the_task_with_its_message(
     store: Store, registry: Registry
 ) -> None:
+    """A handler's exception fails the task (ERROR), its message stored as an ERROR message."""
+
     @handler("boom", registry=registry)
     def boom(ctx: TaskContext, args: dict[str, Any]) -> None:
         ctx.progress("step 1", 30)
@@ -162,6 +171,8 @@ async def test_retryable_errors_back_off_exponentially(store: Store, registry: R
 
 
 async def test_retries_exhausted_is_temperror(store: Store, registry: Registry) -> None:
+    """A handler that keeps asking for a retry ends as TEMPERROR after max_attempts runs."""
+
     @handler("always", registry=registry)
     def always(ctx: TaskContext, args: dict[str, Any]) -> None:
         raise Retry("still down", delay=0.01)
@@ -178,6 +189,7 @@ async def test_retries_exhausted_is_temperror(store: Store, registry: Registry) 
 
 @pytest.mark.parametrize("kind", ["async", "sync"])
 async def test_timeout_ends_the_task_as_error(store: Store, registry: Registry, kind: str) -> None:
+    """A run past its timeout is stopped (async or in its thread) and ends as ERROR."""
     saw_stop = threading.Event()
 
     if kind == "async":
@@ -210,6 +222,9 @@ async def test_timeout_ends_the_task_as_error(store: Store, registry: Registry, 
 async def test_a_handlers_own_timeout_error_is_a_plain_failure(
     store: Store, registry: Registry
 ) -> None:
+    """A TimeoutError the handler raises itself is its failure (retried per retry_on), not the
+    run's timeout."""
+
     @handler("net", registry=registry, retry_on=(TimeoutError,), max_attempts=2)
     async def net(ctx: TaskContext, args: dict[str, Any]) -> None:
         raise TimeoutError("upstream took too long")
@@ -222,6 +237,7 @@ async def test_a_handlers_own_timeout_error_is_a_plain_failure(
 
 @pytest.mark.parametrize("kind", ["async", "sync"])
 async def test_cancel_a_running_task(store: Store, registry: Registry, kind: str) -> None:
+    """Cancelling a running task stops its handler (async or sync) and ends it as cancelled."""
     started = threading.Event()
 
     if kind == "async":
@@ -369,6 +385,9 @@ async def test_progress_is_coalesced(store: Store, registry: Registry) -> None:
 
 
 async def test_subtasks(store: Store, registry: Registry) -> None:
+    """ctx.submit (async or sync handler) queues subtasks with the parent's id and launcher; they
+    run."""
+
     @handler("child", registry=registry)
     def child(ctx: TaskContext, args: dict[str, Any]) -> int:
         return int(args["i"])
@@ -409,6 +428,7 @@ async def test_an_idle_worker_wakes_on_submit_not_on_poll(store: Store, registry
 
 
 async def test_concurrency_is_respected(store: Store, registry: Registry) -> None:
+    """A worker never runs more tasks at once than its concurrency."""
     now_running, peak = 0, 0
 
     @handler("busy", registry=registry)
@@ -431,6 +451,7 @@ async def test_concurrency_is_respected(store: Store, registry: Registry) -> Non
 async def test_graceful_stop_finishes_short_tasks_and_hands_back_long_ones(
     store: Store, registry: Registry
 ) -> None:
+    """On stop, runs that end within the grace period finish; the others are handed back queued."""
     started = asyncio.Event()
 
     @handler("short", registry=registry)
@@ -470,5 +491,6 @@ async def test_check_cancelled_raises(store: Store, registry: Registry) -> None:
 
 
 async def test_worker_needs_handlers(store: Store, registry: Registry) -> None:
+    """A worker with an empty registry refuses to run."""
     with pytest.raises(RuntimeError, match="no handlers"):
         await Worker(store, registry, FAST).run()

@@ -8,6 +8,7 @@ is a JSON object of task ids; the results are printed as one JSON object.
 import json
 import sys
 import warnings
+from typing import Any
 
 # Unknown enum values only warn in the SDK: here they fail. (The pending-task operations are
 # deprecated in this SDK, which warns with a DeprecationWarning: that is not ours to fix.)
@@ -23,14 +24,15 @@ from sailpoint.v2024.models.json_patch_operation import JsonPatchOperation  # no
 from sailpoint.v2024.models.task_status import TaskStatus  # noqa: E402
 
 
-def dump(task: TaskStatus) -> dict:
+def dump(task: TaskStatus) -> dict[str, Any]:
     assert isinstance(task, TaskStatus), type(task)
-    return json.loads(task.model_dump_json(by_alias=True))
+    dumped: dict[str, Any] = json.loads(task.model_dump_json(by_alias=True))
+    return dumped
 
 
 def main() -> None:
     ids = json.loads(sys.argv[1])
-    out: dict = {}
+    out: dict[str, Any] = {}
     with ApiClient(Configuration()) as client:
         api = TaskManagementApi(client)
 

@@ -7,6 +7,7 @@ SAIL_CLIENT_ID, SAIL_CLIENT_SECRET). argv[1] is a JSON object of task ids.
 import json
 import sys
 import warnings
+from typing import Any
 
 warnings.filterwarnings("error", message=".*must be one of enum values.*")
 warnings.filterwarnings("error", category=UserWarning)
@@ -18,14 +19,15 @@ from sailpoint.task_management.models.json_patch_operation import JsonPatchOpera
 from sailpoint.task_management.models.task_status import TaskStatus  # noqa: E402
 
 
-def dump(task: TaskStatus) -> dict:
+def dump(task: TaskStatus) -> dict[str, Any]:
     assert isinstance(task, TaskStatus), type(task)
-    return json.loads(task.model_dump_json(by_alias=True))
+    dumped: dict[str, Any] = json.loads(task.model_dump_json(by_alias=True))
+    return dumped
 
 
 def main() -> None:
     ids = json.loads(sys.argv[1])
-    out: dict = {}
+    out: dict[str, Any] = {}
     with ApiClient(Configuration()) as client:
         api = TaskManagementApi(client)
         # how this SDK's docs say to list in-progress tasks
