@@ -21,6 +21,8 @@ TOKEN = "/oauth/token"
 
 
 def stored_key(database: str) -> str:
+    """The JWT signing key the server's first start stored in the database."""
+
     async def read() -> str:
         store = make_store(database)
         await store.open()
@@ -33,6 +35,7 @@ def stored_key(database: str) -> str:
 
 
 def claims(**overrides: Any) -> dict[str, Any]:
+    """JWT claims the server would accept, with `overrides` applied."""
     now = int(time.time())
     base = {
         "iss": "taskstatus",

@@ -41,11 +41,14 @@ def drive(server: Server, action: Callable[[Store], Awaitable[T]]) -> T:
 
 
 def submit(server: Server) -> str:
+    """The id of a new Sleep task, submitted through the server's database."""
     with server.connect() as conn:
         return conn.submit("Sleep", {"seconds": 1}).id
 
 
 def claim(server: Server, task_id: str) -> None:
+    """Claim `task_id` (the only queued task) as a worker in another process would."""
+
     async def run(store: Store) -> None:
         claimed = await store.claim(WORKER, 1, 60, ["Sleep"])
         assert [t.id for t in claimed] == [task_id]
@@ -54,12 +57,14 @@ def claim(server: Server, task_id: str) -> None:
 
 
 def report(server: Server, task_id: str, n: int, message: str | None = None) -> None:
+    """Report progress step `n` (and a message) of `task_id` as its worker."""
     messages = () if message is None else (Message(MessageType.INFO, message),)
     progress = Progress(task_id, f"step {n}", min(n, 100), messages)
     drive(server, lambda store: store.report(WORKER, [progress]))
 
 
 def finish(server: Server, task_id: str) -> None:
+    """End `task_id` as SUCCESS with a message and attributes, as its worker."""
     outcome = Outcome(
         task_id,
         TaskState.SUCCEEDED,
@@ -77,10 +82,12 @@ def finish(server: Server, task_id: str) -> None:
 def stream(
     client: httpx.Client, path: str, **headers: str
 ) -> Any:  # the context manager of an open stream
+    """An open event stream of `path` (a context manager), with `headers`."""
     return client.stream("GET", path, headers=headers, timeout=SSE_TIMEOUT)
 
 
 def numbered(got: list[Event]) -> list[int]:
+    """The ids of the events that have one, as integers."""
     return [int(e.id) for e in got if e.id is not None]
 
 
@@ -365,6 +372,8 @@ def test_the_all_tasks_stream_follows_the_tasks_it_matches(idle_server: Server) 
 
 
 def claim_any(server: Server, n: int) -> None:
+    """Claim `n` queued tasks as a worker in another process would."""
+
     async def run(store: Store) -> None:
         assert len(await store.claim(WORKER, n, 60, ["Sleep"])) == n
 

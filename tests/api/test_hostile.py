@@ -57,11 +57,13 @@ def srv(
 
 
 def task_id(server: Server) -> str:
+    """The id of the first task the v2 index lists."""
     with server.client() as http:
         return str(http.post("/v2/task/index", json={}).json()[0]["task_id"])
 
 
 def auth(server: Server) -> dict[str, str]:
+    """The Authorization header of the admin's bearer token."""
     return {"Authorization": f"Bearer {server.token()}"}
 
 
@@ -80,6 +82,7 @@ def check_shape(path: str, r: RawResponse) -> Any:
 
 
 def text_of(body: Any) -> str:
+    """The error text of an error body in any dialect's shape."""
     if "errorMessages" in body:
         return " ".join(body["errorMessages"])
     parts = [body.get("error_description", "")] + [c["text"] for c in body.get("causes") or []]
@@ -114,10 +117,12 @@ def refused(
 
 
 def get(path: str, headers: dict[str, str]) -> bytes:
+    """The raw response to a GET of `path` with `headers`."""
     return request("GET", path, headers)
 
 
 def send_json(method: str, path: str, headers: dict[str, str], raw_json: bytes | str) -> bytes:
+    """The raw response to `method` on `path` with a JSON body given as raw bytes or text."""
     body = raw_json.encode() if isinstance(raw_json, str) else raw_json
     return request(method, path, {**headers, "Content-Type": "application/json"}, body)
 

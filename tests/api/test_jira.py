@@ -31,6 +31,7 @@ def response_of(info: pytest.ExceptionInfo[requests.HTTPError]) -> requests.Resp
 
 
 def wait_state(server: Server, task_id: str, state: TaskState) -> None:
+    """Wait (up to 15 s) until the task is in `state`."""
     with server.connect() as conn:
         deadline = time.monotonic() + 15
         while conn.get(task_id).state is not state:

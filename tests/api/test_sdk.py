@@ -57,6 +57,7 @@ def sdk_python(name: str) -> Path:
 
 
 def drive(name: str, script: str, server: Server, ids: dict[str, str]) -> dict[str, Any]:
+    """Run an SDK `script` in its own environment against `server`; what it printed, as JSON."""
     env = {
         **os.environ,
         "SAIL_BASE_URL": server.url,

@@ -15,12 +15,14 @@ from tests.api.test_v2024 import check_error
 
 
 def create(http: httpx.Client, **body: Any) -> dict[str, Any]:
+    """The v2 task created from `body`, checking the 201."""
     r = http.post("/v2/task/create", json=body)
     assert r.status_code == 201, r.text
     return dict(r.json())
 
 
 def index(http: httpx.Client, **body: Any) -> httpx.Response:
+    """The response to a v2 index with `body`."""
     return http.post("/v2/task/index", json=body)
 
 

@@ -56,6 +56,7 @@ def check_error(r: httpx.Response, status: int, *fragments: str) -> dict[str, An
 
 
 def wait_until(predicate: Any, timeout: float = 15) -> None:
+    """Wait (up to `timeout` seconds) until `predicate()` is true."""
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "condition not met in time"

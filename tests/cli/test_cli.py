@@ -27,6 +27,7 @@ COMMANDS = [
 
 
 def ts(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run the taskstatus command with `args`; with `check`, fail unless it exits 0."""
     result = subprocess.run(
         [sys.executable, "-m", "taskstatus", *args],
         cwd=ROOT,

@@ -24,6 +24,7 @@ needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux
 def cli(
     *args: str, env: dict[str, str], cwd: Path, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
+    """Run `taskstatus args` in `cwd` with `env`; with `check`, fail unless it exits 0."""
     done = subprocess.run(
         [sys.executable, "-m", "taskstatus", *args],
         cwd=cwd,
@@ -146,6 +147,7 @@ class Terminal:
 
 @pytest.fixture
 def terminal(tmp_path: Path) -> Iterator[Callable[[str, dict[str, str]], Terminal]]:
+    """Opens terminals (tmux sessions) running a command; all closed after the test."""
     opened: list[Terminal] = []
 
     def open_terminal(command: str, env: dict[str, str]) -> Terminal:

@@ -28,6 +28,7 @@ def streams(server: Server) -> Server:
 
 @pytest.fixture
 def proxy(streams: Server) -> Iterator[CuttingProxy]:
+    """A proxy in front of the streaming server that can cut its connections."""
     port = int(streams.url.rsplit(":", 1)[1])
     p = CuttingProxy(port)
     yield p

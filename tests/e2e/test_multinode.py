@@ -37,6 +37,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 @pytest.fixture
 def database(postgres: pg.PgServer) -> Iterator[str]:
+    """A new PostgreSQL database's URL, dropped afterwards."""
     name = postgres.create_database()
     try:
         yield postgres.url(name)
@@ -45,6 +46,7 @@ def database(postgres: pg.PgServer) -> Iterator[str]:
 
 
 def start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start `taskstatus args` as a process, its output going to `log`."""
     with log.open("wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "taskstatus", *args], cwd=ROOT, env=env, stdout=out, stderr=out
@@ -52,6 +54,7 @@ def start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[b
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    """Wait (up to `timeout` seconds) until `predicate()` is true; `what` names it on failure."""
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.slow
 
 
 def free_port() -> int:
+    """A TCP port free on the loopback interface now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -32,6 +33,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh git clone of this repository, shared by the module's tests."""
     target = tmp_path_factory.mktemp("quickstart") / "taskstatus"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(target)], check=True, timeout=120)
     return target

@@ -88,6 +88,7 @@ CREDS: tuple[str, str] = ("", "")
 
 
 def start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start `taskstatus args` as a process, its output going to `log`."""
     with log.open("wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "taskstatus", *args], cwd=ROOT, env=env, stdout=out, stderr=out
@@ -95,6 +96,7 @@ def start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[b
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    """Wait (up to `timeout` seconds) until `predicate()` is true; `what` names it on failure."""
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
@@ -115,6 +117,7 @@ def runs(folder: Path) -> dict[str, list[tuple[str, int, float]]]:
 
 @pytest.fixture
 def cluster() -> Iterator[Cluster]:
+    """A throwaway PostgreSQL cluster the test may stop and start, closed afterwards."""
     c = Cluster()
     c.start()
     try:

@@ -32,6 +32,7 @@ db.execute("ROLLBACK")
 
 @pytest.fixture
 def sqlite_server(tmp_path: Path) -> Iterator[Server]:
+    """A server without workers on a SQLite file, with a 0.5 s busy timeout."""
     url = f"sqlite:///{tmp_path}/tasks.db"
     yield from run_server(settings_for(url, tmp_path, concurrency=0, busy_timeout=0.5))
 

@@ -34,11 +34,13 @@ W1, W2 = "worker-1", "worker-2"
 
 
 async def seeded(store: Store, *tasks: Task) -> list[Task]:
+    """`tasks` stored in one batch, with the test handler's definition."""
     await store.save_definitions([DEFINITION])
     return await store.create_many(list(tasks))
 
 
 def q(filters: str | None = None, sorters: str | None = None, **kw: object) -> TaskQuery:
+    """A TaskQuery from filter and sorter texts of the v2024 grammar."""
     return TaskQuery(
         where=parse_bound(filters, TASK_STATUS),
         sort=parse_sorters(sorters, TASK_STATUS),
@@ -47,6 +49,7 @@ def q(filters: str | None = None, sorters: str | None = None, **kw: object) -> T
 
 
 async def running(store: Store, n: int = 1, worker: str = W1, lease: float = 30) -> list[Task]:
+    """`n` new tasks claimed by `worker` with a lease of `lease` seconds."""
     await seeded(store, *(make_task() for _ in range(n)))
     claimed = await store.claim(worker, n, lease, ["noop"])
     assert len(claimed) == n

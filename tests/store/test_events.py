@@ -26,10 +26,12 @@ pytestmark = pytest.mark.anyio
 
 
 async def history(store: Store, task_id: str) -> list[TaskEvent]:
+    """Every event of the task, from the start."""
     return await store.events({task_id: 0})
 
 
 def kinds(events: Sequence[TaskEvent]) -> list[str]:
+    """The kinds of `events`, in order."""
     return [e.kind for e in events]
 
 

@@ -71,6 +71,7 @@ def test_the_sorter_parser_raises_only_query_errors(text: str) -> None:
 
 
 def quoted(text: str) -> str:
+    """`text` as a quoted string literal of the filter grammar."""
     return '"' + re.sub(r'(["\\])', r"\\\1", text) + '"'
 
 
@@ -102,6 +103,7 @@ def literal(kind: Kind, field: str) -> st.SearchStrategy[str]:
 
 @st.composite
 def comparison(draw: st.DrawFn) -> str:
+    """A random comparison of a filterable field with values of its type."""
     name = draw(st.sampled_from([n for n, s in TASK_STATUS.fields.items() if s.ops]))
     spec = TASK_STATUS.fields[name]
     op = draw(st.sampled_from(sorted(spec.ops)))

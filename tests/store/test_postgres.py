@@ -41,6 +41,7 @@ def database(postgres: pg.PgServer) -> Iterator[str]:
 
 @pytest.fixture
 async def store(database: str) -> AsyncIterator[PostgresStore]:
+    """An opened PostgresStore on the test database, closed afterwards."""
     s = PostgresStore(database)
     await s.open()
     try:
@@ -61,6 +62,7 @@ async def other(database: str) -> AsyncIterator[PostgresStore]:
 
 
 async def fetch(url: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+    """The rows `query` returns on the database at `url`."""
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         return await (await conn.execute(query, params)).fetchall()
 
@@ -302,6 +304,7 @@ async def test_batches_cost_the_same_round_trips_whatever_their_size(
 
 
 async def plan(store: PostgresStore, sql: str, params: Any) -> str:
+    """PostgreSQL's EXPLAIN of `sql`, sequential scans discouraged so the fitting index shows."""
     async with await psycopg.AsyncConnection.connect(store.url, autocommit=True) as conn:
         await conn.execute("SET enable_seqscan = off")  # a tiny table: ask which index fits
         rows = await (await conn.execute(f"EXPLAIN {sql}", params)).fetchall()

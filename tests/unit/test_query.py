@@ -24,6 +24,7 @@ from taskstatus.query import (
 
 
 def bound(text: str) -> object:
+    """`text` parsed and bound to the v2024 fields."""
     return parse_bound(text, TASK_STATUS)
 
 

@@ -59,6 +59,7 @@ class Workers:
 
 
 def until(predicate: Callable[[], bool], timeout: float = 20, what: str = "condition") -> None:
+    """Wait (up to `timeout` seconds) until `predicate()` is true; `what` names it on failure."""
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
@@ -67,6 +68,7 @@ def until(predicate: Callable[[], bool], timeout: float = 20, what: str = "condi
 
 @pytest.fixture
 def conn(store_url: str) -> Iterator[Connection]:
+    """A connection to the test database, with the test handlers registered."""
     import tests.worker.handlers  # noqa: F401 - registers the handlers for submit
 
     with connect(store_url) as c:
@@ -75,6 +77,7 @@ def conn(store_url: str) -> Iterator[Connection]:
 
 @pytest.fixture
 def workers(store_url: str, tmp_path: Path) -> Iterator[Workers]:
+    """Starts worker processes on the test database; kills them all afterwards."""
     w = Workers(store_url, tmp_path)
     yield w
     w.stop_all()

@@ -40,6 +40,7 @@ LOCAL = Caller.local("test")
 async def worker(
     store: Store, registry: Registry, options: WorkerOptions = FAST
 ) -> AsyncIterator[Worker]:
+    """A running worker of `registry` on `store`, stopped when the block ends."""
     w = Worker(store, registry, options)
     running = asyncio.create_task(w.run())
     await asyncio.wait_for(w.ready.wait(), 5)
@@ -53,15 +54,18 @@ async def worker(
 async def submit(
     store: Store, registry: Registry, name: str, args: dict[str, Any] | None = None, **options: Any
 ) -> Task:
+    """A task of handler `name` submitted through the service, launched by "test"."""
     service = TaskService(store, registry)
     return await service.submit(LOCAL, name, args or {}, Submission(launcher="test", **options))
 
 
 async def wait(store: Store, task_id: str, timeout: float = 10) -> Task:
+    """The task once it has ended (WaitTimeout after `timeout` seconds)."""
     return await TaskService(store).wait(LOCAL, task_id, timeout)
 
 
 async def wait_for(predicate: Callable[[], bool], timeout: float = 5) -> None:
+    """Wait (up to `timeout` seconds) until `predicate()` is true."""
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "condition not met in time"
