@@ -14,9 +14,9 @@ import asyncio
 import getpass
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 from taskstatus.caller import Caller
 from taskstatus.client.remote import AsyncRemoteConnection, TaskEvent, is_remote
@@ -24,7 +24,8 @@ from taskstatus.events import TERMINAL_EVENT
 from taskstatus.fields import TASK_STATUS
 from taskstatus.handlers import REGISTRY, Handler, Registry
 from taskstatus.listing import Listing
-from taskstatus.model import CompletionStatus, Target, TargetType, Task, TaskDefinition
+from taskstatus.model import CompletionStatus, Task, TaskDefinition
+from taskstatus.options import SubmitOptions
 from taskstatus.query import TaskQuery, parse_bound, parse_sorters
 from taskstatus.service import Submission, TaskService
 from taskstatus.settings import default_database
@@ -34,14 +35,6 @@ __all__ = ["AsyncConnection", "AsyncTasks", "Connection", "connect", "connect_as
 
 T = TypeVar("T")
 EVENT_SAFETY = 5.0  # seconds: an idle event stream looks at the task (a missed wake-up)
-TargetLike = Target | Mapping[str, Any] | None
-
-
-def _target(value: TargetLike) -> Target | None:
-    if value is None or isinstance(value, Target):
-        return value
-    kind = value.get("type")
-    return Target(value.get("id"), TargetType(kind) if kind else None, value.get("name"))
 
 
 def _launcher() -> str:
@@ -92,66 +85,27 @@ class AsyncConnection(Listing):
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _options(
-        self,
-        target: TargetLike,
-        parent: Task | str | None,
-        idempotency_key: str | None,
-        run_at: datetime | timedelta | None,
-        priority: int,
-        max_attempts: int | None,
-        timeout: float | None,
-    ) -> Submission:
-        return Submission(
-            launcher=self.launcher,
-            target=_target(target),
-            parent=parent,
-            idempotency_key=idempotency_key,
-            run_at=run_at,
-            priority=priority,
-            max_attempts=max_attempts,
-            timeout=timeout,
-        )
-
     async def submit(
         self,
         handler: Handler | str,
         arguments: Mapping[str, Any] | None = None,
-        *,
-        target: TargetLike = None,
-        parent: Task | str | None = None,
-        idempotency_key: str | None = None,
-        run_at: datetime | timedelta | None = None,
-        priority: int = 0,
-        max_attempts: int | None = None,
-        timeout: float | None = None,
+        **options: Unpack[SubmitOptions],
     ) -> Task:
-        """Queue one task. UnknownHandler or InvalidArguments (and nothing stored) when the
-        handler or its arguments do not check out; the same idempotency key returns the same
-        task."""
-        options = self._options(
-            target, parent, idempotency_key, run_at, priority, max_attempts, timeout
-        )
-        return await self.service.submit(self.caller, handler, arguments or {}, options)
+        """Queue one task (the options: `taskstatus.options.SubmitOptions`). UnknownHandler
+        or InvalidArguments (and nothing stored) when the handler or its arguments do not
+        check out; the same idempotency key returns the same task."""
+        submission = Submission.of(options, launcher=self.launcher)
+        return await self.service.submit(self.caller, handler, arguments or {}, submission)
 
     async def submit_many(
         self,
         handler: Handler | str,
         arguments: Sequence[Mapping[str, Any]],
-        *,
-        target: TargetLike = None,
-        parent: Task | str | None = None,
-        idempotency_key: str | None = None,
-        run_at: datetime | timedelta | None = None,
-        priority: int = 0,
-        max_attempts: int | None = None,
-        timeout: float | None = None,
+        **options: Unpack[SubmitOptions],
     ) -> list[Task]:
         """Queue one task per item, all in one transaction (one round trip), or none."""
-        options = self._options(
-            target, parent, idempotency_key, run_at, priority, max_attempts, timeout
-        )
-        return await self.service.submit_many(self.caller, handler, arguments, options)
+        submission = Submission.of(options, launcher=self.launcher)
+        return await self.service.submit_many(self.caller, handler, arguments, submission)
 
     async def get(self, task_id: str) -> Task:
         """The task, or NotFound."""
@@ -292,12 +246,18 @@ class Connection:
         return self._inner.launcher
 
     def submit(
-        self, handler: Handler | str, arguments: Mapping[str, Any] | None = None, **options: Any
+        self,
+        handler: Handler | str,
+        arguments: Mapping[str, Any] | None = None,
+        **options: Unpack[SubmitOptions],
     ) -> Task:
         return self._loop.run(self._inner.submit(handler, arguments, **options))
 
     def submit_many(
-        self, handler: Handler | str, arguments: Sequence[Mapping[str, Any]], **options: Any
+        self,
+        handler: Handler | str,
+        arguments: Sequence[Mapping[str, Any]],
+        **options: Unpack[SubmitOptions],
     ) -> list[Task]:
         return self._loop.run(self._inner.submit_many(handler, arguments, **options))
 

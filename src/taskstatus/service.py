@@ -56,13 +56,26 @@ from taskstatus.model import (
     clear,
     new_task,
 )
+from taskstatus.options import DEFAULT_PRIORITY, SubmitOptions, SubtaskOptions, to_target
 from taskstatus.patch import apply_patch
 from taskstatus.query import Condition, Expr, Op, TaskField, TaskQuery, all_of
 from taskstatus.store import make_store
 from taskstatus.store.base import Page, Store, StoreLimits
 
-__all__ = ["KEEP", "Caller", "Keep", "NotQueued", "Submission", "TaskService", "utcnow", "visible"]
+__all__ = [
+    "KEEP",
+    "SUBMIT_FOR_ANOTHER",
+    "Caller",
+    "Keep",
+    "NotQueued",
+    "Submission",
+    "TaskService",
+    "utcnow",
+    "visible",
+]
 
+
+SUBMIT_FOR_ANOTHER = "only a client with tasks:admin may submit for another user"
 
 # A waiter that heard nothing for this long looks at the task anyway.
 WAIT_SAFETY = 5.0
@@ -120,12 +133,20 @@ class Submission:
     parent: Task | str | None = None
     idempotency_key: str | None = None
     run_at: datetime | timedelta | None = None
-    priority: int = 0
+    priority: int = DEFAULT_PRIORITY
     max_attempts: int | None = None
     timeout: float | None = None
     type: TaskType = TaskType.QUEUED_TASK
     unique_name: str | None = None
     description: str | None = None
+
+    @classmethod
+    def of(cls, options: SubmitOptions | SubtaskOptions, **fields: Any) -> Submission:
+        """The submission of `options` (what the interfaces take as keywords) and `fields`
+        (the launcher, the type...)."""
+        given = dict(options)
+        target = to_target(options.get("target"))
+        return cls(**{**given, "target": target, **fields})
 
 
 def _check_storable(arguments: Sequence[Mapping[str, Any]], options: Submission) -> None:
@@ -273,7 +294,7 @@ class TaskService:
         """Validated tasks ready to store, or Forbidden / UnknownHandler / InvalidArguments."""
         launcher = options.launcher if options.launcher is not None else caller.owner
         if launcher != caller.owner and not caller.admin:
-            raise Forbidden("only a client with tasks:admin may submit for another user")
+            raise Forbidden(f"launcher: {SUBMIT_FOR_ANOTHER}")
         options = dataclasses.replace(options, launcher=launcher)
         _check_storable(arguments, options)
         definition, local = await self.resolve(handler)

@@ -14,9 +14,23 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from taskstatus import limits
 from taskstatus.store.base import StoreLimits
 
-__all__ = ["DEFAULT_DATABASE", "Settings", "StoreSettings", "default_database"]
+__all__ = [
+    "CONCURRENCY",
+    "DEFAULT_DATABASE",
+    "GRACE_PERIOD",
+    "LEASE_SECONDS",
+    "POLL_INTERVAL",
+    "Settings",
+    "StoreSettings",
+    "default_database",
+]
 
 DEFAULT_DATABASE = "sqlite:///./taskstatus.db"
+# A worker's defaults: WorkerOptions, `taskstatus worker` and `serve`'s in-process workers.
+CONCURRENCY = 10  # tasks run at once
+LEASE_SECONDS = 30.0  # how long a claim lasts unrenewed
+POLL_INTERVAL = 1.0  # idle poll, a safety net for wake-ups
+GRACE_PERIOD = 30.0  # seconds running tasks get on shutdown
 
 
 def default_database() -> str:
@@ -60,10 +74,18 @@ class Settings(StoreSettings):
     )
 
     # workers
-    concurrency: int = Field(10, ge=0, description="Tasks run at once per process (0: none)")
-    lease_seconds: float = Field(30.0, gt=0, description="How long a claim lasts unrenewed")
-    poll_interval: float = Field(1.0, gt=0, description="Idle poll, a safety net for wake-ups")
-    grace_period: float = Field(30.0, ge=0, description="Seconds running tasks get on shutdown")
+    concurrency: int = Field(
+        CONCURRENCY, ge=0, description="Tasks run at once per process (0: none)"
+    )
+    lease_seconds: float = Field(
+        LEASE_SECONDS, gt=0, description="How long a claim lasts unrenewed"
+    )
+    poll_interval: float = Field(
+        POLL_INTERVAL, gt=0, description="Idle poll, a safety net for wake-ups"
+    )
+    grace_period: float = Field(
+        GRACE_PERIOD, ge=0, description="Seconds running tasks get on shutdown"
+    )
 
     # HTTP API
     host: str = Field("127.0.0.1", description="Address to listen on")

@@ -29,7 +29,6 @@ from taskstatus.api.deps import Reader, State, Writer
 from taskstatus.api.errors import ApiError, as_api_error
 from taskstatus.api.responses import json_response
 from taskstatus.api.schemas import ERRORS
-from taskstatus.errors import Forbidden
 from taskstatus.fields import TASK_STATUS
 from taskstatus.limits import MAX_CLIENT_PAGE_SIZE, MAX_DELAY_SECONDS, MAX_OFFSET
 from taskstatus.model import CompletionStatus, Target, TargetType
@@ -140,10 +139,7 @@ async def submit(
     body: SubmitBody, state: State, caller: Writer, idempotency_key: IdempotencyKey = None
 ) -> Response:
     options = _submission(body, idempotency_key)
-    try:
-        task = await state.service.submit(caller, body.handler, body.arguments, options)
-    except Forbidden as e:
-        raise ApiError(403, [f"launcher: {e}"]) from None
+    task = await state.service.submit(caller, body.handler, body.arguments, options)
     return json_response(201, task_to_json(task))
 
 
@@ -152,10 +148,7 @@ async def submit_many(
     body: SubmitManyBody, state: State, caller: Writer, idempotency_key: IdempotencyKey = None
 ) -> Response:
     options = _submission(body, idempotency_key)
-    try:
-        tasks = await state.service.submit_many(caller, body.handler, body.arguments, options)
-    except Forbidden as e:
-        raise ApiError(403, [f"launcher: {e}"]) from None
+    tasks = await state.service.submit_many(caller, body.handler, body.arguments, options)
     return json_response(201, [task_to_json(t) for t in tasks])
 
 

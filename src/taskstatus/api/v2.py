@@ -32,7 +32,7 @@ from taskstatus.errors import Forbidden, HasSubtasks
 from taskstatus.limits import MAX_OFFSET, MAX_PAGE_SIZE, InputRejected, check_json, limit, to_utc
 from taskstatus.model import CompletionStatus, Target, Task, TaskState, cancel, clear
 from taskstatus.query import And, Condition, Expr, Op, SortKey, TaskField, TaskQuery, all_of
-from taskstatus.service import KEEP, Keep, NotQueued, Submission
+from taskstatus.service import KEEP, SUBMIT_FOR_ANOTHER, Keep, NotQueued, Submission
 from taskstatus.views import CRUD_STATUS, crud_task
 
 router = APIRouter(prefix="/v2/task", tags=["Task (v2)"], responses=ERRORS)
@@ -220,8 +220,8 @@ async def create(body: CreateBody, state: State, caller: Writer) -> Response:
     options = Submission(launcher=body.user_id or None, target=target)
     try:
         task = await state.service.submit(caller, body.handler, body.request, options)
-    except Forbidden as e:
-        raise ApiError(403, [f"user_id: {e}"]) from None
+    except Forbidden:
+        raise ApiError(403, [f"user_id: {SUBMIT_FOR_ANOTHER}"]) from None
     return json_response(201, crud_task(task))
 
 

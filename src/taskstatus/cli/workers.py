@@ -25,6 +25,7 @@ from taskstatus.cli import (
 )
 from taskstatus.redact import mask
 from taskstatus.service import TaskService
+from taskstatus.settings import CONCURRENCY, GRACE_PERIOD, LEASE_SECONDS, POLL_INTERVAL
 from taskstatus.worker import Worker, WorkerOptions
 
 log = logging.getLogger("taskstatus.cli")
@@ -89,10 +90,10 @@ def exit_past_stuck_threads() -> None:
 def worker(
     database: Database = DATABASE_DEFAULT,
     imports: Imports = None,
-    concurrency: Concurrency = 10,
-    lease_seconds: LeaseSeconds = 30.0,
-    grace_period: GracePeriod = 30.0,
-    poll_interval: PollInterval = 1.0,
+    concurrency: Concurrency = CONCURRENCY,
+    lease_seconds: LeaseSeconds = LEASE_SECONDS,
+    grace_period: GracePeriod = GRACE_PERIOD,
+    poll_interval: PollInterval = POLL_INTERVAL,
     demo: Demo = True,
 ) -> None:
     """Run handlers on submitted tasks until SIGTERM or SIGINT."""

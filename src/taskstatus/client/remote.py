@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, Unpack
 
 import httpx
 import orjson
@@ -21,7 +21,8 @@ from taskstatus.client.credentials import find_credentials
 from taskstatus.client.transport import RetryPolicy, Transport
 from taskstatus.errors import NotFound, Unreachable, WaitTimeout
 from taskstatus.listing import Listing
-from taskstatus.model import CompletionStatus, Target, TargetType, Task, TaskDefinition
+from taskstatus.model import CompletionStatus, Task, TaskDefinition
+from taskstatus.options import DEFAULT_PRIORITY, SubmitOptions, to_target
 from taskstatus.wire import PREFIX, definition_from_json, target_to_json, task_from_json
 
 
@@ -34,7 +35,6 @@ class Handler(Protocol):
 
 __all__ = ["AsyncRemoteConnection", "TaskEvent", "is_remote"]
 
-TargetLike = Target | Mapping[str, Any] | None
 MAX_WAIT = 60.0  # the server's cap on ?wait=
 PAGE = 1000  # the server's cap on limit
 
@@ -56,15 +56,6 @@ class TaskEvent:
     def terminal(self) -> bool:
         """The task ended with this event (the stream's last)."""
         return self.kind == "completed"
-
-
-def _target(value: TargetLike) -> dict[str, Any] | None:
-    if value is None or isinstance(value, Target):
-        return target_to_json(value)
-    kind = value.get("type")
-    return target_to_json(
-        Target(value.get("id"), TargetType(kind) if kind else None, value.get("name"))
-    )
 
 
 class AsyncRemoteConnection(Listing):
@@ -144,23 +135,16 @@ class AsyncRemoteConnection(Listing):
 
     # --- submitting -----------------------------------------------------------------------
 
-    def _options(
-        self,
-        handler: Handler | str,
-        target: TargetLike,
-        parent: Task | str | None,
-        run_at: datetime | timedelta | None,
-        priority: int,
-        max_attempts: int | None,
-        timeout: float | None,
-    ) -> dict[str, Any]:
+    def _body(self, handler: Handler | str, options: SubmitOptions) -> dict[str, Any]:
+        parent = options.get("parent")
+        run_at = options.get("run_at")
         body: dict[str, Any] = {
             "handler": handler if isinstance(handler, str) else handler.name,
-            "target": _target(target),
+            "target": target_to_json(to_target(options.get("target"))),
             "parent": parent.id if isinstance(parent, Task) else parent,
-            "priority": priority,
-            "max_attempts": max_attempts,
-            "timeout": timeout,
+            "priority": options.get("priority", DEFAULT_PRIORITY),
+            "max_attempts": options.get("max_attempts"),
+            "timeout": options.get("timeout"),
         }
         if isinstance(run_at, timedelta):
             body["delay"] = run_at.total_seconds()
@@ -172,49 +156,34 @@ class AsyncRemoteConnection(Listing):
             body["launcher"] = self.launcher
         return {k: v for k, v in body.items() if v is not None}
 
+    def _key(self, options: SubmitOptions) -> str:
+        """The idempotency key: the caller's, or one the client makes, so that a retry after
+        a lost answer returns the task the first attempt created instead of a second."""
+        return options.get("idempotency_key") or f"client-{uuid.uuid4().hex}"
+
     async def submit(
         self,
         handler: Handler | str,
         arguments: Mapping[str, Any] | None = None,
-        *,
-        target: TargetLike = None,
-        parent: Task | str | None = None,
-        idempotency_key: str | None = None,
-        run_at: datetime | timedelta | None = None,
-        priority: int = 0,
-        max_attempts: int | None = None,
-        timeout: float | None = None,
+        **options: Unpack[SubmitOptions],
     ) -> Task:
-        """Queue one task. Without an `idempotency_key` the client makes one, so that a retry
-        after a lost answer returns the task the first attempt created instead of a second."""
-        body = self._options(handler, target, parent, run_at, priority, max_attempts, timeout)
-        body["arguments"] = dict(arguments or {})
-        key = idempotency_key or f"client-{uuid.uuid4().hex}"
-        data, _ = await self._json(
-            "POST", "/tasks", safe=True, body=body, headers={"Idempotency-Key": key}
-        )
+        """Queue one task (the options: `taskstatus.options.SubmitOptions`). Without an
+        `idempotency_key` the client makes one, so a retry cannot create a second task."""
+        body = {**self._body(handler, options), "arguments": dict(arguments or {})}
+        headers = {"Idempotency-Key": self._key(options)}
+        data, _ = await self._json("POST", "/tasks", safe=True, body=body, headers=headers)
         return task_from_json(data)
 
     async def submit_many(
         self,
         handler: Handler | str,
         arguments: Sequence[Mapping[str, Any]],
-        *,
-        target: TargetLike = None,
-        parent: Task | str | None = None,
-        idempotency_key: str | None = None,
-        run_at: datetime | timedelta | None = None,
-        priority: int = 0,
-        max_attempts: int | None = None,
-        timeout: float | None = None,
+        **options: Unpack[SubmitOptions],
     ) -> list[Task]:
         """Queue one task per item, in one request and one transaction, or none."""
-        body = self._options(handler, target, parent, run_at, priority, max_attempts, timeout)
-        body["arguments"] = [dict(a) for a in arguments]
-        key = idempotency_key or f"client-{uuid.uuid4().hex}"
-        data, _ = await self._json(
-            "POST", "/tasks/batch", safe=True, body=body, headers={"Idempotency-Key": key}
-        )
+        body = {**self._body(handler, options), "arguments": [dict(a) for a in arguments]}
+        headers = {"Idempotency-Key": self._key(options)}
+        data, _ = await self._json("POST", "/tasks/batch", safe=True, body=body, headers=headers)
         return [task_from_json(t) for t in data]
 
     # --- reading --------------------------------------------------------------------------

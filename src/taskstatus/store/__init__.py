@@ -36,12 +36,8 @@ __all__ = [
     "make_store",
 ]
 
-DEFAULT_URL = "sqlite:///./taskstatus.db"
 
-
-def make_store(
-    url: str = DEFAULT_URL, *, limits: StoreLimits | None = None, must_exist: bool = False
-) -> Store:
+def make_store(url: str, *, limits: StoreLimits | None = None, must_exist: bool = False) -> Store:
     """A store for `url` (not yet opened): ``sqlite:///file.db`` or ``postgresql://...``.
     `limits` default to StoreLimits() (`TaskService.from_url`, what every interface opens a
     database with, passes the TASKSTATUS_*_TIMEOUT variables); with `must_exist`, opening a

@@ -8,14 +8,34 @@ handler reports.
 from __future__ import annotations
 
 import asyncio
+import enum
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple, Unpack
 
 from taskstatus.model import Message, MessageType, ReturnDetail, Task, check_percent
+from taskstatus.options import SubtaskOptions
 from taskstatus.store.base import Progress
 
-__all__ = ["Retry", "TaskCancelled", "TaskContext"]
+__all__ = ["FinalState", "Retry", "StopReason", "TaskCancelled", "TaskContext"]
+
+
+class StopReason(enum.StrEnum):
+    """Why the worker told a handler to stop."""
+
+    CANCEL = "cancel"  # the task was cancelled (asked to stop)
+    LOST = "lost"  # the worker no longer holds it (cleared, deleted or recovered by another)
+    SHUTDOWN = "shutdown"  # the worker is stopping: the task is handed back
+    TIMEOUT = "timeout"  # the run passed its timeout
+
+
+class FinalState(NamedTuple):
+    """What a run leaves for its outcome: progress, percent, unflushed messages, returns."""
+
+    progress: str | None
+    percent: int
+    messages: tuple[Message, ...]
+    returns: list[ReturnDetail]
 
 
 class TaskCancelled(Exception):
@@ -69,7 +89,7 @@ class TaskContext:
         # asyncio.Event exists only once a handler awaits wait_cancelled.
         self._stopped = False
         self._stop_async: asyncio.Event | None = None
-        self.stop_reason: str | None = None
+        self.stop_reason: StopReason | None = None
         # Set once the handler has looked and seen that it must stop: a run that ends after
         # that ends as stopped (cancelled), not with the outcome it returns.
         self.saw_stop = False
@@ -189,11 +209,16 @@ class TaskContext:
 
     # --- subtasks --------------------------------------------------------------------------------
 
-    async def submit(self, handler: Any, arguments: Mapping[str, Any], **options: Any) -> Task:
-        """Submit a subtask of this task (same options as `connect().submit`)."""
+    async def submit(
+        self, handler: Any, arguments: Mapping[str, Any], **options: Unpack[SubtaskOptions]
+    ) -> Task:
+        """Submit a subtask of this task (the options of `connect().submit`, and a name and
+        description: `taskstatus.options.SubtaskOptions`)."""
         return await self._submit(handler, arguments, parent=self.task, **options)
 
-    def submit_sync(self, handler: Any, arguments: Mapping[str, Any], **options: Any) -> Task:
+    def submit_sync(
+        self, handler: Any, arguments: Mapping[str, Any], **options: Unpack[SubtaskOptions]
+    ) -> Task:
         """`submit` for sync handlers, which run in worker threads."""
         try:
             running = asyncio.get_running_loop()
@@ -208,7 +233,7 @@ class TaskContext:
 
     # --- the worker's side -------------------------------------------------------------------
 
-    def request_stop(self, reason: str) -> None:
+    def request_stop(self, reason: StopReason) -> None:
         """Tell the handler to stop (called on the worker's loop)."""
         if self.stop_reason is None:
             self.stop_reason = reason
@@ -238,10 +263,10 @@ class TaskContext:
             self._dirty = self._attributes_dirty = self._returns_dirty = False
             return report
 
-    def final_state(self) -> tuple[str | None, int, tuple[Message, ...], list[ReturnDetail]]:
+    def final_state(self) -> FinalState:
         """Progress, percent, unflushed messages and returns, for the run's outcome."""
         with self._lock:
             messages = tuple(self._messages)
             self._messages.clear()
             self._dirty = False
-            return self._progress, self._percent, messages, list(self._returns)
+            return FinalState(self._progress, self._percent, messages, list(self._returns))

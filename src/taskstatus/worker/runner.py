@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Unpack
 
 import orjson
 
@@ -35,9 +35,11 @@ from taskstatus.caller import Caller
 from taskstatus.errors import StoreUnavailable
 from taskstatus.handlers import REGISTRY, Handler, Registry
 from taskstatus.model import CompletionStatus, Message, MessageType, Task, TaskState
+from taskstatus.options import SubtaskOptions
 from taskstatus.service import Submission, TaskService, utcnow
+from taskstatus.settings import CONCURRENCY, GRACE_PERIOD, LEASE_SECONDS, POLL_INTERVAL
 from taskstatus.store.base import Outcome, Progress, Store
-from taskstatus.worker.context import Retry, TaskCancelled, TaskContext
+from taskstatus.worker.context import Retry, StopReason, TaskCancelled, TaskContext
 
 __all__ = ["Worker", "WorkerOptions"]
 
@@ -46,16 +48,18 @@ log = logging.getLogger("taskstatus.worker")
 
 @dataclass(frozen=True)
 class WorkerOptions:
-    concurrency: int = 10
-    lease_seconds: float = 30.0
-    poll_interval: float = 1.0
+    """How a worker runs; the main defaults are taskstatus.settings' (one place)."""
+
+    concurrency: int = CONCURRENCY
+    lease_seconds: float = LEASE_SECONDS
+    poll_interval: float = POLL_INTERVAL
     flush_interval: float = 0.25
     heartbeat_interval: float | None = None  # default: min(lease / 3, 1 s)
     recover_interval: float | None = None  # default: min(lease / 2, 15 s)
     # How long a lease must stay expired, and the store reachable, before it is recovered
     # (default: the lease): time for cut-off workers to renew after an outage.
     recover_grace: float | None = None
-    grace_period: float = 30.0
+    grace_period: float = GRACE_PERIOD
     claim_batch: int = 500
     retry_base: float = 1.0
     retry_max: float = 300.0
@@ -257,12 +261,16 @@ class Worker:
             self._write_now.set()
 
     async def _submit_child(
-        self, handler: Handler | str, arguments: Mapping[str, Any], *, parent: Task, **options: Any
+        self,
+        handler: Handler | str,
+        arguments: Mapping[str, Any],
+        *,
+        parent: Task,
+        **options: Unpack[SubtaskOptions],
     ) -> Task:
-        options.setdefault("launcher", parent.launcher)
-        return await self.service.submit(
-            WORKER, handler, arguments, Submission(parent=parent, **options)
-        )
+        """A subtask of `parent`, launched by the parent's launcher."""
+        submission = Submission.of(options, parent=parent, launcher=parent.launcher)
+        return await self.service.submit(WORKER, handler, arguments, submission)
 
     # --- running one task -----------------------------------------------------------------------
 
@@ -285,7 +293,7 @@ class Worker:
         except TaskCancelled:
             return self._stopped(ctx)
         except _TimedOut:
-            ctx.request_stop("timeout")
+            ctx.request_stop(StopReason.TIMEOUT)
             return _end(
                 ctx,
                 TaskState.FAILED,
@@ -294,12 +302,12 @@ class Worker:
                 "taskstatus.timeout",
             )
         except Exception as e:
-            if ctx.stop_reason in ("cancel", "lost", "shutdown"):
+            if ctx.stop_reason in (StopReason.CANCEL, StopReason.LOST, StopReason.SHUTDOWN):
                 return self._stopped(ctx)
             return self._failed(handler, task, ctx, e)
-        if ctx.stop_reason in ("lost", "shutdown"):
+        if ctx.stop_reason in (StopReason.LOST, StopReason.SHUTDOWN):
             return self._stopped(ctx)
-        if ctx.stop_reason == "cancel" and ctx.saw_stop:
+        if ctx.stop_reason is StopReason.CANCEL and ctx.saw_stop:
             # It returned because it saw the cancellation: cancelled, with what it produced.
             if isinstance(result, Mapping):
                 for name, value in result.items():
@@ -338,10 +346,10 @@ class Worker:
         return future.result()
 
     def _stopped(self, ctx: TaskContext) -> Outcome | None:
-        reason = ctx.stop_reason or "cancel"
-        if reason == "lost":  # another writer owns the task now (cleared, deleted or recovered)
+        reason = ctx.stop_reason or StopReason.CANCEL
+        if reason is StopReason.LOST:  # another writer owns it now: cleared, deleted, recovered
             return None
-        if reason == "shutdown":
+        if reason is StopReason.SHUTDOWN:
             self._handback.append(ctx.id)
             return None
         return _end(
@@ -458,11 +466,11 @@ class Worker:
         self._reachable()
         self._beat_since_reachable = True
         for task_id in beat.lost:
-            self._deliver_stop(task_id, "lost")
+            self._deliver_stop(task_id, StopReason.LOST)
         for task_id in beat.cancel:
-            self._deliver_stop(task_id, "cancel")
+            self._deliver_stop(task_id, StopReason.CANCEL)
 
-    def _deliver_stop(self, task_id: str, reason: str) -> None:
+    def _deliver_stop(self, task_id: str, reason: StopReason) -> None:
         run = self._running.get(task_id)
         if run is None or run.ctx.stop_reason is not None:
             return
@@ -570,7 +578,7 @@ class Worker:
             await asyncio.wait(futures, timeout=self.options.grace_period)
         leftover = list(self._running)
         for task_id in leftover:
-            self._deliver_stop(task_id, "shutdown")
+            self._deliver_stop(task_id, StopReason.SHUTDOWN)
         still = [run.future for run in self._running.values() if run.handler.is_async]
         if still:
             await asyncio.wait(still, timeout=5.0)
