@@ -102,8 +102,10 @@ class _ThreadServer(uvicorn.Server):
         pass
 
 
-def run_server(settings: Settings) -> Iterator[Server]:
-    app = create_app(settings)
+def run_server(settings: Settings, **app_options: Any) -> Iterator[Server]:
+    """A uvicorn server of `create_app(settings, **app_options)` in a thread, until the
+    generator is closed."""
+    app = create_app(settings, **app_options)
     config = uvicorn_config(
         app, settings, host="127.0.0.1", port=0, access_log=False, lifespan="on"
     )

@@ -61,9 +61,11 @@ def create_app(
     *,
     registry: Registry = REGISTRY,
     service: TaskService | None = None,
+    fast_lane: bool = True,
 ) -> FastAPI:
     """The app over `service` (default: one on ``settings.database``), opened and closed by
-    the app's lifespan."""
+    the app's lifespan. Without `fast_lane` the GET of one task takes the framework path
+    only (tests compare the two)."""
     settings = settings or Settings()
 
     @contextlib.asynccontextmanager
@@ -132,12 +134,6 @@ def create_app(
     )
     errors.install(app)
     openapi.install(app)
-    app.add_middleware(FastLane, lanes=v2024.fast_lanes(TASK_STATUS_PREFIXES))
-    # Added last, so outermost: the first to see a request, the FastLane's too.
-    app.add_middleware(
-        RequestGuard, max_body=settings.max_body_bytes, body_timeout=settings.body_timeout
-    )
-    app.add_middleware(errors.ContainErrors)  # outermost of ours: see its docstring
     routers = [
         *(v2024.router(prefix) for prefix in TASK_STATUS_PREFIXES),
         v2024.router("", "/task-status/v1", pending=False),
@@ -152,5 +148,12 @@ def create_app(
     # GET of one task). The routers' prefixes, tags and dependencies are already in them.
     for router in routers:
         app.router.routes.extend(router.routes)
+    if fast_lane:  # innermost of the middleware, its lanes derived from the routes above
+        app.add_middleware(FastLane, routes=app.router.routes)
+    # Added last, so outermost: the first to see a request, the FastLane's too.
+    app.add_middleware(
+        RequestGuard, max_body=settings.max_body_bytes, body_timeout=settings.body_timeout
+    )
+    app.add_middleware(errors.ContainErrors)  # outermost of ours: see its docstring
     docs.install(app)
     return app

@@ -12,8 +12,6 @@ Translation only: query parameters become a `TaskQuery`, tasks become TaskStatus
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Sequence
 from typing import Annotated, Any
 
 import orjson
@@ -22,7 +20,7 @@ from starlette.responses import Response
 
 from taskstatus.api.deps import Reader, State, Writer, app_state, authorize
 from taskstatus.api.errors import ApiError
-from taskstatus.api.lean import LeanHandler, LeanRoute
+from taskstatus.api.fastlane import FastRoute
 from taskstatus.api.responses import CasedResponse, json_response
 from taskstatus.api.schemas import ERRORS, JsonPatchOperation, TaskStatus
 from taskstatus.api.streams import (
@@ -116,7 +114,8 @@ def _rendered(task: Task) -> bytes:
 
 
 async def _get_one(request: Request) -> Response:
-    """GET one task, served by a LeanRoute: the same checks the dependencies make."""
+    """GET one task on the fast path (api/fastlane.py): the checks the framework path's
+    dependencies make, in their order, and its answer."""
     check_experimental(request)
     caller = await authorize(request, READ, request.headers.get("authorization"))
     state = app_state(request)
@@ -124,14 +123,6 @@ async def _get_one(request: Request) -> Response:
     task = await state.service.get(caller, request.path_params["id"])
     task = await wait_until_terminal(state, caller, task, seconds)
     return CasedResponse(_rendered(task), media_type="application/json")
-
-
-def fast_lanes(prefixes: Sequence[str]) -> list[tuple[str, re.Pattern[str], LeanHandler]]:
-    """The GET of one task under every prefix, for the FastLane middleware."""
-    resources = [f"{re.escape(p)}/task-status" for p in prefixes] + [r"/task-status/v1"]
-    # pending-tasks and events are operations of their own under the resource, not task ids
-    pattern = re.compile(rf"(?:{'|'.join(resources)})/(?P<id>(?!(?:pending-tasks|events)$)[^/]+)")
-    return [("GET", pattern, _get_one)]
 
 
 def _mentions(expr: Expr | None, field: TaskField) -> bool:
@@ -266,15 +257,18 @@ def router(prefix: str, resource: str = "/task-status", *, pending: bool = True)
         log after the cursor, then live events until the terminal one (`completed`)."""
         return await task_stream(request, state, caller, id, V2024)
 
-    async def get_task_status(id: str, caller: Reader, wait: Wait = None) -> Response:
-        """One task, or 404. (Declares the operation for OpenAPI; `_get_one` serves it.)"""
-        raise NotImplementedError
+    async def get_task_status(id: str, state: State, caller: Reader, wait: Wait = None) -> Response:
+        """One task, or 404. With ?wait=, as soon as it has ended or when the time is up.
+        (The framework path; FastLane serves the same with `_get_one`.)"""
+        task = await state.service.get(caller, id)
+        task = await wait_until_terminal(state, caller, task, wait)
+        return CasedResponse(_rendered(task), media_type="application/json")
 
     r.routes.append(
-        LeanRoute(
+        FastRoute(
             r.prefix + "/{id}",
             get_task_status,
-            lean=_get_one,
+            fast=_get_one,
             methods=["GET"],
             summary="Get task status by id",
             response_model=TaskStatus,
