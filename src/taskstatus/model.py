@@ -15,6 +15,8 @@ from datetime import datetime
 from typing import Any
 
 __all__ = [
+    "DEFAULT_MAX_ATTEMPTS",
+    "DEFAULT_PRIORITY",
     "LEASED_STATES",
     "PENDING_STATES",
     "TERMINAL_STATES",
@@ -43,6 +45,12 @@ __all__ = [
     "state_for_completion",
     "with_message",
 ]
+
+
+# A submission's defaults (taskstatus.options.SubmitOptions): higher priority runs sooner; a
+# task runs at most this many times unless it or its handler says otherwise.
+DEFAULT_PRIORITY = 0
+DEFAULT_MAX_ATTEMPTS = 3
 
 
 class TaskState(enum.StrEnum):
@@ -274,10 +282,10 @@ class Task:
     percent_complete: int = 0
     arguments: Mapping[str, Any] = field(default_factory=dict)
     parent_id: str | None = None
-    priority: int = 0
+    priority: int = DEFAULT_PRIORITY
     run_at: datetime | None = None
     attempts: int = 0
-    max_attempts: int = 3
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
     timeout: float | None = None
     lease_owner: str | None = None
     lease_expires: datetime | None = None
@@ -308,9 +316,9 @@ def new_task(
     target: Target | None = None,
     parent_id: str | None = None,
     parent_name: str | None = None,
-    priority: int = 0,
+    priority: int = DEFAULT_PRIORITY,
     run_at: datetime | None = None,
-    max_attempts: int = 3,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     timeout: float | None = None,
     idempotency_key: str | None = None,
 ) -> Task:

@@ -9,11 +9,16 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
-from taskstatus.model import Target, TargetType, Task
+from taskstatus.model import DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, Target, TargetType, Task
 
-__all__ = ["DEFAULT_PRIORITY", "SubmitOptions", "SubtaskOptions", "TargetLike", "to_target"]
-
-DEFAULT_PRIORITY = 0  # higher runs sooner
+__all__ = [
+    "DEFAULT_MAX_ATTEMPTS",
+    "DEFAULT_PRIORITY",
+    "SubmitOptions",
+    "SubtaskOptions",
+    "TargetLike",
+    "to_target",
+]
 
 TargetLike = Target | Mapping[str, Any] | None
 
@@ -25,7 +30,7 @@ class _Options(TypedDict, total=False):
     - idempotency_key: submitting the same key again returns the same task;
     - run_at: start no sooner: a timezone-aware time, or a delay;
     - priority: higher runs sooner;
-    - max_attempts: runs allowed in all (default: the handler's, else 3);
+    - max_attempts: runs allowed in all (default: the handler's, else DEFAULT_MAX_ATTEMPTS);
     - timeout: seconds a run may take (default: the handler's).
     """
 

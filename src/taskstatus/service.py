@@ -56,7 +56,13 @@ from taskstatus.model import (
     clear,
     new_task,
 )
-from taskstatus.options import DEFAULT_PRIORITY, SubmitOptions, SubtaskOptions, to_target
+from taskstatus.options import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_PRIORITY,
+    SubmitOptions,
+    SubtaskOptions,
+    to_target,
+)
 from taskstatus.patch import apply_patch
 from taskstatus.query import Condition, Expr, Op, TaskField, TaskQuery, all_of
 from taskstatus.store import make_store
@@ -327,7 +333,9 @@ class TaskService:
                 parent_name=parent.unique_name if parent else None,
                 priority=options.priority,
                 run_at=run_at,
-                max_attempts=options.max_attempts or definition.max_attempts or 3,
+                max_attempts=options.max_attempts
+                or definition.max_attempts
+                or DEFAULT_MAX_ATTEMPTS,
                 timeout=options.timeout if options.timeout is not None else definition.timeout,
                 # one key for a batch: each task gets it suffixed with its index
                 idempotency_key=(

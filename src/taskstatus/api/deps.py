@@ -5,7 +5,7 @@ the route the `Caller` to hand the service, with the retention cutoff of now."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated
 
@@ -84,7 +84,7 @@ async def authorize(
     if not caller.allows(scope):
         held = ", ".join(sorted(caller.scopes)) or "none"
         raise ApiError(403, [f"this operation needs the {scope} scope; the token has {held}"])
-    return replace(caller, cutoff=state.cutoff())
+    return Caller(caller.client_id, caller.owner, caller.scopes, state.cutoff())
 
 
 def source_address(request: Request) -> str:

@@ -32,6 +32,7 @@ from taskstatus.api.schemas import ERRORS
 from taskstatus.fields import TASK_STATUS
 from taskstatus.limits import MAX_CLIENT_PAGE_SIZE, MAX_DELAY_SECONDS, MAX_OFFSET
 from taskstatus.model import CompletionStatus, Target, TargetType
+from taskstatus.options import DEFAULT_PRIORITY, SubmitOptions
 from taskstatus.query import TaskQuery, parse_bound, parse_sorters
 from taskstatus.service import Submission
 from taskstatus.wire import PREFIX, definition_to_json, error_detail, task_to_json
@@ -90,7 +91,7 @@ class Options(BaseModel):
     delay: float | None = Field(
         None, ge=0, le=MAX_DELAY_SECONDS, description="Or: start no sooner than in N seconds"
     )
-    priority: int = Field(0, ge=-(2**31), le=2**31 - 1)
+    priority: int = Field(DEFAULT_PRIORITY, ge=-(2**31), le=2**31 - 1)
     max_attempts: int | None = Field(None, ge=1, le=1000)
     timeout: float | None = Field(None, gt=0)
     launcher: str | None = Field(None, description="Only tasks:admin may name another")
@@ -116,16 +117,16 @@ def _submission(body: Options, key: str | None) -> Submission:
     if run_at is None and body.delay:
         run_at = timedelta(seconds=body.delay)
     target = body.target
-    return Submission(
-        launcher=body.launcher or None,
-        target=None if target is None else Target(target.id, target.type, target.name),
-        parent=body.parent,
-        idempotency_key=key,
-        run_at=run_at,
-        priority=body.priority,
-        max_attempts=body.max_attempts,
-        timeout=body.timeout,
-    )
+    options: SubmitOptions = {
+        "target": None if target is None else Target(target.id, target.type, target.name),
+        "parent": body.parent,
+        "idempotency_key": key,
+        "run_at": run_at,
+        "priority": body.priority,
+        "max_attempts": body.max_attempts,
+        "timeout": body.timeout,
+    }
+    return Submission.of(options, launcher=body.launcher or None)
 
 
 IdempotencyKey = Annotated[

@@ -27,6 +27,7 @@ from taskstatus.client import AsyncRemoteConnection, TaskEvent
 from taskstatus.connection import AsyncConnection
 from taskstatus.errors import HasSubtasks, NotFound
 from taskstatus.model import CompletionStatus, Target, TargetType, Task, TaskState
+from taskstatus.options import DEFAULT_PRIORITY
 from taskstatus.views import iso, task_status
 
 # `watch` exits with the task's outcome (2 is taken by usage errors), or NO_SUCH_TASK.
@@ -83,7 +84,7 @@ def submit(
     target_id: Annotated[str | None, typer.Option(help="Id of what the task acts on")] = None,
     target_type: Annotated[TargetType | None, typer.Option(help="APPLICATION or IDENTITY")] = None,
     target_name: Annotated[str | None, typer.Option(help="Name of what the task acts on")] = None,
-    priority: Annotated[int, typer.Option(help="Higher runs sooner")] = 0,
+    priority: Annotated[int, typer.Option(help="Higher runs sooner")] = DEFAULT_PRIORITY,
     max_attempts: Annotated[int | None, typer.Option(min=1, help="Runs allowed in all")] = None,
     timeout: Annotated[float | None, typer.Option(min=0.001, help="Seconds a run may take")] = None,
     delay: Annotated[
