@@ -45,6 +45,14 @@ GracePeriod = Annotated[
     float,
     typer.Option(min=0, envvar="TASKSTATUS_GRACE_PERIOD", help="Seconds running tasks get on stop"),
 ]
+RecoverGrace = Annotated[
+    float | None,
+    typer.Option(
+        min=0,
+        envvar="TASKSTATUS_RECOVER_GRACE",
+        help="Seconds an expired lease waits, store reachable, before recovery (default: lease)",
+    ),
+]
 PollInterval = Annotated[
     float, typer.Option(min=0.01, envvar="TASKSTATUS_POLL_INTERVAL", help="Idle poll (safety net)")
 ]
@@ -92,6 +100,7 @@ def worker(
     concurrency: Concurrency = 10,
     lease_seconds: LeaseSeconds = 30.0,
     grace_period: GracePeriod = 30.0,
+    recover_grace: RecoverGrace = None,
     poll_interval: PollInterval = 1.0,
     demo: Demo = True,
 ) -> None:
@@ -104,6 +113,7 @@ def worker(
         concurrency=concurrency,
         lease_seconds=lease_seconds,
         grace_period=grace_period,
+        recover_grace=recover_grace,
         poll_interval=poll_interval,
     )
 
