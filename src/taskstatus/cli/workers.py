@@ -24,7 +24,7 @@ from taskstatus.cli import (
     run,
 )
 from taskstatus.redact import mask
-from taskstatus.store import make_store
+from taskstatus.service import TaskService
 from taskstatus.worker import Worker, WorkerOptions
 
 log = logging.getLogger("taskstatus.cli")
@@ -118,14 +118,10 @@ def worker(
     )
 
     async def go() -> None:
-        store = make_store(database)
-        await store.open()
-        try:
-            w = Worker(store, options=options)
+        async with TaskService.from_url(database) as service:
+            w = Worker.of(service, options)
             install_stop_signals(w.stop)
             await w.run()
-        finally:
-            await store.close()
 
     run(go())
     exit_past_stuck_threads()
@@ -136,9 +132,8 @@ def migrate(database: Database = DATABASE_DEFAULT) -> None:
     """Apply pending schema migrations (nodes also do this when they start)."""
 
     async def go() -> None:
-        store = make_store(database)
-        await store.open()
-        await store.close()
+        async with TaskService.from_url(database):
+            pass
 
     run(go())
     out.print(f"{mask(database)}: schema up to date")
