@@ -86,6 +86,12 @@ class Settings(StoreSettings):
     grace_period: float = Field(
         GRACE_PERIOD, ge=0, description="Seconds running tasks get on shutdown"
     )
+    recover_grace: float | None = Field(
+        None,
+        ge=0,
+        description="Seconds a lease must stay expired, with the store reachable, before another "
+        "node recovers its task (default: the lease): time for cut-off workers to renew",
+    )
 
     # HTTP API
     host: str = Field("127.0.0.1", description="Address to listen on")

@@ -103,6 +103,7 @@ def create_app(
                     lease_seconds=settings.lease_seconds,
                     poll_interval=settings.poll_interval,
                     grace_period=settings.grace_period,
+                    recover_grace=settings.recover_grace,
                 ),
             )
             running = asyncio.create_task(worker.run(), name="in-process worker")

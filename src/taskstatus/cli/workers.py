@@ -46,6 +46,14 @@ GracePeriod = Annotated[
     float,
     typer.Option(min=0, envvar="TASKSTATUS_GRACE_PERIOD", help="Seconds running tasks get on stop"),
 ]
+RecoverGrace = Annotated[
+    float | None,
+    typer.Option(
+        min=0,
+        envvar="TASKSTATUS_RECOVER_GRACE",
+        help="Seconds an expired lease waits, store reachable, before recovery (default: lease)",
+    ),
+]
 PollInterval = Annotated[
     float, typer.Option(min=0.01, envvar="TASKSTATUS_POLL_INTERVAL", help="Idle poll (safety net)")
 ]
@@ -93,6 +101,7 @@ def worker(
     concurrency: Concurrency = CONCURRENCY,
     lease_seconds: LeaseSeconds = LEASE_SECONDS,
     grace_period: GracePeriod = GRACE_PERIOD,
+    recover_grace: RecoverGrace = None,
     poll_interval: PollInterval = POLL_INTERVAL,
     demo: Demo = True,
 ) -> None:
@@ -105,6 +114,7 @@ def worker(
         concurrency=concurrency,
         lease_seconds=lease_seconds,
         grace_period=grace_period,
+        recover_grace=recover_grace,
         poll_interval=poll_interval,
     )
 

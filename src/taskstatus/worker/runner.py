@@ -234,6 +234,10 @@ class Worker:
                 )
 
     def _start(self, task: Task) -> None:
+        if task.id in self._running:
+            # This worker was cut off long enough for its lease to be recovered and has now
+            # claimed the task again: the older attempt stops (its writes are fenced anyway).
+            self._deliver_stop(task.id, StopReason.LOST)
         handler = self.registry.require(task.handler)
         ctx = TaskContext(
             task,
@@ -247,7 +251,9 @@ class Worker:
 
     def _done(self, task_id: str, future: asyncio.Task[Outcome | None]) -> None:
         assert self._slot_freed is not None and self._write_now is not None
-        self._running.pop(task_id, None)
+        run = self._running.get(task_id)
+        if run is not None and run.future is future:  # not a newer attempt of the same task
+            del self._running[task_id]
         self._slot_freed.set()
         if future.cancelled():
             return
