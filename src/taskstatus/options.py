@@ -1,19 +1,29 @@
 """The options of a submission, from one definition: what `connect().submit`, the remote
 client, a handler's `ctx.submit` and the CLI take as keywords besides the handler and its
-arguments (`SubmitOptions`), with their defaults. No I/O.
+arguments (`SubmitOptions`), with their defaults, and `Submission`, the whole of it as the
+service takes it. No I/O.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
-from taskstatus.model import DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, Target, TargetType, Task
+from taskstatus.model import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_PRIORITY,
+    Target,
+    TargetType,
+    Task,
+    TaskType,
+)
 
 __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_PRIORITY",
+    "Submission",
     "SubmitOptions",
     "SubtaskOptions",
     "TargetLike",
@@ -63,3 +73,29 @@ def to_target(value: TargetLike) -> Target | None:
         return value
     kind = value.get("type")
     return Target(value.get("id"), TargetType(kind) if kind else None, value.get("name"))
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """Options of a submission besides the handler and its arguments. The launcher defaults
+    to the caller's owner."""
+
+    launcher: str | None = None
+    target: Target | None = None
+    parent: Task | str | None = None
+    idempotency_key: str | None = None
+    run_at: datetime | timedelta | None = None
+    priority: int = DEFAULT_PRIORITY
+    max_attempts: int | None = None
+    timeout: float | None = None
+    type: TaskType = TaskType.QUEUED_TASK
+    unique_name: str | None = None
+    description: str | None = None
+
+    @classmethod
+    def of(cls, options: SubmitOptions | SubtaskOptions, **fields: Any) -> Submission:
+        """The submission of `options` (what the interfaces take as keywords) and `fields`
+        (the launcher, the type...)."""
+        given = dict(options)
+        target = to_target(options.get("target"))
+        return cls(**{**given, "target": target, **fields})

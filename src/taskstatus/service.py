@@ -15,7 +15,8 @@ each rule once.
   only while the task is queued (NotQueued). Deleting a task with subtasks needs `force`
   (HasSubtasks otherwise, and nothing is deleted).
 
-The event hub (`events`) streams the events of a task the caller was shown by `get`.
+The event hub (`events`) streams the events of a task the caller was shown by `get`. The
+visibility rule itself is taskstatus.visibility; a submission's options taskstatus.options.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import dataclasses
 import enum
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -51,22 +51,16 @@ from taskstatus.model import (
     Task,
     TaskDefinition,
     TaskState,
-    TaskType,
     cancel,
     clear,
     new_task,
 )
-from taskstatus.options import (
-    DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_PRIORITY,
-    SubmitOptions,
-    SubtaskOptions,
-    to_target,
-)
+from taskstatus.options import DEFAULT_MAX_ATTEMPTS, Submission
 from taskstatus.patch import apply_patch
-from taskstatus.query import Condition, Expr, Op, TaskField, TaskQuery, all_of
+from taskstatus.query import Condition, Op, TaskField, TaskQuery, all_of
 from taskstatus.store import make_store
 from taskstatus.store.base import Page, Store, StoreLimits
+from taskstatus.visibility import check_visible, visible
 
 __all__ = [
     "KEEP",
@@ -109,50 +103,6 @@ class NotQueued(InputRejected):
         super().__init__(
             f"arguments and target change only while the task is queued; it is {task.state}"
         )
-
-
-def visible(caller: Caller) -> Expr | None:
-    """The filter that limits a query to what `caller` may see (None: everything)."""
-    retained = (
-        None if caller.cutoff is None else Condition(TaskField.CREATED, Op.GE, (caller.cutoff,))
-    )
-    owner = None if caller.admin else Condition(TaskField.LAUNCHER, Op.EQ, (caller.owner,))
-    return all_of(retained, owner)
-
-
-def _check_visible(caller: Caller, task: Task) -> Task:
-    """`task`, or NotFound when `caller` may not see it."""
-    if (caller.cutoff is not None and task.created < caller.cutoff) or (
-        not caller.admin and task.launcher != caller.owner
-    ):
-        raise NotFound(task.id)
-    return task
-
-
-@dataclass(frozen=True, slots=True)
-class Submission:
-    """Options of a submission besides the handler and its arguments. The launcher defaults
-    to the caller's owner."""
-
-    launcher: str | None = None
-    target: Target | None = None
-    parent: Task | str | None = None
-    idempotency_key: str | None = None
-    run_at: datetime | timedelta | None = None
-    priority: int = DEFAULT_PRIORITY
-    max_attempts: int | None = None
-    timeout: float | None = None
-    type: TaskType = TaskType.QUEUED_TASK
-    unique_name: str | None = None
-    description: str | None = None
-
-    @classmethod
-    def of(cls, options: SubmitOptions | SubtaskOptions, **fields: Any) -> Submission:
-        """The submission of `options` (what the interfaces take as keywords) and `fields`
-        (the launcher, the type...)."""
-        given = dict(options)
-        target = to_target(options.get("target"))
-        return cls(**{**given, "target": target, **fields})
 
 
 def _check_storable(arguments: Sequence[Mapping[str, Any]], options: Submission) -> None:
@@ -411,7 +361,7 @@ class TaskService:
         task = await self.store.get(task_id, include_deleted=include_deleted)
         if task is None:
             raise NotFound(task_id)
-        return _check_visible(caller, task)
+        return check_visible(caller, task)
 
     async def query(self, caller: Caller, query: TaskQuery) -> Page:
         """One page of the tasks matching `query` among those the caller may see."""
@@ -432,7 +382,7 @@ class TaskService:
         now = self.clock()
         return await self.store.update(
             task_id,
-            lambda t: change(_check_visible(caller, t), now),
+            lambda t: change(check_visible(caller, t), now),
             expected_version=expected_version,
         )
 
