@@ -37,7 +37,7 @@ from taskstatus.model import (
     clear,
     new_task,
 )
-from taskstatus.query import Condition, Op, TaskField, TaskQuery
+from taskstatus.query import Condition, Expr, Op, TaskField, TaskQuery
 from taskstatus.store.base import DeleteResult, Page, Store
 
 __all__ = ["Submission", "TaskService", "utcnow"]
@@ -270,6 +270,20 @@ class TaskService:
 
     async def query(self, query: TaskQuery) -> Page:
         return await self.store.query(query)
+
+    async def children(self, task_id: str) -> list[Task]:
+        """The subtasks of a task (a forced delete removes them with it)."""
+        return await self.store.children(task_id)
+
+    async def definitions(self) -> list[TaskDefinition]:
+        """The handlers every node sharing the store registered."""
+        return await self.store.definitions()
+
+    async def finished_per_minute(
+        self, where: Expr | None, since: datetime
+    ) -> list[tuple[datetime, CompletionStatus, int]]:
+        """Tasks matching `where` finished per UTC minute since `since`, by outcome."""
+        return await self.store.finished_per_minute(where, since)
 
     async def cancel(self, task_id: str, *, expected_version: int | None = None) -> Task:
         """Cancel a queued task, or ask a running one to stop. IllegalTransition if finished."""

@@ -26,13 +26,14 @@ import orjson
 
 from taskstatus.errors import NoDatabase
 from taskstatus.model import (
+    CompletionStatus,
     Task,
     TaskDefinition,
     TaskState,
     cancel,
     sources,
 )
-from taskstatus.query import TaskQuery
+from taskstatus.query import Expr, TaskQuery
 from taskstatus.store.base import (
     ApiClient,
     ConflictError,
@@ -418,7 +419,12 @@ class SQLiteStore:
         def run(conn: sqlite3.Connection) -> Page:
             rows = conn.execute(select, [*params, limit, query.offset]).fetchall()
             total = None
-            if query.count:
+            if query.count and query.count_cap is not None:
+                (total,) = conn.execute(
+                    f"SELECT count(*) FROM (SELECT 1 FROM tasks WHERE {where} LIMIT ?)",
+                    [*params, query.count_cap],
+                ).fetchone()
+            elif query.count:
                 (total,) = conn.execute(
                     f"SELECT count(*) FROM tasks WHERE {where}", params
                 ).fetchone()
@@ -466,6 +472,26 @@ class SQLiteStore:
                 _Q["insert_message"], [message_params(old.id, m, CODEC) for m in added]
             )
         return replace(new, version=old.version + 1)
+
+    async def finished_per_minute(
+        self, where: Expr | None, since: datetime
+    ) -> list[tuple[datetime, CompletionStatus, int]]:
+        sql_where, params = compile_where(where, DIALECT)
+        select = (
+            "SELECT substr(tasks.completed, 1, 16), tasks.completion_status, count(*) FROM tasks"
+            f" WHERE tasks.completed >= ? AND tasks.deleted_at IS NULL AND ({sql_where})"
+            " GROUP BY 1, 2"
+        )
+
+        def run(conn: sqlite3.Connection) -> list[tuple[datetime, CompletionStatus, int]]:
+            rows = conn.execute(select, [_time_in(since), *params]).fetchall()
+            return [
+                (datetime.fromisoformat(m).replace(tzinfo=UTC), CompletionStatus(s), n)
+                for m, s, n in rows
+                if s is not None
+            ]
+
+        return await self._read(run)
 
     async def children(self, task_id: str) -> list[Task]:
         def run(conn: sqlite3.Connection) -> list[Task]:
