@@ -53,21 +53,21 @@ class FormField:
         return bool(self.default)
 
 
-def _type_of(spec: Mapping[str, Any]) -> tuple[str | None, bool]:
-    """The one JSON type of a property (a nullable one counts), and whether null is allowed."""
+def _type_of(spec: Mapping[str, Any]) -> tuple[str | None, Mapping[str, Any]]:
+    """The one JSON type of a property (of a nullable one: the type besides null), and the
+    schema that has its bounds (the anyOf branch of that type)."""
     kind = spec.get("type")
     if isinstance(kind, str):
-        return kind, False
+        return kind, spec
     if isinstance(kind, list):
         others = [k for k in kind if k != "null"]
-        return (others[0] if len(others) == 1 else None), "null" in kind
+        return (others[0] if len(others) == 1 else None), spec
     options = spec.get("anyOf") or spec.get("oneOf")
-    if isinstance(options, list):
-        kinds = [o.get("type") for o in options if isinstance(o, Mapping)]
-        others = [k for k in kinds if k != "null"]
-        if len(others) == 1 and isinstance(others[0], str) and len(kinds) == len(options):
-            return others[0], "null" in kinds
-    return None, False
+    if isinstance(options, list) and all(isinstance(o, Mapping) for o in options):
+        branches = [o for o in options if o.get("type") != "null"]
+        if len(branches) == 1 and isinstance(branches[0].get("type"), str):
+            return str(branches[0]["type"]), branches[0]
+    return None, spec
 
 
 def fields_of(schema: Mapping[str, Any]) -> list[FormField]:
@@ -79,7 +79,7 @@ def fields_of(schema: Mapping[str, Any]) -> list[FormField]:
     for name, spec in properties.items():
         if not isinstance(spec, Mapping):
             continue
-        kind, _ = _type_of(spec)
+        kind, bounds = _type_of(spec)
         enum = spec.get("enum")
         control = {"integer": "integer", "number": "number", "boolean": "checkbox"}.get(
             kind or "", "text" if kind == "string" else "json"
@@ -95,8 +95,8 @@ def fields_of(schema: Mapping[str, Any]) -> list[FormField]:
                 default=spec.get("default"),
                 required=name in required,
                 options=tuple(str(v) for v in enum) if isinstance(enum, list) else (),
-                minimum=spec.get("minimum"),
-                maximum=spec.get("maximum"),
+                minimum=bounds.get("minimum"),
+                maximum=bounds.get("maximum"),
             )
         )
     return found
