@@ -81,8 +81,8 @@ TARGETS: dict[str, tuple[str, Check]] = {
     **{
         f"ui_ms_p95.{who}.{page}": ("< 300", lambda v, f: v < 300)
         for who in ("admin", "reader")
-        for page in ("overview", "tasks", "tasks_pending", "tasks_filter", "task", "handlers",
-                     "workers")
+        for page in ("overview", "tasks", "tasks_pending", "tasks_filter", "tasks_search", "task",
+                     "handlers", "workers")
     },
     "event_latency_ms_p50.postgres": ("<= 20", lambda v, f: v <= 20),
     "event_latency_ms_p99.postgres": ("<= 100", lambda v, f: v <= 100),

@@ -729,3 +729,14 @@ async def test_co_on_arguments_searches_their_json_text(store: Store) -> None:
     assert ([t.id for t in found.items], found.total) == ([wanted.id], 1)
     found = await store.query(TaskQuery(Condition(TaskField.ATTRIBUTES, Op.CO, ("needle",))))
     assert found.items == []
+
+
+async def test_tally_counts_each_value_in_one_pass(store: Store) -> None:
+    """tally counts the matching tasks per value of a field, over at most count_cap rows."""
+    first, *_ = await seeded(store, *(make_task() for _ in range(4)))
+    await store.update(first.id, lambda t: cancel(t, now()))
+    pending = parse_bound("completionStatus isnull", TASK_STATUS)
+    everything = await store.tally(TaskQuery(), TaskField.STATE)
+    assert everything == {"queued": 3, "cancelled": 1}
+    assert await store.tally(TaskQuery(pending), TaskField.STATE) == {"queued": 3}
+    assert sum((await store.tally(TaskQuery(count_cap=2), TaskField.STATE)).values()) == 2

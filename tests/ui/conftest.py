@@ -32,6 +32,8 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
+from tests import pg
+
 CHROMIUM = Path("/usr/bin/chromium")
 TIMEOUT_MS = 60_000  # generous: a loaded 2-core machine
 BIN = Path(sys.executable).parent
@@ -55,7 +57,9 @@ def _install_chromium() -> str | None:
 
 
 @pytest.fixture(scope="session")
-def playwright() -> Iterator[Playwright]:
+def playwright(database: str) -> Iterator[Playwright]:
+    """Playwright's sync API (after the database: its loop would stop the PostgreSQL
+    fixture's asyncio.run)."""
     problem = _install_chromium()
     if problem is not None:
         if os.environ.get("CI") == "true":
@@ -120,11 +124,28 @@ def _client(database: str, name: str, scope: str, owner: str) -> dict[str, str]:
     return dict(json.loads(done.stdout))
 
 
+@pytest.fixture(
+    scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """An empty database of each backend for the server."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('ui-db')}/tasks.db"
+        return
+    server: pg.PgServer = request.getfixturevalue("postgres")
+    name = server.create_database()
+    try:
+        yield server.url(name)
+    finally:
+        server.drop_database(name)
+
+
 @pytest.fixture(scope="session")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """`taskstatus serve --demo` with 8 worker slots on a SQLite file."""
+def served(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """`taskstatus serve --demo` with 8 worker slots on `database`."""
     folder = tmp_path_factory.mktemp("ui-serve")
-    database = f"sqlite:///{folder}/tasks.db"
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKSTATUS_")}
     log = (folder / "serve.log").open("w")

@@ -193,7 +193,8 @@ def test_pages_read_without_javascript(browser_no_js: Page, served: Served) -> N
 def test_screenshots(context: BrowserContext, served: Served, tmp_path: Path) -> None:
     """The overview, the list and a running task render (their screenshots go to
     $TASKSTATUS_UI_SCREENSHOTS when set: docs/screenshots is made this way)."""
-    folder = Path(os.environ.get("TASKSTATUS_UI_SCREENSHOTS") or tmp_path)
+    wanted = os.environ.get("TASKSTATUS_UI_SCREENSHOTS")
+    folder = Path(wanted if wanted and served.database.startswith("sqlite") else tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
     who = "ops"
     for accounts in (4000, 6000):

@@ -22,7 +22,7 @@ from taskstatus.model import (
     TaskDefinition,
     TaskState,
 )
-from taskstatus.query import Expr, TaskQuery
+from taskstatus.query import Expr, TaskField, TaskQuery
 
 __all__ = [
     "ApiClient",
@@ -211,6 +211,11 @@ class Store(Protocol):
         Raises NotFound, or whatever `change` raises (nothing is written then)."""
 
     async def children(self, task_id: str) -> list[Task]: ...
+
+    async def tally(self, query: TaskQuery, field: TaskField) -> dict[Any, int]:
+        """How many tasks matching `query.where` (deleted ones left out unless
+        `include_deleted`) have each value of `field`, in one pass; with `count_cap`, over
+        the first that many matching rows only (the counts then add up to the cap)."""
 
     async def finished_per_minute(
         self, where: Expr | None, since: datetime

@@ -70,7 +70,7 @@ from taskstatus.store.rows import (
     task_to_params,
 )
 from taskstatus.store.sqlfiles import load_migrations, load_queries
-from taskstatus.store.sqlfilter import SqlDialect, compile_order, compile_where
+from taskstatus.store.sqlfilter import COLUMNS, SqlDialect, compile_order, compile_where
 
 __all__ = ["CODEC", "DIALECT", "QUERIES", "PostgresStore", "Statement", "list_statements"]
 
@@ -568,6 +568,19 @@ class PostgresStore:
                     return replace(new, version=old.version + 1)
                 # Another writer got there first: apply the change to what it wrote.
         raise ConflictError(f"task {task_id} kept changing; gave up after {UPDATE_ATTEMPTS} tries")
+
+    async def tally(self, query: TaskQuery, field: TaskField) -> dict[Any, int]:
+        where, params = compile_where(query.where, DIALECT)
+        if not query.include_deleted:
+            where = f"({where}) AND tasks.deleted_at IS NULL"
+        column = COLUMNS[field]
+        select = (
+            f"SELECT value, count(*) FROM (SELECT {column} AS value FROM tasks WHERE {where}"
+            " LIMIT %s) capped GROUP BY value"
+        )
+        async with self._db.connection() as conn:
+            rows = await (await conn.execute(select, [*params, query.count_cap])).fetchall()
+        return {v: n for v, n in rows}
 
     async def finished_per_minute(
         self, where: Expr | None, since: datetime

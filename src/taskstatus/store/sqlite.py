@@ -33,7 +33,7 @@ from taskstatus.model import (
     cancel,
     sources,
 )
-from taskstatus.query import Expr, TaskQuery
+from taskstatus.query import Expr, TaskField, TaskQuery
 from taskstatus.store.base import (
     ApiClient,
     ConflictError,
@@ -64,7 +64,7 @@ from taskstatus.store.rows import (
     task_to_params,
 )
 from taskstatus.store.sqlfiles import load_migrations, load_queries
-from taskstatus.store.sqlfilter import SqlDialect, compile_order, compile_where
+from taskstatus.store.sqlfilter import COLUMNS, SqlDialect, compile_order, compile_where
 from taskstatus.store.wakeups import Wakeups
 
 T = TypeVar("T")
@@ -472,6 +472,22 @@ class SQLiteStore:
                 _Q["insert_message"], [message_params(old.id, m, CODEC) for m in added]
             )
         return replace(new, version=old.version + 1)
+
+    async def tally(self, query: TaskQuery, field: TaskField) -> dict[Any, int]:
+        where, params = compile_where(query.where, DIALECT)
+        if not query.include_deleted:
+            where = f"({where}) AND tasks.deleted_at IS NULL"
+        column = COLUMNS[field]
+        limit = -1 if query.count_cap is None else query.count_cap
+        select = (
+            f"SELECT value, count(*) FROM (SELECT {column} AS value FROM tasks WHERE {where}"
+            " LIMIT ?) GROUP BY value"
+        )
+
+        def run(conn: sqlite3.Connection) -> dict[Any, int]:
+            return {v: n for v, n in conn.execute(select, [*params, limit]).fetchall()}
+
+        return await self._read(run)
 
     async def finished_per_minute(
         self, where: Expr | None, since: datetime

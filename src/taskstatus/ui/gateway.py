@@ -37,6 +37,11 @@ __all__ = ["BULK_LIMIT", "COUNT_CAP", "Count", "Viewer", "WorkerView"]
 COUNT_CAP = 10_000
 # A bulk action on "every matching task" acts on at most this many per click.
 BULK_LIMIT = 10_000
+# The leased tasks the workers view looks at (the first found: no sort of them all, and few
+# rows read; a task of a worker past them is not listed).
+WORKER_TASKS = 100
+# The pending tasks the overview's counts by state look at (in one pass).
+STATE_CAP = 100_000
 PENDING = Condition(TaskField.COMPLETION_STATUS, Op.ISNULL)
 
 
@@ -138,12 +143,15 @@ class Viewer:
         return sorted(await self.service.definitions(), key=lambda d: d.name.lower())
 
     async def by_state(self) -> dict[TaskState, Count]:
-        """The pending tasks by state (few, next to the finished ones: counted exactly up to
-        COUNT_CAP; `completionStatus isnull` lets the count use the pending-tasks index)."""
-        pending = (TaskState.QUEUED, TaskState.RUNNING, TaskState.CANCEL_REQUESTED)
+        """The pending tasks by state, in one pass over them (few, next to the finished
+        ones): exact unless there are more than STATE_CAP, then the first STATE_CAP's."""
+        found = await self.service.tally(
+            TaskQuery(where=self.scope(PENDING), count_cap=STATE_CAP), TaskField.STATE
+        )
+        capped = sum(found.values()) >= STATE_CAP
         return {
-            s: await self.count(all_of(PENDING, Condition(TaskField.STATE, Op.EQ, (s,))))
-            for s in pending
+            s: Count(found.get(s.value, 0), capped=capped)
+            for s in (TaskState.QUEUED, TaskState.RUNNING, TaskState.CANCEL_REQUESTED)
         }
 
     async def by_status(self) -> dict[CompletionStatus | None, Count]:
@@ -179,8 +187,7 @@ class Viewer:
                 where=self.scope(
                     all_of(PENDING, Condition(TaskField.STATE, Op.IN, tuple(LEASED_STATES)))
                 ),
-                sort=(SortKey(TaskField.LAUNCHED),),
-                limit=1000,
+                limit=WORKER_TASKS,
             )
         )
         by_owner: dict[str, list[Task]] = {}

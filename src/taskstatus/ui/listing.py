@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 from taskstatus.fields import TASK_STATUS
@@ -27,10 +28,15 @@ from taskstatus.query import (
     parse_sorters,
 )
 
-__all__ = ["PAGE_SIZES", "ListQuery"]
+__all__ = ["PAGE_SIZES", "SEARCH_WINDOWS", "ListQuery"]
 
 PAGE_SIZES = (25, 50, 100, 250)
-KEYS = ("view", "filters", "state", "handler", "launcher", "status", "q", "sort", "limit")
+KEYS = ("view", "filters", "state", "handler", "launcher", "status", "q", "within", "sort", "limit")
+# A search reads the text of every task it looks at (no index can find a substring), so it
+# looks only at the tasks created within this window, unless told otherwise: fast at any size.
+SEARCH_WINDOWS = {"1h": timedelta(hours=1), "1d": timedelta(days=1), "7d": timedelta(days=7),
+                  "30d": timedelta(days=30), "all": None}  # fmt: skip
+SEARCH_DEFAULT = "1d"
 VIEWS = {
     "all": (None, "-created"),
     "pending": (Condition(TaskField.COMPLETION_STATUS, Op.ISNULL), "created"),
@@ -58,6 +64,7 @@ class ListQuery:
     launcher: str = ""
     status: str = ""
     q: str = ""
+    within: str = SEARCH_DEFAULT
     sort: str = ""
     limit: int = 50
     offset: int = 0
@@ -74,6 +81,7 @@ class ListQuery:
             launcher=text["launcher"],
             status=text["status"],
             q=text["q"],
+            within=text["within"] if text["within"] in SEARCH_WINDOWS else SEARCH_DEFAULT,
             sort=text["sort"],
         )
         if query.view not in VIEWS:
@@ -114,6 +122,10 @@ class ListQuery:
         if self.launcher:
             parts.append(Condition(TaskField.LAUNCHER, Op.EQ, (self.launcher,)))
         if self.q:
+            window = SEARCH_WINDOWS[self.within]
+            if window is not None:
+                since = datetime.now(UTC) - window
+                parts.append(Condition(TaskField.CREATED, Op.GE, (since,)))
             parts.append(
                 Or(
                     tuple(
@@ -135,7 +147,7 @@ class ListQuery:
         values = {k: str(getattr(self, k)) for k in KEYS}
         values["offset"] = str(self.offset)
         values.update({k: str(v) for k, v in changes.items()})
-        defaults = {"view": "all", "limit": "50", "offset": "0"}
+        defaults = {"view": "all", "limit": "50", "offset": "0", "within": SEARCH_DEFAULT}
         return {k: v for k, v in values.items() if v and defaults.get(k) != v}
 
     def url(self, **changes: object) -> str:
