@@ -72,6 +72,23 @@ def test_filter_box_takes_the_api_grammar_and_shows_its_errors(
     expect(page.locator("#filters-error")).to_have_text(message)
 
 
+def test_list_rows_change_state_live(admin_page: Page, served: Served) -> None:
+    """A row of the list follows its task from running to succeeded without a reload, and
+    keeps its tick across the live update."""
+    who = _launcher()
+    task_id = served.submit("Sleep", {"seconds": 4}, launcher=who)
+    page = admin_page
+    page.goto(f"{served.url}/ui/tasks?launcher={who}")
+    row = page.locator(f'tr[data-task-id="{task_id}"]')
+    expect(row).to_have_attribute("data-state", re.compile("queued|running"))
+    row.get_by_role("checkbox").check()
+    page.evaluate("window.notReloaded = true")
+    expect(row).to_have_attribute("data-state", "succeeded")
+    expect(row.locator(".badge.c-SUCCESS")).to_be_visible()
+    expect(row.get_by_role("checkbox")).to_be_checked()
+    assert page.evaluate("window.notReloaded") is True
+
+
 def test_running_task_progress_moves_live_then_cancel_ends_it(
     admin_page: Page, served: Served
 ) -> None:
@@ -191,7 +208,7 @@ def test_pages_read_without_javascript(browser_no_js: Page, served: Served) -> N
 
 
 def test_screenshots(context: BrowserContext, served: Served, tmp_path: Path) -> None:
-    """The overview, the list and a running task render (their screenshots go to
+    """The overview, the list and a running task render, also on a phone (screenshots go to
     $TASKSTATUS_UI_SCREENSHOTS when set: docs/screenshots is made this way)."""
     wanted = os.environ.get("TASKSTATUS_UI_SCREENSHOTS")
     folder = Path(wanted if wanted and served.database.startswith("sqlite") else tmp_path)
@@ -220,7 +237,10 @@ def test_screenshots(context: BrowserContext, served: Served, tmp_path: Path) ->
     page.screenshot(path=str(folder / "overview.png"), full_page=True)
     page.goto(f"{served.url}/ui/tasks?limit=25")
     page.screenshot(path=str(folder / "tasks.png"), full_page=True)
-    for name in ("task", "overview", "tasks"):
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    page.goto(f"{served.url}/ui/tasks/{running}")
+    page.screenshot(path=str(folder / "phone-task.png"), full_page=False)
+    for name in ("task", "overview", "tasks", "phone-task"):
         assert (folder / f"{name}.png").stat().st_size > 10_000
     with served.api() as http:
         http.post(f"/taskstatus/v1/tasks/{running}/cancel")
