@@ -95,8 +95,8 @@ async def task_action(request: Request, task_id: str, action: str) -> Response:
             await viewer.clear(task_id, status)
             return _back(here, notice=f"Cleared as {status.value}.")
         if action == "delete":
-            result = await viewer.delete(task_id, force=form.get("force") == "true")
-            return _back("/ui/tasks", notice=f"Deleted {len(result.deleted)} task(s).")
+            deleted = await viewer.delete(task_id, force=form.get("force") == "true")
+            return _back("/ui/tasks", notice=f"Deleted {len(deleted)} task(s).")
         if action == "retry":
             again = await viewer.retry(task_id)
             return _back(f"/ui/tasks/{again.id}", notice=f"Submitted again as {again.id}.")

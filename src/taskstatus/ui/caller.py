@@ -21,7 +21,7 @@ class SignedIn:
 
     def __init__(self, state: ApiState, current: session.Session) -> None:
         self.session = current
-        self.viewer = Viewer(state, current.principal)
+        self.viewer = Viewer(state, current.caller)
 
     @property
     def csrf(self) -> str:

@@ -1,24 +1,22 @@
 """Everything the dashboard asks of the service, for one signed-in caller, in one place.
 
-The dashboard never reaches the store: it calls `TaskService` with the visibility rule of the
-API (`api.access`), so a page shows exactly what the same client sees through the API, and
-an action is refused (NotFound, 403) where the API refuses it. This is the one module to
-change when the service takes its caller itself.
+The dashboard never reaches the store: it calls `TaskService` with the signed-in client's
+`Caller` (with the retention cutoff of now), and the service applies the same visibility
+and change rules as for the API, so a page shows exactly what the same client sees through
+the API and an action is refused (NotFound, 403) where the API refuses it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from taskstatus.api.access import can_see, check_visible, visible
-from taskstatus.api.auth import Principal
 from taskstatus.api.deps import ApiState
 from taskstatus.api.errors import ApiError
-from taskstatus.credentials import WRITE
-from taskstatus.errors import HasSubtasks
+from taskstatus.caller import WRITE, Caller
 from taskstatus.model import (
     LEASED_STATES,
     CompletionStatus,
@@ -28,7 +26,6 @@ from taskstatus.model import (
 )
 from taskstatus.query import Condition, Expr, Op, SortKey, TaskField, TaskQuery, all_of
 from taskstatus.service import Submission, utcnow
-from taskstatus.store.base import DeleteResult
 
 __all__ = ["BULK_LIMIT", "COUNT_CAP", "Count", "Viewer", "WorkerView"]
 
@@ -67,31 +64,21 @@ class WorkerView:
 
 
 class Viewer:
-    """The service, as `principal` may use it."""
+    """The service, as `caller` may use it."""
 
-    def __init__(self, state: ApiState, principal: Principal) -> None:
+    def __init__(self, state: ApiState, caller: Caller) -> None:
         self.state = state
-        self.principal = principal
+        self.caller = dataclasses.replace(caller, cutoff=state.cutoff())
         self.service = state.service
 
     @property
     def can_write(self) -> bool:
-        return self.principal.allows(WRITE)
-
-    def scope(self, where: Expr | None = None) -> Expr:
-        """`where`, limited to what the caller may see."""
-        expr = all_of(where, visible(self.principal, self.state.cutoff()))
-        assert expr is not None
-        return expr
-
-    def _writer(self) -> None:
-        if not self.can_write:
-            raise ApiError(403, [f"this operation needs the {WRITE} scope"])
+        return self.caller.allows(WRITE)
 
     # --- reading ---------------------------------------------------------------------------
 
     async def get(self, task_id: str) -> Task:
-        return check_visible(self.principal, await self.service.get(task_id), self.state.cutoff())
+        return await self.service.get(self.caller, task_id)
 
     async def page(
         self,
@@ -101,21 +88,22 @@ class Viewer:
         limit: int,
     ) -> tuple[list[Task], Count]:
         found = await self.service.query(
+            self.caller,
             TaskQuery(
-                where=self.scope(where),
+                where=where,
                 sort=sort,
                 offset=offset,
                 limit=limit,
                 count=True,
                 count_cap=COUNT_CAP,
-            )
+            ),
         )
         total = found.total or 0
         return found.items, Count(total, capped=total >= COUNT_CAP)
 
     async def count(self, where: Expr | None) -> Count:
         found = await self.service.query(
-            TaskQuery(where=self.scope(where), limit=0, count=True, count_cap=COUNT_CAP)
+            self.caller, TaskQuery(where=where, limit=0, count=True, count_cap=COUNT_CAP)
         )
         total = found.total or 0
         return Count(total, capped=total >= COUNT_CAP)
@@ -125,19 +113,16 @@ class Viewer:
         if not ids:
             return []
         found = await self.service.query(
-            TaskQuery(where=self.scope(Condition(TaskField.ID, Op.IN, tuple(ids))), limit=len(ids))
+            self.caller, TaskQuery(where=Condition(TaskField.ID, Op.IN, tuple(ids)), limit=len(ids))
         )
         return found.items
 
     async def ids(self, where: Expr | None, limit: int = BULK_LIMIT) -> list[str]:
-        found = await self.service.query(TaskQuery(where=self.scope(where), limit=limit))
+        found = await self.service.query(self.caller, TaskQuery(where=where, limit=limit))
         return [t.id for t in found.items]
 
     async def children(self, task: Task) -> list[Task]:
-        cutoff = self.state.cutoff()
-        return [
-            t for t in await self.service.children(task.id) if can_see(self.principal, t, cutoff)
-        ]
+        return await self.service.children(self.caller, task.id)
 
     async def definitions(self) -> list[TaskDefinition]:
         return sorted(await self.service.definitions(), key=lambda d: d.name.lower())
@@ -146,7 +131,7 @@ class Viewer:
         """The pending tasks by state, in one pass over them (few, next to the finished
         ones): exact unless there are more than STATE_CAP, then the first STATE_CAP's."""
         found = await self.service.tally(
-            TaskQuery(where=self.scope(PENDING), count_cap=STATE_CAP), TaskField.STATE
+            self.caller, TaskQuery(where=PENDING, count_cap=STATE_CAP), TaskField.STATE
         )
         capped = sum(found.values()) >= STATE_CAP
         return {
@@ -165,30 +150,28 @@ class Viewer:
 
     async def oldest_queued(self) -> Task | None:
         found = await self.service.query(
+            self.caller,
             TaskQuery(
-                where=self.scope(
-                    all_of(PENDING, Condition(TaskField.STATE, Op.EQ, (TaskState.QUEUED,)))
-                ),
+                where=all_of(PENDING, Condition(TaskField.STATE, Op.EQ, (TaskState.QUEUED,))),
                 sort=(SortKey(TaskField.CREATED),),
                 limit=1,
-            )
+            ),
         )
         return found.items[0] if found.items else None
 
     async def throughput(self, minutes: int = 60) -> list[tuple[datetime, CompletionStatus, int]]:
         since = utcnow().replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
-        return await self.service.finished_per_minute(self.scope(), since)
+        return await self.service.finished_per_minute(self.caller, since)
 
     async def workers(self, own_worker: tuple[str, int] | None) -> list[WorkerView]:
         """Workers holding leases on tasks the caller may see (an idle worker holds none and
         is not listed), and this server's own worker."""
         found = await self.service.query(
+            self.caller,
             TaskQuery(
-                where=self.scope(
-                    all_of(PENDING, Condition(TaskField.STATE, Op.IN, tuple(LEASED_STATES)))
-                ),
+                where=all_of(PENDING, Condition(TaskField.STATE, Op.IN, tuple(LEASED_STATES))),
                 limit=WORKER_TASKS,
-            )
+            ),
         )
         by_owner: dict[str, list[Task]] = {}
         for task in found.items:
@@ -210,23 +193,22 @@ class Viewer:
 
     # --- acting ----------------------------------------------------------------------------
 
+    def _writer(self) -> None:
+        if not self.can_write:
+            raise ApiError(403, [f"this operation needs the {WRITE} scope"])
+
     async def cancel(self, task_id: str) -> Task:
         self._writer()
-        await self.get(task_id)
-        return await self.service.cancel(task_id)
+        return await self.service.cancel(self.caller, task_id)
 
     async def clear(self, task_id: str, status: CompletionStatus) -> Task:
         self._writer()
-        await self.get(task_id)
-        return await self.service.clear(task_id, status)
+        return await self.service.clear(self.caller, task_id, status)
 
-    async def delete(self, task_id: str, *, force: bool) -> DeleteResult:
+    async def delete(self, task_id: str, *, force: bool) -> list[str]:
+        """The deleted ids; HasSubtasks (nothing deleted) with subtasks and not `force`."""
         self._writer()
-        await self.get(task_id)
-        result = await self.service.delete(task_id, force=force)
-        if result.blocked_by:
-            raise HasSubtasks(task_id, result.blocked_by)
-        return result
+        return await self.service.delete(self.caller, task_id, force=force)
 
     async def retry(self, task_id: str) -> Task:
         """Submit the task again: its handler, arguments, target and priority, launched by
@@ -234,13 +216,12 @@ class Viewer:
         self._writer()
         task = await self.get(task_id)
         return await self.service.submit(
+            self.caller,
             task.handler,
             task.arguments,
-            Submission(launcher=self.principal.owner, target=task.target, priority=task.priority),
+            Submission(target=task.target, priority=task.priority),
         )
 
     async def submit(self, handler: str, arguments: dict[str, Any]) -> Task:
         self._writer()
-        return await self.service.submit(
-            handler, arguments, Submission(launcher=self.principal.owner)
-        )
+        return await self.service.submit(self.caller, handler, arguments)

@@ -44,7 +44,7 @@ MAX_ROWS = 250
 
 def _response(request: Request, who: SignedIn, events: AsyncIterator[ServerSentEvent]) -> Response:
     state = app_state(request)
-    client = who.session.principal.client_id
+    client = who.session.caller.client_id
     state.streams.check(client)  # 429 past max_streams_per_client, as for the API's streams
 
     async def held() -> AsyncIterator[ServerSentEvent]:

@@ -33,7 +33,7 @@ router = APIRouter(prefix="/ui", include_in_schema=False)
 def _base(request: Request, who: SignedIn | None, **context: Any) -> dict[str, Any]:
     return {
         "session": who,
-        "principal": who.session.principal if who else None,
+        "principal": who.session.caller if who else None,
         "can_write": bool(who and who.viewer.can_write),
         "csrf": who.csrf if who else "",
         "notice": request.query_params.get("notice", ""),

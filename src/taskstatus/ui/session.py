@@ -20,9 +20,9 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import Request
 from starlette.responses import Response
 
-from taskstatus.api.auth import Principal
 from taskstatus.api.deps import ApiState
 from taskstatus.api.errors import ApiError, Unauthorized
+from taskstatus.caller import Caller
 
 __all__ = ["COOKIE", "CSRF_FIELD", "CSRF_HEADER", "Session", "check_csrf", "read", "sign_in"]
 
@@ -36,7 +36,7 @@ _SALT = "taskstatus.ui.session"
 class Session:
     """A signed-in caller: who it is, and the token its forms must send back."""
 
-    principal: Principal
+    caller: Caller
     csrf: str
 
 
@@ -61,11 +61,11 @@ async def read(request: Request, state: ApiState) -> Session | None:
     if data is None:
         return None
     try:
-        principal = await state.auth.bearer(str(data.get("t", "")))
+        caller = await state.auth.bearer(str(data.get("t", "")))
     except Unauthorized:
         return None
-    state.limiter.check(principal.client_id)
-    return Session(principal, str(data.get("x", "")))
+    state.limiter.check(caller.client_id)
+    return Session(caller, str(data.get("x", "")))
 
 
 def sign_in(response: Response, request: Request, state: ApiState, token: str) -> None:
