@@ -56,10 +56,11 @@ def _install_chromium() -> str | None:
     return None if CHROMIUM.exists() else f"apt-get installed chromium, but not at {CHROMIUM}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright(database: str) -> Iterator[Playwright]:
-    """Playwright's sync API (after the database: its loop would stop the PostgreSQL
-    fixture's asyncio.run)."""
+    """Playwright's sync API, for this package's tests only: it runs an event loop in the
+    main thread while it is open, which the asyncio tests of other packages cannot share
+    (and which the PostgreSQL fixture's asyncio.run cannot: hence after the database)."""
     problem = _install_chromium()
     if problem is not None:
         if os.environ.get("CI") == "true":
@@ -69,7 +70,7 @@ def playwright(database: str) -> Iterator[Playwright]:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     found = playwright.chromium.launch(
         executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-dev-shm-usage"]
@@ -125,7 +126,7 @@ def _client(database: str, name: str, scope: str, owner: str) -> dict[str, str]:
 
 
 @pytest.fixture(
-    scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+    scope="package", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
 def database(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -142,7 +143,7 @@ def database(
         server.drop_database(name)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def served(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """`taskstatus serve --demo` with 8 worker slots on `database`."""
     folder = tmp_path_factory.mktemp("ui-serve")
