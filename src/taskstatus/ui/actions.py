@@ -18,7 +18,7 @@ from taskstatus.ui import forms, session
 from taskstatus.ui.caller import SignedIn, check_action, signed_in, to_login
 from taskstatus.ui.gateway import BULK_LIMIT
 from taskstatus.ui.listing import ListQuery
-from taskstatus.ui.pages import _base, error_text, submit_form
+from taskstatus.ui.pages import base_context, error_text, submit_form
 from taskstatus.ui.render import page
 
 __all__ = ["router"]
@@ -51,7 +51,7 @@ async def login(request: Request) -> Response:
         return page(
             request,
             "login.html",
-            _base(request, None, title="Sign in", next=target, failed=client_id or " "),
+            base_context(request, None, title="Sign in", next=target, failed=client_id or " "),
             status_code=401,
         )
     token = state.auth.issue(client)
@@ -140,7 +140,7 @@ async def bulk(request: Request) -> Response:
         return page(
             request,
             "confirm.html",
-            _base(
+            base_context(
                 request,
                 who,
                 title="Confirm",

@@ -30,7 +30,8 @@ __all__ = ["overview_context", "router"]
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
 
-def _base(request: Request, who: SignedIn | None, **context: Any) -> dict[str, Any]:
+def base_context(request: Request, who: SignedIn | None, **context: Any) -> dict[str, Any]:
+    """What every page's header and notices need, and `context`."""
     return {
         "session": who,
         "principal": who.session.caller if who else None,
@@ -77,7 +78,7 @@ async def overview(request: Request) -> Response:
     if who is None:
         return to_login(request)
     context = await overview_context(request, who)
-    return page(request, "overview.html", _base(request, who, title="Overview", **context))
+    return page(request, "overview.html", base_context(request, who, title="Overview", **context))
 
 
 @router.get("/tasks")
@@ -92,7 +93,7 @@ async def tasks(request: Request) -> Response:
     return page(
         request,
         "tasks.html",
-        _base(
+        base_context(
             request,
             who,
             title="Tasks",
@@ -133,11 +134,13 @@ async def task(request: Request, task_id: str) -> Response:
         return page(
             request,
             "missing.html",
-            _base(request, who, title="No such task", task_id=task_id),
+            base_context(request, who, title="No such task", task_id=task_id),
             status_code=404,
         )
     return page(
-        request, "task.html", _base(request, who, title=context["task"].unique_name, **context)
+        request,
+        "task.html",
+        base_context(request, who, title=context["task"].unique_name, **context),
     )
 
 
@@ -154,7 +157,7 @@ async def task_as(request: Request, task_id: str, dialect: str) -> Response:
         return page(
             request,
             "missing.html",
-            _base(request, who, title="No such task", task_id=task_id),
+            base_context(request, who, title="No such task", task_id=task_id),
             status_code=404,
         )
     jira_url = f"{state.settings.public_url or ''}/rest/api/3/task/{task_id}"
@@ -169,7 +172,7 @@ async def task_as(request: Request, task_id: str, dialect: str) -> Response:
     return page(
         request,
         "dialect.html",
-        _base(
+        base_context(
             request,
             who,
             title=f"{found.unique_name} ({dialect})",
@@ -190,7 +193,7 @@ async def handlers(request: Request) -> Response:
     return page(
         request,
         "handlers.html",
-        _base(request, who, title="Handlers", definitions=definitions),
+        base_context(request, who, title="Handlers", definitions=definitions),
     )
 
 
@@ -209,13 +212,13 @@ async def submit_form(
         return page(
             request,
             "missing.html",
-            _base(request, who, title="No such handler", task_id=None, handler=name),
+            base_context(request, who, title="No such handler", task_id=None, handler=name),
             404,
         )
     return page(
         request,
         "submit.html",
-        _base(
+        base_context(
             request,
             who,
             title=f"Submit {name}",
@@ -247,7 +250,7 @@ async def workers(request: Request) -> Response:
     return page(
         request,
         "workers.html",
-        _base(request, who, title="Workers", workers=found, now=datetime.now(UTC)),
+        base_context(request, who, title="Workers", workers=found, now=datetime.now(UTC)),
     )
 
 
@@ -256,7 +259,7 @@ async def login(request: Request) -> Response:
     return page(
         request,
         "login.html",
-        _base(
+        base_context(
             request,
             await signed_in(request),
             title="Sign in",
