@@ -57,10 +57,10 @@ from taskstatus.model import (
 )
 from taskstatus.options import DEFAULT_MAX_ATTEMPTS, Submission
 from taskstatus.patch import apply_patch
-from taskstatus.query import Condition, Op, TaskField, TaskQuery, all_of
+from taskstatus.query import Condition, Expr, Op, TaskField, TaskQuery, all_of
 from taskstatus.store import make_store
 from taskstatus.store.base import Page, Store, StoreLimits
-from taskstatus.visibility import check_visible, visible
+from taskstatus.visibility import check_visible, visible, visible_task
 
 __all__ = [
     "KEEP",
@@ -72,6 +72,7 @@ __all__ = [
     "TaskService",
     "utcnow",
     "visible",
+    "visible_task",
 ]
 
 
@@ -369,6 +370,25 @@ class TaskService:
         if scope is not None:
             query = dataclasses.replace(query, where=all_of(query.where, scope))
         return await self.store.query(query)
+
+    async def children(self, caller: Caller, task_id: str) -> list[Task]:
+        """The subtasks of a task that the caller may see (a forced delete removes them)."""
+        await self.get(caller, task_id)
+        return [t for t in await self.store.children(task_id) if visible_task(caller, t)]
+
+    async def tally(self, caller: Caller, query: TaskQuery, field: TaskField) -> dict[Any, int]:
+        """The tasks matching `query` that the caller may see, per value of `field`, in one
+        pass (see Store.tally)."""
+        return await self.store.tally(
+            dataclasses.replace(query, where=all_of(query.where, visible(caller))), field
+        )
+
+    async def finished_per_minute(
+        self, caller: Caller, since: datetime, where: Expr | None = None
+    ) -> list[tuple[datetime, CompletionStatus, int]]:
+        """Tasks the caller may see (matching `where`) finished per UTC minute since
+        `since`, by outcome."""
+        return await self.store.finished_per_minute(all_of(where, visible(caller)), since)
 
     async def _change(
         self,

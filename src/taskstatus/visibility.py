@@ -12,7 +12,7 @@ from taskstatus.errors import NotFound
 from taskstatus.model import Task
 from taskstatus.query import Condition, Expr, Op, TaskField, all_of
 
-__all__ = ["check_visible", "visible"]
+__all__ = ["check_visible", "visible", "visible_task"]
 
 
 def visible(caller: Caller) -> Expr | None:
@@ -24,10 +24,15 @@ def visible(caller: Caller) -> Expr | None:
     return all_of(retained, owner)
 
 
+def visible_task(caller: Caller, task: Task) -> bool:
+    """Whether `caller` may see `task` (the rule of `visible`, for one task)."""
+    return (caller.cutoff is None or task.created >= caller.cutoff) and (
+        caller.admin or task.launcher == caller.owner
+    )
+
+
 def check_visible(caller: Caller, task: Task) -> Task:
     """`task`, or NotFound when `caller` may not see it."""
-    if (caller.cutoff is not None and task.created < caller.cutoff) or (
-        not caller.admin and task.launcher != caller.owner
-    ):
+    if not visible_task(caller, task):
         raise NotFound(task.id)
     return task

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from taskstatus import ui
 from taskstatus.api import docs, errors, health, jira, native, oauth, openapi, v2, v2024
 from taskstatus.api.auth import Auth
 from taskstatus.api.deps import ApiState
@@ -107,6 +108,7 @@ def create_app(
                 ),
             )
             running = asyncio.create_task(worker.run(), name="in-process worker")
+            app.state.ui_worker = (worker.id, settings.concurrency)  # the dashboard shows it
         # What startup made lives as long as the process: keep the cyclic garbage collector
         # from scanning it again and again under load.
         gc.freeze()
@@ -157,4 +159,5 @@ def create_app(
     )
     app.add_middleware(errors.ContainErrors)  # outermost of ours: see its docstring
     docs.install(app)
+    ui.install(app)
     return app
