@@ -19,7 +19,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -204,6 +204,8 @@ def _rollup_count(query: TaskQuery, where: str, params: list[Any]) -> Statement 
             f"SELECT coalesce(sum(n), 0)::bigint FROM task_counts WHERE {wanted}", status_params
         )
     first_day = since.astimezone(UTC).date()
+    if first_day == date.max:  # no next midnight to split at; nothing is counted there anyway
+        return None
     next_midnight = datetime.combine(first_day + timedelta(days=1), datetime.min.time(), UTC)
     return Statement(
         # sum() of bigint is numeric (a Decimal, whose // truncates): cast back
