@@ -30,6 +30,7 @@ from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb, set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from taskstatus.limits_policy import LimitWaits
 from taskstatus.model import Message, Task, TaskDefinition, TaskState, cancel, sources
 from taskstatus.query import And, Condition, Op, TaskField, TaskQuery
 from taskstatus.store.base import (
@@ -49,6 +50,7 @@ from taskstatus.store.base import (
 )
 from taskstatus.store.edge import guarded
 from taskstatus.store.leases import lost_lease_message, sort_heartbeat
+from taskstatus.store.postgres_schedules import PostgresSchedules
 from taskstatus.store.rows import (
     Codec,
     changed_columns,
@@ -299,7 +301,7 @@ def _parse_news(payload: str) -> list[tuple[str, int]]:
 
 
 @guarded
-class PostgresStore:
+class PostgresStore(PostgresSchedules):
     """The Store protocol on PostgreSQL (see taskstatus.store.base for the contract).
 
     Every wait is bounded (`StoreLimits`): connecting, taking a pooled connection, each
@@ -328,6 +330,8 @@ class PostgresStore:
         self._listening_events = False  # whether the listener also hears taskstatus_events
         self._claimed = 0  # tasks claimed since the queue was last vacuumed
         self._vacuum: asyncio.Task[None] | None = None
+        self._limit_waits = LimitWaits()
+        self._limited = (0.0, frozenset())  # (when read, the handlers with limits)
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -600,12 +604,16 @@ class PostgresStore:
             "handlers": list(handlers),
             "limit": limit,
         }
-        rows = await self._lax(QUERIES["claim"], params)
+        rows, limited = await self._claim_unlimited(params, handlers)
         self._claimed += len(rows)
         if self._claimed >= QUEUE_VACUUM_AFTER and (self._vacuum is None or self._vacuum.done()):
             self._claimed = 0
             self._vacuum = asyncio.create_task(self._vacuum_queue(), name="taskstatus vacuum")
         tasks = [task_from_row(r, CODEC) for r in rows]
+        if limited and len(tasks) < limit:
+            tasks += await self._claim_limited(
+                worker_id, limit - len(tasks), lease_seconds, limited
+            )
         tasks.sort(key=lambda t: (-t.priority, t.run_at or t.created))
         return tasks
 
@@ -673,6 +681,8 @@ class PostgresStore:
         }
         async with self._db.connection() as conn:
             rows = await (await conn.execute(QUERIES["finish"], params)).fetchall()
+            if self._limit_waits.ended(list(first)):  # a limited slot is free: wake the nodes
+                await conn.execute(QUERIES["wake"])
         return {r[0] for r in rows}
 
     async def release(self, worker_id: str, task_ids: Sequence[str]) -> None:
@@ -714,7 +724,7 @@ class PostgresStore:
         if self._listener is None or self._listener.done():
             self._start_listener()
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(self._limit_waits.timeout(timeout)):
                 await self._listening.wait()
                 await self._work.wait()
         self._work.clear()
