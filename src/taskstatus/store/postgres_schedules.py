@@ -230,12 +230,12 @@ class PostgresSchedules:
                     cursor = await conn.execute(_Q["limit_running"], p)
                     running = {k: int(n) for k, n in await cursor.fetchall()}
                 tokens: dict[str, float] = {}
+                filled_at = None
                 if limits.rate is not None:
                     cursor = await conn.execute(_Q["limit_buckets"], p)
-                    tokens = {
-                        k: refill(limits, left, float(elapsed))
-                        for k, left, elapsed in await cursor.fetchall()
-                    }
+                    for k, left, elapsed, filled_at in await cursor.fetchall():
+                        if k is not None:
+                            tokens[k] = refill(limits, left, float(elapsed))
                 # Without a key, what holds one task back holds every later one.
                 scan = want if limits.limit_key is None else min(want + 500, 2000)
                 cursor = await conn.execute(_Q["limit_candidates"], {**p, "scan": scan})
@@ -262,6 +262,7 @@ class PostgresSchedules:
                             **p,
                             "keys": list(picked.tokens),
                             "tokens": list(picked.tokens.values()),
+                            "at": filled_at,
                         },
                     )
                 if picked.held:

@@ -490,8 +490,12 @@ WHERE handler = %(handler)s AND task_id NOT IN (SELECT task_id FROM stale)
 GROUP BY key
 
 -- name: limit_buckets
-SELECT key, tokens, extract(epoch FROM now() - at) FROM limit_buckets
-WHERE handler = %(handler)s
+-- The buckets with the seconds since each was filled, on the clock as it is now that this
+-- claim holds the lock (now() is when its transaction began, maybe before a rival's fill),
+-- and that time, which save_buckets stores: no interval is counted twice.
+SELECT b.key, b.tokens, extract(epoch FROM c.t - b.at), c.t
+FROM (SELECT clock_timestamp() AS t) c
+LEFT JOIN limit_buckets b ON b.handler = %(handler)s
 
 -- name: limit_candidates
 -- Due tasks of one limited handler, locked (taskstatus_pick), each with its place in queue
@@ -509,7 +513,9 @@ WITH claimed AS (
     UPDATE tasks SET
         state = 'running', lease_owner = %(worker)s,
         lease_expires = now() + %(lease)s * interval '1 second',
-        attempts = attempts + 1, launched = coalesce(launched, now()), modified = now(),
+        -- launched: when it got its slot or token, under the lock (not when the claim began)
+        attempts = attempts + 1, launched = coalesce(launched, clock_timestamp()),
+        modified = now(),
         progress = CASE WHEN progress LIKE 'waiting: limit of %%' THEN NULL ELSE progress END,
         version = version + 1
     WHERE tasks.id = ANY(%(ids)s::text[]) AND tasks.state IN ({from:running})
@@ -528,7 +534,7 @@ SELECT * FROM claimed
 
 -- name: save_buckets
 INSERT INTO limit_buckets (handler, key, tokens, at)
-SELECT %(handler)s, b.key, b.tokens, now()
+SELECT %(handler)s, b.key, b.tokens, %(at)s
 FROM unnest(%(keys)s::text[], %(tokens)s::float8[]) AS b(key, tokens)
 ON CONFLICT (handler, key) DO UPDATE SET tokens = excluded.tokens, at = excluded.at
 
