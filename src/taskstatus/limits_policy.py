@@ -36,6 +36,16 @@ class HandlerLimits:
     rate: float | None = None
     burst: float | None = None
     limit_key: str | None = None
+    declared: bool = False  # the values a handler's code declares (not set at run time)
+
+    def same(self, other: HandlerLimits) -> bool:
+        """The same limits, wherever they came from."""
+        return (self.concurrency, self.rate, self.burst, self.limit_key) == (
+            other.concurrency,
+            other.rate,
+            other.burst,
+            other.limit_key,
+        )
 
     @property
     def empty(self) -> bool:

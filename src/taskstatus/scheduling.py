@@ -9,6 +9,7 @@ exactly one task per firing (taskstatus.store.base.Store.fire_schedule).
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -244,7 +245,15 @@ class LimitService:
         return limits
 
     async def declare(self, handlers: Registry | Sequence[Handler]) -> None:
-        """Store the limits the handlers declare (``@handler(concurrency=..., rate=...)``)."""
+        """Store the limits the handlers' code declares (``@handler(concurrency=...)``), unless
+        limits were set at run time: those hold until removed (then the code's apply again)."""
+        stored = {x.handler: x for x in await self.store.handler_limits()}
         for h in handlers:
-            if h.limits is not None and not h.limits.empty:
-                await self.store.save_limits(h.limits)
+            old = stored.get(h.name)
+            if old is not None and not old.declared:
+                continue  # set at run time (CLI, HTTP, connect().limits)
+            code = dataclasses.replace(h.limits or HandlerLimits(h.name), declared=True)
+            if old is None and code.empty:
+                continue
+            if old is None or not old.same(code):
+                await self.store.save_limits(code)

@@ -185,15 +185,21 @@ async def test_schedules_declared_in_code(schedules: ScheduleService, handlers: 
 async def test_limits_declared_in_code_and_set_at_run_time(
     schedules: ScheduleService, handlers: Registry
 ) -> None:
-    """@handler(concurrency=...) is stored at a worker start; set() replaces it everywhere."""
+    """@handler(concurrency=...) is stored at a worker start; set() replaces it everywhere,
+    and a later worker start leaves that alone until it is removed."""
     limits = LimitService(schedules.tasks)
     await limits.declare(handlers)
-    assert [(x.handler, x.concurrency) for x in await limits.list()] == [("often", 2)]
+    assert [(x.handler, x.concurrency, x.declared) for x in await limits.list()] == [
+        ("often", 2, True)
+    ]
     await limits.set("often", rate=3.0)
+    await limits.declare(handlers)  # a worker starts again
     got = await limits.get("often")
-    assert (got.concurrency, got.rate) == (None, 3.0)
+    assert (got.concurrency, got.rate, got.declared) == (None, 3.0, False)
     await limits.set("often")
     assert await limits.list() == []
+    await limits.declare(handlers)
+    assert [(x.handler, x.concurrency) for x in await limits.list()] == [("often", 2)]
 
 
 @pytest.mark.parametrize(

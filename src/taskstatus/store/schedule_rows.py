@@ -64,9 +64,10 @@ def limits_params(limits: HandlerLimits) -> dict[str, Any]:
         "rate": limits.rate,
         "burst": limits.burst,
         "limit_key": limits.limit_key,
+        "declared": limits.declared,
     }
 
 
 def limits_from_row(row: Sequence[Any]) -> HandlerLimits:
-    handler, concurrency, rate, burst, limit_key = row[:5]
-    return HandlerLimits(handler, concurrency, rate, burst, limit_key)
+    handler, concurrency, rate, burst, limit_key, declared = row[:6]
+    return HandlerLimits(handler, concurrency, rate, burst, limit_key, bool(declared))

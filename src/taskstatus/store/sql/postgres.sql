@@ -454,11 +454,12 @@ SELECT fire_time, task_id FROM schedule_firings WHERE schedule = %(name)s ORDER 
 -- Limits (taskstatus.limits_policy) ----------------------------------------------------------
 
 -- name: upsert_limits
-INSERT INTO handler_limits (handler, concurrency, rate, burst, limit_key, modified)
-VALUES (%(handler)s, %(concurrency)s, %(rate)s, %(burst)s, %(limit_key)s, now())
+INSERT INTO handler_limits (handler, concurrency, rate, burst, limit_key, declared, modified)
+VALUES (%(handler)s, %(concurrency)s, %(rate)s, %(burst)s, %(limit_key)s, %(declared)s, now())
 ON CONFLICT (handler) DO UPDATE SET
     concurrency = excluded.concurrency, rate = excluded.rate, burst = excluded.burst,
-    limit_key = excluded.limit_key, modified = excluded.modified
+    limit_key = excluded.limit_key, declared = excluded.declared,
+    modified = excluded.modified
 
 -- name: delete_limits
 WITH gone AS (DELETE FROM handler_limits WHERE handler = %(handler)s RETURNING handler),
@@ -467,12 +468,13 @@ WITH gone AS (DELETE FROM handler_limits WHERE handler = %(handler)s RETURNING h
 SELECT pg_notify('taskstatus_work', '') FROM gone
 
 -- name: list_limits
-SELECT handler, concurrency, rate, burst, limit_key FROM handler_limits ORDER BY handler
+SELECT handler, concurrency, rate, burst, limit_key, declared FROM handler_limits
+ORDER BY handler
 
 -- name: lock_limits
 -- The limited claim's first statement: claims of these handlers wait for each other here,
 -- so each counts the running tasks the previous one left.
-SELECT handler, concurrency, rate, burst, limit_key, now() FROM handler_limits
+SELECT handler, concurrency, rate, burst, limit_key, declared FROM handler_limits
 WHERE handler = ANY(%(handlers)s::text[])
 ORDER BY handler
 FOR UPDATE

@@ -277,11 +277,12 @@ SELECT fire_time, task_id FROM schedule_firings WHERE schedule = :name ORDER BY 
 -- Limits (taskstatus.limits_policy) ----------------------------------------------------------
 
 -- name: upsert_limits
-INSERT INTO handler_limits (handler, concurrency, rate, burst, limit_key, modified)
-VALUES (:handler, :concurrency, :rate, :burst, :limit_key, :now)
+INSERT INTO handler_limits (handler, concurrency, rate, burst, limit_key, declared, modified)
+VALUES (:handler, :concurrency, :rate, :burst, :limit_key, :declared, :now)
 ON CONFLICT (handler) DO UPDATE SET
     concurrency = excluded.concurrency, rate = excluded.rate, burst = excluded.burst,
-    limit_key = excluded.limit_key, modified = excluded.modified
+    limit_key = excluded.limit_key, declared = excluded.declared,
+    modified = excluded.modified
 
 -- name: delete_limits
 DELETE FROM handler_limits WHERE handler = :handler
@@ -293,7 +294,8 @@ DELETE FROM limit_slots WHERE handler = :handler
 DELETE FROM limit_buckets WHERE handler = :handler
 
 -- name: list_limits
-SELECT handler, concurrency, rate, burst, limit_key FROM handler_limits ORDER BY handler
+SELECT handler, concurrency, rate, burst, limit_key, declared FROM handler_limits
+ORDER BY handler
 
 -- name: forget_slots
 DELETE FROM limit_slots

@@ -37,6 +37,7 @@ CREATE TABLE handler_limits (
     rate        double precision,
     burst       double precision,
     limit_key   text COLLATE "C",
+    declared    boolean NOT NULL DEFAULT false,  -- true: the values a handler's code declares
     modified    timestamptz NOT NULL
 );
 

@@ -36,6 +36,7 @@ CREATE TABLE handler_limits (
     rate        REAL,
     burst       REAL,
     limit_key   TEXT,
+    declared    INTEGER NOT NULL DEFAULT 0,  -- 1: the values a handler's code declares
     modified    TEXT NOT NULL
 );
 
