@@ -14,7 +14,7 @@
   window there may hold one more); ``limit_rate_starts_per_s`` over the run;
 - ``e2e_tasks_per_s.postgres.limited`` / ``.unlimited``: the e2e run of bench/e2e.py
   (``one_run``: 2 workers x 500, 10,000 no-op tasks) with a concurrency limit of 2,000 on the
-  no-op handler (above the 1,000 slots) and without, alternating, 3 runs each, medians;
+  no-op handler (above the 1,000 slots) and without, alternating, 5 runs each, medians;
   ``e2e_limited_vs_unlimited``.
 
 ``BENCH_SCHEDULE_SECONDS`` shortens the schedule window (default 60);
@@ -154,7 +154,7 @@ def _limited(url: str) -> None:
         conn.limits.set("bench.noop", concurrency=2000)
 
 
-def e2e(runs: int = 3) -> dict[str, Any]:
+def e2e(runs: int = 5) -> dict[str, Any]:
     unlimited, limited = [], []
     for _ in range(runs):
         unlimited.append(one_run("postgres")[0])
@@ -164,8 +164,8 @@ def e2e(runs: int = 3) -> dict[str, Any]:
         "e2e_tasks_per_s.postgres.unlimited": round(u),
         "e2e_tasks_per_s.postgres.limited": round(lim),
         "e2e_limited_vs_unlimited": round(lim / u, 3),
-        "e2e_limited_runs": [round(x) for x in limited],
-        "e2e_unlimited_runs": [round(x) for x in unlimited],
+        "e2e_limited_runs": " ".join(str(round(x)) for x in limited),
+        "e2e_unlimited_runs": " ".join(str(round(x)) for x in unlimited),
     }
 
 

@@ -19,7 +19,16 @@ from taskstatus.limits import InputRejected, check_text
 if TYPE_CHECKING:
     from taskstatus.model import Task
 
-__all__ = ["Candidate", "HandlerLimits", "LimitWaits", "Picked", "key_of", "pick"]
+__all__ = [
+    "Candidate",
+    "HandlerLimits",
+    "LimitWaits",
+    "MixedPick",
+    "Picked",
+    "key_of",
+    "pick",
+    "pick_mixed",
+]
 
 MAX_CONCURRENCY = 1_000_000
 MAX_RATE = 1_000_000.0
@@ -103,6 +112,7 @@ class Candidate:
     id: str
     key: str
     progress: str | None
+    handler: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +125,7 @@ class Picked:
     held: dict[str, str]
     tokens: dict[str, float]
     retry_in: float | None
+    waiting_for_slots: bool = False  # some were held by the concurrency limit
 
 
 def refill(limits: HandlerLimits, tokens: float | None, elapsed: float) -> float:
@@ -149,47 +160,102 @@ def pick(
     """Take candidates in order while slots are free, passing over those whose key has
     `concurrency` running or no token left. `tokens` are the refilled buckets by key (a key
     not there has a full one)."""
-    chosen: list[tuple[str, str]] = []
+    h = limits.handler
+    mixed = pick_mixed(
+        {h: limits},
+        [Candidate(c.id, c.key, c.progress, h) for c in candidates],
+        {(h, k): n for k, n in running.items()},
+        {(h, k): v for k, v in tokens.items()},
+        free,
+    )
+    return Picked(
+        [(c.id, c.key) for c in mixed.chosen],
+        mixed.held,
+        {k: v for (_, k), v in mixed.tokens.items()},
+        mixed.retry_in,
+        bool(mixed.waiting_for_slots),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MixedPick:
+    """`pick` over candidates of several handlers, some limited: counts and buckets are keyed
+    by (handler, key); `waiting_for_slots` names the handlers whose concurrency held some."""
+
+    chosen: list[Candidate]
+    held: dict[str, str]
+    tokens: dict[tuple[str, str], float]
+    retry_in: float | None
+    waiting_for_slots: set[str]
+
+
+def pick_mixed(
+    limits: Mapping[str, HandlerLimits],
+    candidates: Sequence[Candidate],
+    running: Mapping[tuple[str, str], int],
+    tokens: Mapping[tuple[str, str], float],
+    free: int,
+) -> MixedPick:
+    """Candidates of handlers without limits are taken as they come."""
+    chosen: list[Candidate] = []
     held: dict[str, str] = {}
     now_running = dict(running)
     left = dict(tokens)
     retry: float | None = None
+    slots: set[str] = set()
     for c in candidates:
         if len(chosen) >= free:
             break
-        if limits.concurrency is not None and now_running.get(c.key, 0) >= limits.concurrency:
-            held[c.id] = waiting_concurrency(limits, c.key)
+        lim = limits.get(c.handler)
+        if lim is None:
+            chosen.append(c)
             continue
-        if limits.rate is not None:
-            have = left.get(c.key, limits.bucket_size)
+        at = (c.handler, c.key)
+        if lim.concurrency is not None and now_running.get(at, 0) >= lim.concurrency:
+            held[c.id] = waiting_concurrency(lim, c.key)
+            slots.add(c.handler)
+            continue
+        if lim.rate is not None:
+            have = left.get(at, lim.bucket_size)
             if have < 1.0:
-                held[c.id] = waiting_rate(limits, c.key)
-                wait = (1.0 - have) / limits.rate
+                held[c.id] = waiting_rate(lim, c.key)
+                wait = (1.0 - have) / lim.rate
                 retry = wait if retry is None else min(retry, wait)
                 continue
-            left[c.key] = have - 1.0
-        now_running[c.key] = now_running.get(c.key, 0) + 1
-        chosen.append((c.id, c.key))
-    return Picked(chosen, held, left, retry)
+            left[at] = have - 1.0
+        now_running[at] = now_running.get(at, 0) + 1
+        chosen.append(c)
+    return MixedPick(chosen, held, left, retry, slots)
 
 
 class LimitWaits:
-    """What a store remembers of its limited claims: the tasks it started (their end frees a
-    slot, so it wakes the workers) and when a rate limit gives the next token."""
+    """What a store remembers of its limited claims: whether the last one held tasks back
+    (then the end of a limited task it started frees a slot someone waits for: it wakes
+    the workers) and when a rate limit gives the next token."""
 
     def __init__(self) -> None:
         self.running: set[str] = set()
+        self.holding = False
         self.retry_at: float | None = None
 
-    def claimed(self, tasks: Sequence[Task], retry_in: float | None) -> None:
+    def claimed(self, tasks: Sequence[Task], held: bool, retry_in: float | None) -> None:
         self.running.update(t.id for t in tasks)
+        self.claimed_ids(held, retry_in)
+
+    def claimed_ids(self, held: bool, retry_in: float | None) -> None:
+        self.holding = held
         self.retry_at = None if retry_in is None else time.monotonic() + retry_in
 
+    def started(self, task_ids: Sequence[str]) -> None:
+        self.running.update(task_ids)
+
     def ended(self, task_ids: Sequence[str]) -> bool:
-        """Whether any of the tasks was a limited one (then the workers should look)."""
+        """Whether any of the tasks was a limited one while tasks wait (wake the workers)."""
+        if not self.running:
+            return False
         hit = self.running.intersection(task_ids)
         self.running.difference_update(hit)
-        return bool(hit)
+        return bool(hit) and self.holding
 
     def timeout(self, timeout: float) -> float:
         """A wait for work ends when a held task gets its token."""

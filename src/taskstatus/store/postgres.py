@@ -30,7 +30,7 @@ from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb, set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from taskstatus.limits_policy import LimitWaits
+from taskstatus.limits_policy import HandlerLimits, LimitWaits
 from taskstatus.model import Message, Task, TaskDefinition, TaskState, cancel, sources
 from taskstatus.query import And, Condition, Op, TaskField, TaskQuery
 from taskstatus.store.base import (
@@ -331,7 +331,7 @@ class PostgresStore(PostgresSchedules):
         self._claimed = 0  # tasks claimed since the queue was last vacuumed
         self._vacuum: asyncio.Task[None] | None = None
         self._limit_waits = LimitWaits()
-        self._limited = (0.0, frozenset())  # (when read, the handlers with limits)
+        self._limited: tuple[float, dict[str, HandlerLimits]] = (0.0, {})  # (when read, limits)
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -598,22 +598,12 @@ class PostgresStore(PostgresSchedules):
     ) -> list[Task]:
         if limit <= 0 or not handlers:
             return []
-        params = {
-            "worker": worker_id,
-            "lease": lease_seconds,
-            "handlers": list(handlers),
-            "limit": limit,
-        }
-        rows, limited = await self._claim_unlimited(params, handlers)
+        rows = await self._claim(worker_id, limit, lease_seconds, handlers)
         self._claimed += len(rows)
         if self._claimed >= QUEUE_VACUUM_AFTER and (self._vacuum is None or self._vacuum.done()):
             self._claimed = 0
             self._vacuum = asyncio.create_task(self._vacuum_queue(), name="taskstatus vacuum")
         tasks = [task_from_row(r, CODEC) for r in rows]
-        if limited and len(tasks) < limit:
-            tasks += await self._claim_limited(
-                worker_id, limit - len(tasks), lease_seconds, limited
-            )
         tasks.sort(key=lambda t: (-t.priority, t.run_at or t.created))
         return tasks
 

@@ -526,10 +526,10 @@ class SQLiteStore(SQLiteSchedules):
             tasks = [task_from_row(r, CODEC) for r in rows]
             if not limited or len(tasks) >= limit:
                 return tasks, None
-            more, retry = claim_limited(
+            more, held, retry = claim_limited(
                 conn, limited, worker_id, limit - len(tasks), lease_seconds, now
             )
-            self._limit_waits.claimed(more, retry)
+            self._limit_waits.claimed(more, held, retry)
             return tasks + more, retry
 
         tasks, _ = await self._write(run)

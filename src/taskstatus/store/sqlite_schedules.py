@@ -72,13 +72,14 @@ def claim_limited(
     free: int,
     lease_seconds: float,
     now: datetime,
-) -> tuple[list[Task], float | None]:
+) -> tuple[list[Task], bool, float | None]:
     """Claim up to `free` tasks of the limited handlers within their limits; hold the others
-    back with the reason in their progress. The tasks, and in how many seconds a rate limit
-    gives a held task a token (None: no task waits for one)."""
+    back with the reason in their progress. The tasks, whether some were held back, and in how
+    many seconds a rate limit gives a held task a token (None: no task waits for one)."""
     codec = _codec()
     tasks: list[Task] = []
     retry: float | None = None
+    held = False
     at = _t(now)
     for handler in sorted(limited):
         if free - len(tasks) <= 0:
@@ -119,13 +120,14 @@ def claim_limited(
                 [{**p, "key": k, "tokens": v, "now": at} for k, v in picked.tokens.items()],
             )
         if picked.held:
+            held = True
             conn.executemany(
                 _Q["hold_note"],
                 [{"id": tid, "note": note, "now": at} for tid, note in picked.held.items()],
             )
         if picked.retry_in is not None:
             retry = picked.retry_in if retry is None else min(retry, picked.retry_in)
-    return tasks, retry
+    return tasks, held, retry
 
 
 @guarded

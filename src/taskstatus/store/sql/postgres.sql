@@ -480,6 +480,10 @@ ORDER BY handler
 FOR UPDATE
 
 -- name: limit_running
+-- The slots by key; those of tasks that ended count until forget_slots removes them.
+SELECT key, count(*) FROM limit_slots WHERE handler = %(handler)s GROUP BY key
+
+-- name: forget_slots
 -- Forget the slots of tasks that no longer run, then count the rest by key.
 WITH stale AS (
     DELETE FROM limit_slots s
@@ -500,17 +504,22 @@ FROM (SELECT clock_timestamp() AS t) c
 LEFT JOIN limit_buckets b ON b.handler = %(handler)s
 
 -- name: limit_candidates
--- Due tasks of one limited handler, locked (taskstatus_pick), each with its place in queue
--- order; key lookups of tasks, as the claim's.
+-- Due tasks of the claimed handlers, limited or not, locked (taskstatus_pick: the claim's
+-- pick without its filter), each with its place in queue order and, for handlers whose
+-- limits are split by an argument, the arguments; key lookups of tasks, as the claim's.
 WITH picked AS MATERIALIZED (
-    SELECT ARRAY(SELECT taskstatus_pick(ARRAY[%(handler)s]::text[], %(scan)s)) AS ids
+    SELECT ARRAY(SELECT taskstatus_pick(%(handlers)s::text[], %(scan)s)) AS ids
 )
-SELECT t.id, t.arguments, t.progress, array_position((SELECT ids FROM picked), t.id)
-FROM tasks t
-WHERE t.id = ANY(CAST((SELECT ids FROM picked) AS text[]))
+SELECT u.id, t.handler, CASE WHEN t.handler = ANY(%(keyed)s::text[]) THEN t.arguments END,
+       t.progress, u.ord
+FROM unnest((SELECT ids FROM picked)) WITH ORDINALITY AS u(id, ord)
+CROSS JOIN LATERAL (
+    SELECT x.handler, x.arguments, x.progress FROM tasks x WHERE x.id = u.id LIMIT 1
+) t
 
 -- name: claim_ids
--- The claim of tasks the limited claim chose (the claim above, by id); a waiting note goes.
+-- The claim of the tasks the limited claim chose (the claim above, by id), with a slot for
+-- each task of a handler with a concurrency limit; a waiting note goes.
 WITH claimed AS (
     UPDATE tasks SET
         state = 'running', lease_owner = %(worker)s,
@@ -528,8 +537,10 @@ dequeued AS (
 ),
 slots AS (
     INSERT INTO limit_slots (handler, task_id, key)
-    SELECT %(handler)s, s.id, s.key FROM unnest(%(ids)s::text[], %(keys)s::text[]) AS s(id, key)
-    WHERE %(count)s AND s.id IN (SELECT id FROM claimed)
+    SELECT s.handler, s.id, s.key
+    FROM unnest(%(slot_ids)s::text[], %(slot_handlers)s::text[], %(slot_keys)s::text[])
+        AS s(id, handler, key)
+    WHERE s.id IN (SELECT id FROM claimed)
     ON CONFLICT (handler, task_id) DO UPDATE SET key = excluded.key
 )
 SELECT * FROM claimed
@@ -546,3 +557,66 @@ UPDATE tasks SET progress = h.note, modified = now(), version = version + 1
 FROM unnest(%(ids)s::text[], %(notes)s::text[]) AS h(id, note)
 WHERE tasks.id = ANY(%(ids)s::text[]) AND tasks.id = h.id AND tasks.state = 'queued'
   AND tasks.progress IS DISTINCT FROM h.note
+
+-- name: claim_keyless
+-- The limited claim when no limit is split by an argument: the pick and the claim in one
+-- statement. %(allow)s says, per limited handler, how many it may start (its free slots
+-- and whole tokens, read under the lock) and whether its tasks take slots; the due tasks of
+-- the claimed handlers are taken in queue order, a limited handler's beyond its allowance
+-- passed over, up to %(limit)s. The buckets lose a token per task started.
+WITH picked AS MATERIALIZED (
+    SELECT ARRAY(SELECT taskstatus_pick(%(handlers)s::text[], %(scan)s)) AS ids
+),
+allow AS (
+    SELECT * FROM jsonb_to_recordset(%(allow)s::jsonb)
+        AS a(handler text, n integer, slot boolean, tokens float8)
+),
+ranked AS (
+    -- a key lookup per picked task (LIMIT keeps the lateral a nested loop, whatever the
+    -- statistics), numbered in queue order within its handler
+    SELECT u.id, t.handler, u.ord,
+           row_number() OVER (PARTITION BY t.handler ORDER BY u.ord) AS rn
+    FROM unnest((SELECT ids FROM picked)) WITH ORDINALITY AS u(id, ord)
+    CROSS JOIN LATERAL (SELECT x.handler FROM tasks x WHERE x.id = u.id LIMIT 1) t
+),
+chosen AS (
+    SELECT r.id, r.handler, coalesce(a.slot, false) AS slot
+    FROM ranked r LEFT JOIN allow a ON a.handler = r.handler
+    WHERE a.n IS NULL OR r.rn <= a.n
+    ORDER BY r.ord
+    LIMIT %(limit)s
+),
+claimed AS (
+    UPDATE tasks SET
+        state = 'running', lease_owner = %(worker)s,
+        lease_expires = now() + %(lease)s * interval '1 second',
+        attempts = attempts + 1, launched = coalesce(launched, clock_timestamp()),
+        modified = now(),
+        progress = CASE WHEN progress LIKE 'waiting: limit of %%' THEN NULL ELSE progress END,
+        version = version + 1
+    WHERE tasks.id = ANY(ARRAY(SELECT id FROM chosen)) AND tasks.state IN ({from:running})
+    RETURNING {columns}
+),
+dequeued AS (
+    DELETE FROM task_queue WHERE id = ANY(ARRAY(SELECT id FROM claimed))
+),
+slots AS (
+    INSERT INTO limit_slots (handler, task_id, key)
+    SELECT c.handler, c.id, '' FROM chosen c
+    WHERE c.slot AND c.id IN (SELECT id FROM claimed)
+    ON CONFLICT (handler, task_id) DO NOTHING
+),
+spent AS (
+    INSERT INTO limit_buckets (handler, key, tokens, at)
+    SELECT a.handler, '', a.tokens - (SELECT count(*) FROM claimed c WHERE c.handler = a.handler),
+           %(at)s
+    FROM allow a WHERE a.tokens IS NOT NULL
+    ON CONFLICT (handler, key) DO UPDATE SET tokens = excluded.tokens, at = excluded.at
+)
+SELECT * FROM claimed
+
+-- name: hold_next
+-- After a claim that a limit cut short: the next due tasks of the handler get the reason.
+UPDATE tasks SET progress = %(note)s, modified = now(), version = version + 1
+WHERE tasks.id = ANY(ARRAY(SELECT taskstatus_pick(ARRAY[%(handler)s]::text[], %(n)s)))
+  AND tasks.progress IS DISTINCT FROM %(note)s
