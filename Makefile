@@ -1,6 +1,7 @@
 # One entry point. Every target bootstraps .venv on a fresh machine (Python 3.11 and make).
 #   make serve   run the service with the demo handlers on an embedded SQLite file (ARGS=...)
 #   make test    ruff, mypy (strict), import-linter, then the whole test suite (TEST_ARGS=...)
+#   make test-loaded  the suite RUNS times in a row (default 3) with stress-ng --cpu 2 beside it
 #   make bench   the benchmark suite (bench/README.md)
 #   make lock    regenerate requirements.lock and requirements-dev.lock from pyproject.toml,
 #                keeping the locked versions (ARGS=--upgrade to move to the newest allowed)
@@ -14,7 +15,7 @@ BIN := $(VENV)/bin
 ARGS ?=
 TEST_ARGS ?=
 
-.PHONY: serve worker test lint bench lock clean
+.PHONY: serve worker test test-loaded lint bench lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +45,10 @@ lint: $(VENV)/.dev
 
 test: lint
 	$(BIN)/pytest $(TEST_ARGS)
+
+RUNS ?= 3
+test-loaded: lint
+	scripts/test-loaded $(RUNS) $(BIN)/pytest $(TEST_ARGS)
 
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench $(ARGS)

@@ -6,7 +6,7 @@ to date as it goes), VACUUM ANALYZEs it, and prints ``EXPLAIN (ANALYZE, BUFFERS)
 statement, warm, then a summary of execution times.
 The list statements are built by ``taskstatus.store.postgres.list_statements`` (what the
 store's ``query()`` runs) from the `TaskQuery` the v2024 endpoints build (filters parsed by the
-API's grammar, plus the retention and visibility conditions of ``taskstatus.api.access``), and
+API's grammar, plus the retention and visibility conditions of ``taskstatus.service.visible``), and
 the worker statements are the store's own named queries, so the plans are of the real SQL.
 Exits 1 if any plan reads the tasks table with a sequential scan.
 
@@ -46,12 +46,12 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg import sql
 
-from taskstatus.api.access import visible as access_visible
-from taskstatus.api.auth import Principal
 from taskstatus.api.v2024 import NEWEST_FIRST, OLDEST_FIRST, PENDING
+from taskstatus.caller import Caller
 from taskstatus.credentials import ADMIN, READ
 from taskstatus.fields import TASK_STATUS
 from taskstatus.query import Expr, SortKey, TaskQuery, all_of, parse_bound
+from taskstatus.service import visible as service_visible
 from taskstatus.store.postgres import QUERIES, PostgresStore, Statement, list_statements
 
 DEFAULT_URL = os.environ.get(
@@ -118,9 +118,11 @@ FROM generate_series(1, %(rows)s, 5) g, generate_series(1, 2) n,
 
 def visible(owner: str | None, cutoff: datetime) -> Expr:
     """What the API adds to every list: the retention window and, for a caller without the
-    admin scope (`owner`), its own tasks only (taskstatus.api.access.visible)."""
+    admin scope (`owner`), its own tasks only (taskstatus.service.visible)."""
     scopes = frozenset({READ}) if owner else frozenset({ADMIN})
-    return access_visible(Principal("bench", owner or "admin", scopes), cutoff)
+    expr = service_visible(Caller("bench", owner or "admin", scopes, cutoff))
+    assert expr is not None
+    return expr
 
 
 @dataclass

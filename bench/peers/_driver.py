@@ -15,10 +15,11 @@ its last stdout line. The workload and the counting are the same for every syste
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +100,35 @@ def pickup(
             latencies.append((started - t0) * 1000)
     marker.unlink(missing_ok=True)
     return {"system": system, "pickup_ms": latencies}
+
+
+Command = Callable[[argparse.Namespace], None]
+
+
+def main(driver: Mapping[str, Any], worker_options: Mapping[str, int | str] | None = None) -> None:
+    """Parse a driver's command line and run the sub-command asked for: `driver` is the
+    driver module's globals (its docstring and its ``cmd_<name>`` functions);
+    `worker_options` are its worker's own flags with their defaults (their type from it)."""
+    parser = argparse.ArgumentParser(description=driver["__doc__"])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    def command(name: str) -> argparse.ArgumentParser:
+        found: Command = driver[f"cmd_{name}"]
+        p = sub.add_parser(name)
+        p.set_defaults(func=found)
+        return p
+
+    command("setup")
+    command("drop")
+    if worker_options is not None:
+        wk = command("worker")
+        for flag, default in worker_options.items():
+            wk.add_argument(flag, type=type(default), default=default)
+    tp = command("throughput")
+    tp.add_argument("--n", type=int, default=10_000)
+    tp.add_argument("--poll-ms", type=float, default=POLL_MS)
+    pk = command("pickup")
+    pk.add_argument("--tries", type=int, default=30)
+    pk.add_argument("--marker", required=True)
+    args = parser.parse_args()
+    args.func(args)

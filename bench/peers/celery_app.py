@@ -100,24 +100,7 @@ def cmd_pickup(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    wk = sub.add_parser("worker")
-    wk.add_argument("--pool", default="prefork")
-    wk.add_argument("--concurrency", type=int, default=2)
-    wk.set_defaults(func=cmd_worker)
-    sub.add_parser("setup").set_defaults(func=cmd_setup)
-    sub.add_parser("drop").set_defaults(func=cmd_drop)
-    tp = sub.add_parser("throughput")
-    tp.add_argument("--n", type=int, default=10_000)
-    tp.add_argument("--poll-ms", type=float, default=_driver.POLL_MS)
-    tp.set_defaults(func=cmd_throughput)
-    pk = sub.add_parser("pickup")
-    pk.add_argument("--tries", type=int, default=30)
-    pk.add_argument("--marker", required=True)
-    pk.set_defaults(func=cmd_pickup)
-    args = parser.parse_args()
-    args.func(args)
+    _driver.main(globals(), {"--pool": "prefork", "--concurrency": 2})
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The Python API: ``connect(url)`` to submit, find, watch and cancel tasks.
 
-A database URL (``sqlite:///...``, ``postgresql://...``) gives an `AsyncConnection` to the store
-itself; an ``http://`` or ``https://`` URL gives the remote client
+A database URL (``sqlite:///...``, ``postgresql://...``) gives an `AsyncConnection` to the
+service over that database, acting as this process (`Caller.local`: every task, no retention
+cutoff); an ``http://`` or ``https://`` URL gives the remote client
 (`taskstatus.client.AsyncRemoteConnection`), with the same methods and the same `Task` back.
 `Connection` (what `connect` returns for either) runs the async one on a private event loop
 thread, so each operation exists once and works from plain synchronous code.
@@ -17,8 +18,9 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
+from taskstatus.caller import Caller
 from taskstatus.client.remote import AsyncRemoteConnection, TaskEvent, is_remote
-from taskstatus.errors import HasSubtasks
+from taskstatus.events import TERMINAL_EVENT
 from taskstatus.fields import TASK_STATUS
 from taskstatus.handlers import REGISTRY, Handler, Registry
 from taskstatus.listing import Listing
@@ -27,8 +29,7 @@ from taskstatus.query import TaskQuery, parse_bound, parse_sorters
 from taskstatus.scheduling import LimitService, ScheduleService
 from taskstatus.service import Submission, TaskService
 from taskstatus.settings import default_database
-from taskstatus.store import make_store
-from taskstatus.store.base import TERMINAL_EVENT, Store
+from taskstatus.store.base import Store
 
 __all__ = ["AsyncConnection", "AsyncTasks", "Connection", "connect", "connect_async"]
 
@@ -65,19 +66,29 @@ class AsyncConnection(Listing):
     ) -> None:
         """With `must_exist`, a SQLite file that does not exist is refused (NoDatabase)
         rather than created. Unreachable databases raise StoreUnavailable."""
-        self.store = store or make_store(url or default_database(), must_exist=must_exist)
-        self.service = TaskService(self.store, registry)
+        if store is not None:
+            self.service = TaskService(store, registry)
+        else:
+            self.service = TaskService.from_url(
+                url or default_database(), registry, must_exist=must_exist
+            )
         self.launcher = launcher or _launcher()
-        self.schedules = ScheduleService(self.service)  # add, list, get, update, pause, ...
-        self.limits = LimitService(self.service)  # list, get, set
+        self.caller = Caller.local(self.launcher)
+        # add, list, get, update, pause, resume, delete, firings; and list, get, set
+        self.schedules = ScheduleService(self.service, self.caller)
+        self.limits = LimitService(self.service, self.caller)
+
+    @property
+    def store(self) -> Store:
+        return self.service.store
 
     async def open(self) -> AsyncConnection:
-        await self.store.open()
+        await self.service.open()
         await self.service.publish_definitions()
         return self
 
     async def close(self) -> None:
-        await self.store.close()
+        await self.service.close()
 
     async def __aenter__(self) -> AsyncConnection:
         return await self.open()
@@ -125,7 +136,7 @@ class AsyncConnection(Listing):
         options = self._options(
             target, parent, idempotency_key, run_at, priority, max_attempts, timeout
         )
-        return await self.service.submit(handler, arguments or {}, options)
+        return await self.service.submit(self.caller, handler, arguments or {}, options)
 
     async def submit_many(
         self,
@@ -144,11 +155,11 @@ class AsyncConnection(Listing):
         options = self._options(
             target, parent, idempotency_key, run_at, priority, max_attempts, timeout
         )
-        return await self.service.submit_many(handler, arguments, options)
+        return await self.service.submit_many(self.caller, handler, arguments, options)
 
     async def get(self, task_id: str) -> Task:
         """The task, or NotFound."""
-        return await self.service.get(task_id)
+        return await self.service.get(self.caller, task_id)
 
     async def query(
         self,
@@ -166,49 +177,48 @@ class AsyncConnection(Listing):
             limit=limit,
             offset=offset,
         )
-        return (await self.service.query(query)).items
+        return (await self.service.query(self.caller, query)).items
 
     async def count(self, filters: str | None = None) -> int:
         query = TaskQuery(where=parse_bound(filters, TASK_STATUS), limit=0, count=True)
-        return (await self.service.query(query)).total or 0
+        return (await self.service.query(self.caller, query)).total or 0
 
     async def cancel(self, task_id: str) -> Task:
         """Cancel a queued task, or ask a running one to stop."""
-        return await self.service.cancel(task_id)
+        return await self.service.cancel(self.caller, task_id)
 
     async def wait(self, task_id: str, timeout: float | None = None) -> Task:
         """The task once it has ended; WaitTimeout after `timeout` seconds."""
-        return await self.service.wait(task_id, timeout)
+        return await self.service.wait(self.caller, task_id, timeout)
 
     async def clear(
         self, task_id: str, status: CompletionStatus | str, completed: datetime | None = None
     ) -> Task:
         """End a pending task by hand with `status`; its worker is told to stop."""
-        return await self.service.clear(task_id, CompletionStatus(status), completed)
+        return await self.service.clear(self.caller, task_id, CompletionStatus(status), completed)
 
     async def delete(self, task_id: str, *, force: bool = False) -> list[str]:
         """Delete a task (kept as history), cancelling it if it runs; the deleted ids. With
         subtasks and not `force`: HasSubtasks, and nothing is deleted."""
-        result = await self.service.delete(task_id, force=force)
-        if result.blocked_by:
-            raise HasSubtasks(task_id, result.blocked_by)
-        return result.deleted
+        return await self.service.delete(self.caller, task_id, force=force)
 
     async def definitions(self) -> list[TaskDefinition]:
         """The handlers registered by every node sharing the database."""
-        return await self.store.definitions()
+        return await self.service.definitions()
 
     async def events(self, task_id: str, after: int | None = None) -> AsyncIterator[TaskEvent]:
         """The task's events from the start (or after event `after`), live until it ends:
         read from the store's event log, woken by its notifications (any process, any
         node). NotFound for an unknown task."""
-        task = await self.service.get(task_id)
+        task = await self.service.get(self.caller, task_id)
         async for batch in self.service.events.stream(task_id, after or 0, EVENT_SAFETY):
             for event in batch:
                 yield TaskEvent(event.seq, event.kind, dict(event.data))
             if batch and batch[-1].kind == TERMINAL_EVENT:
                 return
-            if not batch and (task.terminal or (await self.service.get(task_id)).terminal):
+            if not batch and (
+                task.terminal or (await self.service.get(self.caller, task_id)).terminal
+            ):
                 return  # caught up with a task that has ended
 
     async def watch(self, task_id: str) -> AsyncIterator[TaskEvent]:

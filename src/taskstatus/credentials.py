@@ -12,11 +12,12 @@ import json
 import os
 import secrets
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from taskstatus.caller import ADMIN, READ, SCOPES, WRITE
 from taskstatus.store.base import ApiClient, Store
 
 __all__ = [
@@ -24,6 +25,8 @@ __all__ = [
     "READ",
     "SCOPES",
     "WRITE",
+    "ApiClient",
+    "Clients",
     "IssuedClient",
     "bootstrap_admin",
     "check_secret",
@@ -31,8 +34,6 @@ __all__ = [
     "new_client",
 ]
 
-READ, WRITE, ADMIN = "tasks:read", "tasks:write", "tasks:admin"
-SCOPES = (READ, WRITE, ADMIN)
 _BOOTSTRAP = "bootstrap.admin_client"
 
 
@@ -81,6 +82,45 @@ def new_client(name: str, scopes: Iterable[str], owner: str | None, now: datetim
         created=now,
     )
     return IssuedClient(client, secret)
+
+
+class Clients:
+    """The API clients of one store, and the settings the nodes sharing it agree on (the
+    token signing key). What `taskstatus clients` and the API's authentication use."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def get(self, client_id: str) -> ApiClient | None:
+        return await self._store.client(client_id)
+
+    async def list_all(self) -> list[ApiClient]:
+        return await self._store.clients()
+
+    async def create(
+        self, name: str, scopes: Iterable[str], owner: str | None, now: datetime
+    ) -> IssuedClient:
+        """A new client, stored; ValueError if an active client already has the name."""
+        taken = [c for c in await self._store.clients() if c.name == name and c.revoked is None]
+        if taken:
+            raise ValueError(f"an active client is already named {name!r} ({taken[0].id})")
+        issued = new_client(name, scopes, owner, now)
+        await self._store.save_client(issued.client)
+        return issued
+
+    async def revoke(self, client_id: str, now: datetime) -> bool:
+        """Revoke the client (False: it already was); ValueError if there is none."""
+        if await self._store.client(client_id) is None:
+            raise ValueError(f"no client with id {client_id}")
+        return await self._store.revoke_client(client_id, now)
+
+    async def setting(self, key: str, default: Callable[[], str]) -> str:
+        """The shared setting `key`; the first node to ask stores `default()`."""
+        return await self._store.setting(key, default)
+
+    async def bootstrap_admin(self, credentials_file: Path, now: datetime) -> IssuedClient | None:
+        """See `bootstrap_admin`."""
+        return await bootstrap_admin(self._store, credentials_file, now)
 
 
 async def bootstrap_admin(

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from taskstatus.store.base import TERMINAL_EVENT, Store, TaskEvent
 
-__all__ = ["EventHub", "Follower", "coalesce"]
+__all__ = ["TERMINAL_EVENT", "EventHub", "Follower", "TaskEvent", "coalesce"]
 
 log = logging.getLogger(__name__)
 

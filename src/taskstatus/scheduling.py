@@ -1,9 +1,12 @@
 """Schedule and limit operations, for every interface (Python API, CLI, HTTP, workers).
 
 Every rule once: a schedule names a known handler and arguments that handler accepts, a valid
-cron expression or interval and a known time zone; limits name a known handler. Firing is
-leaderless: every worker calls `fire_due`, and the store's (schedule, firing time) key keeps
-exactly one task per firing (taskstatus.store.base.Store.fire_schedule).
+cron expression or interval and a known time zone; limits name a known handler. Each service
+acts for one `Caller`: any caller may read schedules and limits; changing them needs the admin
+scope (a schedule's tasks are launched by ``schedule:<name>``, which only admins see), and a
+firing is stored for the schedule, not for whoever fires it. Firing is leaderless: every
+worker calls `fire_due`, and the store's (schedule, firing time) key keeps exactly one task
+per firing (taskstatus.store.base.Store.fire_schedule).
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from taskstatus.errors import ConflictError, InvalidArguments, UnknownHandler
+from taskstatus.caller import Caller
+from taskstatus.errors import ConflictError, Forbidden, InvalidArguments, UnknownHandler
 from taskstatus.handlers import Handler, Registry
 from taskstatus.limits import InputRejected
 from taskstatus.limits_policy import HandlerLimits
@@ -41,12 +45,18 @@ def launcher_of(name: str) -> str:
     return f"schedule:{name}"
 
 
-class ScheduleService:
-    """Schedules over the store of `tasks` (a TaskService)."""
+def _admin(caller: Caller, what: str) -> None:
+    if not caller.admin:
+        raise Forbidden(f"{what} needs the tasks:admin scope")
 
-    def __init__(self, tasks: TaskService) -> None:
+
+class ScheduleService:
+    """Schedules over the store of `tasks` (a TaskService), for `caller`."""
+
+    def __init__(self, tasks: TaskService, caller: Caller) -> None:
         self.tasks = tasks
         self.store = tasks.store
+        self.caller = caller
 
     async def _checked(self, s: Schedule) -> Schedule:
         s = s.checked()
@@ -68,6 +78,7 @@ class ScheduleService:
     ) -> Schedule:
         """Create a schedule (ConflictError if the name is taken); it first fires at its
         first firing time after now."""
+        _admin(self.caller, "creating a schedule")
         now = self.tasks.clock()
         if isinstance(every, timedelta):
             every = every.total_seconds()
@@ -108,6 +119,7 @@ class ScheduleService:
         """Apply `change` to the stored schedule and store it if nobody changed it meanwhile
         (with `expected_version`: if it is still that version). A change of when it fires
         (or a resume) starts again from now; a pause clears the next firing."""
+        _admin(self.caller, "changing a schedule")
         for _ in range(20):
             old = await self.get(name)
             if expected_version is not None and old.version != expected_version:
@@ -143,12 +155,14 @@ class ScheduleService:
         return await self.update(name, lambda s: replace(s, paused=False))
 
     async def delete(self, name: str) -> None:
+        _admin(self.caller, "deleting a schedule")
         if not await self.store.delete_schedule(name):
             raise ScheduleNotFound(name)
 
     async def declare(self, handlers: Registry | Sequence[Handler]) -> None:
         """Create or update the schedules the handlers declare (``@handler(schedule=...)``,
         named after the handler). An unchanged one keeps its next firing and its pause."""
+        _admin(self.caller, "declaring schedules")
         for h in handlers:
             if h.schedule is None:
                 continue
@@ -174,7 +188,9 @@ class ScheduleService:
 
     async def _task(self, s: Schedule, when: datetime) -> Task | None:
         try:
+            # stored for the schedule (an admin's act: the launcher is not the caller's)
             return await self.tasks.prepare(
+                Caller.local(launcher_of(s.name)),
                 s.handler,
                 s.arguments,
                 Submission(launcher=launcher_of(s.name), type=TaskType.QUARTZ),
@@ -186,6 +202,7 @@ class ScheduleService:
     async def fire_due(self, lookahead: float = 1.0) -> tuple[builtins.list[Task], datetime | None]:
         """Fire what is due now; the tasks this node stored, and the next firing time known
         within `lookahead` seconds (None: none that soon)."""
+        _admin(self.caller, "firing schedules")
         now = self.tasks.clock()
         soon = await self.store.due_schedules(now + timedelta(seconds=lookahead))
         stored: builtins.list[Task] = []
@@ -212,11 +229,12 @@ class ScheduleService:
 
 
 class LimitService:
-    """Limits of handlers over the store of `tasks`."""
+    """Limits of handlers over the store of `tasks`, for `caller`."""
 
-    def __init__(self, tasks: TaskService) -> None:
+    def __init__(self, tasks: TaskService, caller: Caller) -> None:
         self.tasks = tasks
         self.store = tasks.store
+        self.caller = caller
 
     async def list(self) -> list[HandlerLimits]:
         return await self.store.handler_limits()
@@ -239,6 +257,7 @@ class LimitService:
         limit_key: str | None = None,
     ) -> HandlerLimits:
         """Replace the handler's limits for every node (all None: remove them)."""
+        _admin(self.caller, "setting limits")
         limits = HandlerLimits(handler, concurrency, rate, burst, limit_key).checked()
         await self.tasks.resolve(handler)  # UnknownHandler
         await self.store.save_limits(limits)
@@ -247,6 +266,7 @@ class LimitService:
     async def declare(self, handlers: Registry | Sequence[Handler]) -> None:
         """Store the limits the handlers' code declares (``@handler(concurrency=...)``), unless
         limits were set at run time: those hold until removed (then the code's apply again)."""
+        _admin(self.caller, "declaring limits")
         stored = {x.handler: x for x in await self.store.handler_limits()}
         for h in handlers:
             old = stored.get(h.name)

@@ -1,21 +1,39 @@
-"""The operations every interface offers (Python API, CLI, HTTP dialects), each rule once.
+"""The one way in: the operations every interface offers (the HTTP dialects, the event
+streams, the CLI, ``connect()``), each called with who is asking (`taskstatus.caller.Caller`),
+each rule once.
 
-Submitting resolves the handler (this process's registry first, then the definitions other
-nodes stored), validates the arguments against it and stores nothing when either fails.
-Cancelling and clearing go through the lifecycle in taskstatus.model.
+- Visibility and retention: a caller sees a task when it was created at or after the caller's
+  cutoff and, without the admin scope, when the caller's owner launched it. Anything else is
+  answered as if it did not exist (NotFound), so a caller cannot learn which ids other owners
+  have; lists are narrowed the same way.
+- Submitting: the launcher is the caller's owner unless given; only an admin may name another
+  (Forbidden). The handler is resolved (this process's registry first, then the definitions
+  other nodes stored), the arguments are validated against it, and nothing is stored when
+  either fails. A parent must be a task the caller sees.
+- Changes (cancel, clear, a JSON Patch, a field edit) run inside the store's optimistic update,
+  on the task as it is, through the lifecycle in taskstatus.model; arguments and target change
+  only while the task is queued (NotQueued). Deleting a task with subtasks needs `force`
+  (HasSubtasks otherwise, and nothing is deleted).
+
+The event hub (`events`) streams the events of a task the caller was shown by `get`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import enum
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import TracebackType
 from typing import Any
 
-from taskstatus.errors import NotFound, UnknownHandler, WaitTimeout
+from taskstatus.caller import Caller
+from taskstatus.credentials import Clients
+from taskstatus.errors import Forbidden, HasSubtasks, NotFound, UnknownHandler, WaitTimeout
 from taskstatus.events import EventHub
 from taskstatus.handlers import REGISTRY, Handler, Registry, validate_with_schema
 from taskstatus.limits import (
@@ -32,15 +50,18 @@ from taskstatus.model import (
     Target,
     Task,
     TaskDefinition,
+    TaskState,
     TaskType,
     cancel,
     clear,
     new_task,
 )
-from taskstatus.query import Condition, Op, TaskField, TaskQuery
-from taskstatus.store.base import DeleteResult, Page, Store
+from taskstatus.patch import apply_patch
+from taskstatus.query import Condition, Expr, Op, TaskField, TaskQuery, all_of
+from taskstatus.store import make_store
+from taskstatus.store.base import Page, Store, StoreLimits
 
-__all__ = ["Submission", "TaskService", "utcnow"]
+__all__ = ["KEEP", "Caller", "Keep", "NotQueued", "Submission", "TaskService", "utcnow", "visible"]
 
 
 # A waiter that heard nothing for this long looks at the task anyway.
@@ -51,11 +72,50 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class Keep(enum.Enum):
+    """The value of an `edit` argument that leaves its field as it is."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+
+class NotQueued(InputRejected):
+    """An edit of what only a queued task may change (its arguments, its target)."""
+
+    def __init__(self, task: Task) -> None:
+        self.task_id = task.id
+        self.state = task.state
+        super().__init__(
+            f"arguments and target change only while the task is queued; it is {task.state}"
+        )
+
+
+def visible(caller: Caller) -> Expr | None:
+    """The filter that limits a query to what `caller` may see (None: everything)."""
+    retained = (
+        None if caller.cutoff is None else Condition(TaskField.CREATED, Op.GE, (caller.cutoff,))
+    )
+    owner = None if caller.admin else Condition(TaskField.LAUNCHER, Op.EQ, (caller.owner,))
+    return all_of(retained, owner)
+
+
+def _check_visible(caller: Caller, task: Task) -> Task:
+    """`task`, or NotFound when `caller` may not see it."""
+    if (caller.cutoff is not None and task.created < caller.cutoff) or (
+        not caller.admin and task.launcher != caller.owner
+    ):
+        raise NotFound(task.id)
+    return task
+
+
 @dataclass(frozen=True, slots=True)
 class Submission:
-    """Options of a submission besides the handler and its arguments."""
+    """Options of a submission besides the handler and its arguments. The launcher defaults
+    to the caller's owner."""
 
-    launcher: str
+    launcher: str | None = None
     target: Target | None = None
     parent: Task | str | None = None
     idempotency_key: str | None = None
@@ -104,7 +164,8 @@ def _check(
 
 
 class TaskService:
-    """Task operations over one store, with the handlers this process knows."""
+    """Task operations over one store, with the handlers this process knows. Open one with
+    `TaskService.from_url` (``async with``), or over a store with the constructor."""
 
     def __init__(
         self,
@@ -129,6 +190,55 @@ class TaskService:
         self.max_subtask_depth = max_subtask_depth
         self.max_subtasks = max_subtasks
         self.events = EventHub(store)
+        self.clients = Clients(store)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        registry: Registry = REGISTRY,
+        *,
+        limits: StoreLimits | None = None,
+        must_exist: bool = False,
+        max_subtask_depth: int | None = None,
+        max_subtasks: int | None = None,
+    ) -> TaskService:
+        """The service of the database at `url` (not yet opened: `open()`, or ``async
+        with``); see `taskstatus.store.make_store`. `limits` default to the
+        TASKSTATUS_*_TIMEOUT variables."""
+        if limits is None:
+            from taskstatus.settings import StoreSettings
+
+            limits = StoreSettings().limits()
+        store = make_store(url, limits=limits, must_exist=must_exist)
+        return cls(store, registry, max_subtask_depth=max_subtask_depth, max_subtasks=max_subtasks)
+
+    async def open(self) -> TaskService:
+        """Open the store (applying migrations)."""
+        await self.store.open()
+        return self
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    async def __aenter__(self) -> TaskService:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def ping(self) -> None:
+        """Return when the database answers; StoreUnavailable (or the driver's error) if not."""
+        await self.store.ping()
+
+    async def definitions(self) -> list[TaskDefinition]:
+        """The handlers registered by every node sharing the database."""
+        return await self.store.definitions()
 
     async def publish_definitions(self) -> None:
         """Store this process's handler definitions so that every node can validate them."""
@@ -153,18 +263,18 @@ class TaskService:
         """`arguments` as they will be stored, checked against the handler's schema."""
         return _check(*await self.resolve(handler), arguments)
 
-    async def prepare(
-        self, handler: Handler | str, arguments: Mapping[str, Any], options: Submission
-    ) -> Task:
-        """A validated task ready to store, or UnknownHandler / InvalidArguments."""
-        return (await self.prepare_many(handler, [arguments], options))[0]
-
-    async def prepare_many(
+    async def _prepare(
         self,
+        caller: Caller,
         handler: Handler | str,
         arguments: Sequence[Mapping[str, Any]],
         options: Submission,
     ) -> list[Task]:
+        """Validated tasks ready to store, or Forbidden / UnknownHandler / InvalidArguments."""
+        launcher = options.launcher if options.launcher is not None else caller.owner
+        if launcher != caller.owner and not caller.admin:
+            raise Forbidden("only a client with tasks:admin may submit for another user")
+        options = dataclasses.replace(options, launcher=launcher)
         _check_storable(arguments, options)
         definition, local = await self.resolve(handler)
         validated = [
@@ -173,7 +283,7 @@ class TaskService:
             else validate_with_schema(definition.name, definition.schema, a)
             for a in arguments
         ]
-        parent = await self._parent(options.parent)
+        parent = await self._parent(caller, options.parent)
         if parent is not None:
             await self._check_family(parent, len(arguments))
         now = self.clock()
@@ -186,7 +296,7 @@ class TaskService:
                 handler=definition.name,
                 definition=definition.summary,
                 arguments=args,
-                launcher=options.launcher,
+                launcher=launcher,
                 now=now,
                 type=options.type,
                 unique_name=options.unique_name,
@@ -209,6 +319,16 @@ class TaskService:
             )
             for i, args in enumerate(validated)
         ]
+
+    async def prepare(
+        self,
+        caller: Caller,
+        handler: Handler | str,
+        arguments: Mapping[str, Any],
+        options: Submission,
+    ) -> Task:
+        """One validated task ready to store (what a schedule's firing stores itself)."""
+        return (await self._prepare(caller, handler, [arguments], options))[0]
 
     async def _check_family(self, parent: Task, adding: int) -> None:
         """InputRejected when `adding` subtasks of `parent` would be nested deeper than
@@ -240,65 +360,144 @@ class TaskService:
                 f"pass {self.max_subtasks} ({limit('max-subtasks', self.max_subtasks)})"
             )
 
-    async def _parent(self, parent: Task | str | None) -> Task | None:
+    async def _parent(self, caller: Caller, parent: Task | str | None) -> Task | None:
         if parent is None or isinstance(parent, Task):
             return parent
-        found = await self.store.get(parent)
-        if found is None:
-            raise NotFound(parent)
-        return found
+        return await self.get(caller, parent)
 
     async def submit(
-        self, handler: Handler | str, arguments: Mapping[str, Any], options: Submission
+        self,
+        caller: Caller,
+        handler: Handler | str,
+        arguments: Mapping[str, Any],
+        options: Submission | None = None,
     ) -> Task:
-        return await self.store.create(await self.prepare(handler, arguments, options))
+        """Queue one task; the same idempotency key returns the same task."""
+        tasks = await self._prepare(caller, handler, [arguments], options or Submission())
+        return await self.store.create(tasks[0])
 
     async def submit_many(
         self,
+        caller: Caller,
         handler: Handler | str,
         arguments: Sequence[Mapping[str, Any]],
-        options: Submission,
+        options: Submission | None = None,
     ) -> list[Task]:
         """Validate every item first; store all of them in one transaction, or none."""
-        return await self.store.create_many(await self.prepare_many(handler, arguments, options))
+        tasks = await self._prepare(caller, handler, arguments, options or Submission())
+        return await self.store.create_many(tasks)
 
-    async def get(self, task_id: str, *, include_deleted: bool = False) -> Task:
+    async def get(self, caller: Caller, task_id: str, *, include_deleted: bool = False) -> Task:
+        """The task, or NotFound (also when the caller may not see it)."""
         task = await self.store.get(task_id, include_deleted=include_deleted)
         if task is None:
             raise NotFound(task_id)
-        return task
+        return _check_visible(caller, task)
 
-    async def query(self, query: TaskQuery) -> Page:
+    async def query(self, caller: Caller, query: TaskQuery) -> Page:
+        """One page of the tasks matching `query` among those the caller may see."""
+        scope = visible(caller)
+        if scope is not None:
+            query = dataclasses.replace(query, where=all_of(query.where, scope))
         return await self.store.query(query)
 
-    async def cancel(self, task_id: str, *, expected_version: int | None = None) -> Task:
-        """Cancel a queued task, or ask a running one to stop. IllegalTransition if finished."""
+    async def _change(
+        self,
+        caller: Caller,
+        task_id: str,
+        change: Callable[[Task, datetime], Task],
+        *,
+        expected_version: int | None = None,
+    ) -> Task:
+        """`change` applied to the task as it is (if the caller may see it), atomically."""
+        now = self.clock()
         return await self.store.update(
-            task_id, lambda t: cancel(t, self.clock()), expected_version=expected_version
+            task_id,
+            lambda t: change(_check_visible(caller, t), now),
+            expected_version=expected_version,
         )
 
+    async def cancel(
+        self, caller: Caller, task_id: str, *, expected_version: int | None = None
+    ) -> Task:
+        """Cancel a queued task, or ask a running one to stop. IllegalTransition if finished."""
+        return await self._change(caller, task_id, cancel, expected_version=expected_version)
+
     async def clear(
-        self, task_id: str, status: CompletionStatus, completed: datetime | None = None
+        self,
+        caller: Caller,
+        task_id: str,
+        status: CompletionStatus,
+        completed: datetime | None = None,
     ) -> Task:
         """End a pending task by hand with `status`; its worker is told to stop."""
         if completed is not None:
             to_utc(completed, "completed")
-        return await self.store.update(task_id, lambda t: clear(t, status, completed, self.clock()))
+        return await self._change(caller, task_id, lambda t, now: clear(t, status, completed, now))
 
-    async def delete(self, task_id: str, *, force: bool) -> DeleteResult:
-        return await self.store.delete(task_id, force=force, now=self.clock())
+    async def patch(self, caller: Caller, task_id: str, operations: Any) -> Task:
+        """Apply a JSON Patch (taskstatus.patch) atomically. Setting completionStatus (and
+        completed) on a pending task clears it."""
+        return await self._change(caller, task_id, lambda t, now: apply_patch(t, operations, now))
 
-    async def purge(self, older_than: timedelta) -> int:
+    async def edit(
+        self,
+        caller: Caller,
+        task_id: str,
+        *,
+        arguments: Mapping[str, Any] | Keep = KEEP,
+        target: Target | Keep | None = KEEP,
+        attributes: Mapping[str, Any] | Keep = KEEP,
+        then: Callable[[Task, datetime], Task] | None = None,
+    ) -> Task:
+        """Change fields of a task atomically, then (`then`) its state: a lifecycle step such
+        as `model.cancel`, chosen from the task as it is. Arguments (validated against the
+        handler) and target change only while the task is queued (NotQueued)."""
+        validated: dict[str, Any] | None = None
+        if not isinstance(arguments, Keep):
+            current = await self.get(caller, task_id)
+            validated = await self.validate(current.handler, arguments)
+
+        def change(task: Task, now: datetime) -> Task:
+            edits: dict[str, Any] = {}
+            if validated is not None or not isinstance(target, Keep):
+                if task.state is not TaskState.QUEUED:
+                    raise NotQueued(task)
+                if validated is not None:
+                    edits["arguments"] = validated
+                if not isinstance(target, Keep):
+                    edits["target"] = target
+            if not isinstance(attributes, Keep):
+                edits["attributes"] = attributes
+            if edits:
+                task = dataclasses.replace(task, modified=now, **edits)
+            return task if then is None else then(task, now)
+
+        return await self._change(caller, task_id, change)
+
+    async def delete(self, caller: Caller, task_id: str, *, force: bool = False) -> list[str]:
+        """Delete a task (kept as history), cancelling it if it runs; the deleted ids. With
+        subtasks and not `force`: HasSubtasks, and nothing is deleted."""
+        await self.get(caller, task_id)
+        result = await self.store.delete(task_id, force=force, now=self.clock())
+        if result.blocked_by:
+            raise HasSubtasks(task_id, result.blocked_by)
+        return result.deleted
+
+    async def purge(self, caller: Caller, older_than: timedelta) -> int:
+        """Delete for good the finished (or deleted) tasks older than `older_than`."""
+        if not caller.admin:
+            raise Forbidden("only a client with tasks:admin may purge tasks")
         return await self.store.purge(self.clock() - older_than)
 
-    async def wait(self, task_id: str, timeout: float | None = None) -> Task:
+    async def wait(self, caller: Caller, task_id: str, timeout: float | None = None) -> Task:
         """The task once it is terminal; WaitTimeout after `timeout` seconds."""
-        task = await self.wait_for(task_id, timeout)
+        task = await self.wait_for(caller, task_id, timeout)
         if not task.terminal:
             raise WaitTimeout(task_id, timeout or 0.0)
         return task
 
-    async def wait_for(self, task_id: str, timeout: float | None) -> Task:
+    async def wait_for(self, caller: Caller, task_id: str, timeout: float | None) -> Task:
         """The task as soon as it is terminal, or as it is after `timeout` seconds (None:
         no limit). Woken by the task's events (any process, any node), not by polling; a
         look every WAIT_SAFETY seconds covers a missed wake-up."""
@@ -306,7 +505,7 @@ class TaskService:
         with self.events.follow(task_id) as follower:
             while True:
                 follower.wake.clear()
-                task = await self.get(task_id)
+                task = await self.get(caller, task_id)
                 if task.terminal:
                     return task
                 left = WAIT_SAFETY if deadline is None else deadline - time.monotonic()

@@ -64,6 +64,12 @@ class Settings(StoreSettings):
     lease_seconds: float = Field(30.0, gt=0, description="How long a claim lasts unrenewed")
     poll_interval: float = Field(1.0, gt=0, description="Idle poll, a safety net for wake-ups")
     grace_period: float = Field(30.0, ge=0, description="Seconds running tasks get on shutdown")
+    recover_grace: float | None = Field(
+        None,
+        ge=0,
+        description="Seconds a lease must stay expired, with the store reachable, before another "
+        "node recovers its task (default: the lease): time for cut-off workers to renew",
+    )
 
     # HTTP API
     host: str = Field("127.0.0.1", description="Address to listen on")

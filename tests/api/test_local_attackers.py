@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from taskstatus.caller import Caller
 from taskstatus.limits import InputRejected
 from taskstatus.query import TaskQuery
 from taskstatus.redact import mask
@@ -206,15 +207,16 @@ async def test_subtasks_are_limited_in_depth_and_number(store: Store) -> None:
     one parent, naming the limit, and stores nothing for it."""
     await store.save_definitions([DEFINITION])
     service = TaskService(store, max_subtask_depth=2, max_subtasks=3)
-    root = await service.submit("noop", {}, Submission(launcher="t"))
-    child = await service.submit("noop", {}, Submission(launcher="t", parent=root))
-    grandchild = await service.submit("noop", {}, Submission(launcher="t", parent=child))
+    me = Caller.local("t")
+    root = await service.submit(me, "noop", {}, Submission(launcher="t"))
+    child = await service.submit(me, "noop", {}, Submission(launcher="t", parent=root))
+    grandchild = await service.submit(me, "noop", {}, Submission(launcher="t", parent=child))
     with pytest.raises(InputRejected, match="max-subtask-depth = 2"):
-        await service.submit("noop", {}, Submission(launcher="t", parent=grandchild))
-    await service.submit_many("noop", [{}, {}], Submission(launcher="t", parent=root))
+        await service.submit(me, "noop", {}, Submission(launcher="t", parent=grandchild))
+    await service.submit_many(me, "noop", [{}, {}], Submission(launcher="t", parent=root))
     with pytest.raises(InputRejected, match="max-subtasks = 3"):
-        await service.submit("noop", {}, Submission(launcher="t", parent=root.id))
-    page = await service.store.query(TaskQuery(count=True))
+        await service.submit(me, "noop", {}, Submission(launcher="t", parent=root.id))
+    page = await service.query(me, TaskQuery(count=True))
     assert page.total == 5
 
 

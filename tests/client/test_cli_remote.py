@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -202,25 +203,34 @@ def test_login_then_logout_in_a_terminal(
     assert after.returncode == 1 and "taskstatus login" in after.stderr
 
 
+def _slept(screen: str) -> int:
+    """The seconds the Sleep demo handler last reported on a terminal screen (0: none yet)."""
+    found = re.findall(r"Slept (\d+) of \d+ s", screen)
+    return int(found[-1]) if found else 0
+
+
 @needs_tmux
 def test_watch_follows_the_stream_in_a_terminal(
     server: Server, env: dict[str, str], terminal: Callable[[str, dict[str, str]], Terminal]
 ) -> None:
     """`watch --url` in a real terminal shows the live progress bar and the task's progress
-    text, and exits with the task's outcome: 0 for SUCCESS, 4 for TERMINATED."""
+    text as it moves, and exits with the task's outcome: 4 for a task cancelled while
+    watched, 0 for SUCCESS with the bar at 100%."""
     env = {**env, "PYTHONPATH": str(ROOT / "src")}
     env.pop("TMUX", None)
     with taskstatus.connect(server.url, **server.credentials) as ts:
-        task = ts.submit("Sleep", {"seconds": 3})
-        watch = terminal(_cli_command("watch", task.id), env)
-        watch.wait_for(lambda s: "Slept 1 of 3 s" in s or "Slept 2 of 3 s" in s)
+        # Long enough that a CLI slow to start on a loaded machine still sees it move.
+        running = ts.submit("Sleep", {"seconds": 120})
+        watch = terminal(_cli_command("watch", running.id), env)
+        first = _slept(watch.wait_for(lambda s: _slept(s) > 0))
+        watch.wait_for(lambda s: _slept(s) > first)  # it moves without a new command
+        ts.cancel(running.id)
+        screen = watch.wait_for(lambda s: "EXIT=" in s)
+        assert "(TERMINATED)" in screen and "EXIT=4" in screen, screen
+
+        done = ts.submit("Sleep", {"seconds": 0})
+        ts.wait(done.id, timeout=60)
+        watch = terminal(_cli_command("watch", done.id), env)
         screen = watch.wait_for(lambda s: "EXIT=" in s)
         assert "succeeded (SUCCESS)" in screen and "EXIT=0" in screen, screen
         assert "100%" in screen
-
-        long = ts.submit("Sleep", {"seconds": 60})
-        watch = terminal(_cli_command("watch", long.id), env)
-        watch.wait_for(lambda s: "Slept 1 of 60 s" in s)
-        ts.cancel(long.id)
-        screen = watch.wait_for(lambda s: "EXIT=" in s)
-        assert "(TERMINATED)" in screen and "EXIT=4" in screen, screen

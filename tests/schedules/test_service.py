@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from taskstatus.errors import ConflictError, InvalidArguments, NotFound, UnknownHandler
+from taskstatus.caller import Caller
+from taskstatus.errors import ConflictError, Forbidden, InvalidArguments, NotFound, UnknownHandler
 from taskstatus.handlers import Registry, handler
 from taskstatus.limits import InputRejected
 from taskstatus.model import CompletionStatus, TaskType
@@ -23,6 +24,7 @@ from taskstatus.worker.context import TaskContext
 pytestmark = pytest.mark.anyio
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+ME = Caller.local("tester")
 
 
 class Clock:
@@ -66,7 +68,7 @@ def handlers() -> Registry:
 async def schedules(store: Store, handlers: Registry, clock: Clock) -> ScheduleService:
     tasks = TaskService(store, handlers, clock=clock)
     await tasks.publish_definitions()
-    return ScheduleService(tasks)
+    return ScheduleService(tasks, ME)
 
 
 async def test_a_new_schedule_fires_at_its_first_time_after_now(
@@ -124,7 +126,7 @@ async def test_overlap_skip_waits_for_the_previous_task(
     [first], _ = await schedules.fire_due()
     clock.advance(10)
     assert (await schedules.fire_due())[0] == []
-    await schedules.tasks.clear(first.id, CompletionStatus.SUCCESS)
+    await schedules.tasks.clear(ME, first.id, CompletionStatus.SUCCESS)
     clock.advance(10)
     [second], _ = await schedules.fire_due()
     assert [tid for _, tid in await schedules.firings("o")] == [first.id, None, second.id]
@@ -187,7 +189,7 @@ async def test_limits_declared_in_code_and_set_at_run_time(
 ) -> None:
     """@handler(concurrency=...) is stored at a worker start; set() replaces it everywhere,
     and a later worker start leaves that alone until it is removed."""
-    limits = LimitService(schedules.tasks)
+    limits = LimitService(schedules.tasks, ME)
     await limits.declare(handlers)
     assert [(x.handler, x.concurrency, x.declared) for x in await limits.list()] == [
         ("often", 2, True)
@@ -265,9 +267,9 @@ async def test_bad_limits_are_refused(
 ) -> None:
     """Each bad limit is refused with a message that names it."""
     with pytest.raises(InputRejected, match=says.replace("(", r"\(")):
-        await LimitService(schedules.tasks).set("sync", **kwargs)
+        await LimitService(schedules.tasks, ME).set("sync", **kwargs)
     with pytest.raises(UnknownHandler):
-        await LimitService(schedules.tasks).set("nope", concurrency=1)
+        await LimitService(schedules.tasks, ME).set("nope", concurrency=1)
 
 
 def test_cron_across_a_dst_change() -> None:
@@ -285,3 +287,19 @@ def test_cron_across_a_dst_change() -> None:
     )  # type: ignore[arg-type]
     fires, _ = due_firings(autumn, datetime(2026, 10, 26, 12, tzinfo=UTC))
     assert len(fires) == 3  # the 24th, the 25th (once), the 26th
+
+
+async def test_changing_schedules_and_limits_needs_admin(schedules: ScheduleService) -> None:
+    """A caller without the admin scope may read schedules and limits, not change them."""
+    reader = Caller("c1", "someone", frozenset({"tasks:read"}))
+    theirs = ScheduleService(schedules.tasks, reader)
+    assert await theirs.list() == []
+    with pytest.raises(Forbidden):
+        await theirs.add("x", "sync", every=5)
+    await schedules.add("x", "sync", every=5)
+    for attempt in (theirs.pause("x"), theirs.delete("x"), theirs.fire_due()):
+        with pytest.raises(Forbidden):
+            await attempt
+    with pytest.raises(Forbidden):
+        await LimitService(schedules.tasks, reader).set("sync", concurrency=1)
+    assert (await theirs.get("x")).paused is False

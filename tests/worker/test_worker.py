@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from taskstatus.caller import Caller
 from taskstatus.handlers import Registry, handler
 from taskstatus.model import CompletionStatus, MessageType, Task, TaskState, clear
 from taskstatus.service import Submission, TaskService, utcnow
@@ -30,6 +31,9 @@ FAST = WorkerOptions(
     retry_base=0.1,
     grace_period=1.0,
 )
+
+
+LOCAL = Caller.local("test")
 
 
 @asynccontextmanager
@@ -50,11 +54,11 @@ async def submit(
     store: Store, registry: Registry, name: str, args: dict[str, Any] | None = None, **options: Any
 ) -> Task:
     service = TaskService(store, registry)
-    return await service.submit(name, args or {}, Submission(launcher="test", **options))
+    return await service.submit(LOCAL, name, args or {}, Submission(launcher="test", **options))
 
 
 async def wait(store: Store, task_id: str, timeout: float = 10) -> Task:
-    return await TaskService(store).wait(task_id, timeout)
+    return await TaskService(store).wait(LOCAL, task_id, timeout)
 
 
 async def wait_for(predicate: Callable[[], bool], timeout: float = 5) -> None:
@@ -240,7 +244,7 @@ async def test_cancel_a_running_task(store: Store, registry: Registry, kind: str
     async with worker(store, registry, opts):
         task = await submit(store, registry, "long")
         await wait_for(started.is_set)
-        asked = await TaskService(store).cancel(task.id)
+        asked = await TaskService(store).cancel(LOCAL, task.id)
         assert asked.state is TaskState.CANCEL_REQUESTED
         done = await wait(store, task.id, 5)
     assert (done.state, done.completion_status) == (
@@ -283,7 +287,7 @@ async def test_a_handler_that_returns_after_seeing_the_cancel_ends_cancelled(
     async with worker(store, registry, replace(FAST, heartbeat_interval=0.05)):
         task = await submit(store, registry, "polite")
         await wait_for(started.is_set)
-        await TaskService(store).cancel(task.id)
+        await TaskService(store).cancel(LOCAL, task.id)
         done = await wait(store, task.id, 5)
     assert (done.state, done.completion_status) == (
         TaskState.CANCELLED,
@@ -309,7 +313,7 @@ async def test_a_handler_that_finishes_without_seeing_the_cancel_keeps_its_outco
     async with worker(store, registry, replace(FAST, heartbeat_interval=0.05)):
         task = await submit(store, registry, "deaf")
         await wait_for(started.is_set)
-        await TaskService(store).cancel(task.id)
+        await TaskService(store).cancel(LOCAL, task.id)
         await asyncio.sleep(0.3)  # several heartbeats: the stop reaches the context
         go_on.set()
         done = await wait(store, task.id, 5)
@@ -418,7 +422,7 @@ async def test_concurrency_is_respected(store: Store, registry: Registry) -> Non
     service = TaskService(store, registry)
     opts = replace(FAST, concurrency=3)
     async with worker(store, registry, opts):
-        tasks = await service.submit_many("busy", [{}] * 20, Submission(launcher="t"))
+        tasks = await service.submit_many(LOCAL, "busy", [{}] * 20, Submission(launcher="t"))
         for t in tasks:
             assert (await wait(store, t.id)).completion_status is CompletionStatus.SUCCESS
     assert peak == 3

@@ -26,11 +26,9 @@ from taskstatus.api.auth import Auth
 from taskstatus.api.deps import ApiState
 from taskstatus.api.fastlane import FastLane
 from taskstatus.api.ratelimit import FailureLimiter, RateLimiter, StreamLimits
-from taskstatus.credentials import bootstrap_admin
 from taskstatus.handlers import REGISTRY, Registry
 from taskstatus.service import TaskService, utcnow
 from taskstatus.settings import Settings
-from taskstatus.store import Store, make_store
 from taskstatus.worker import Worker, WorkerOptions
 
 log = logging.getLogger("taskstatus.api")
@@ -62,28 +60,30 @@ def create_app(
     settings: Settings | None = None,
     *,
     registry: Registry = REGISTRY,
-    store: Store | None = None,
+    service: TaskService | None = None,
 ) -> FastAPI:
+    """The app over `service` (default: one on ``settings.database``), opened and closed by
+    the app's lifespan."""
     settings = settings or Settings()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        st = store or make_store(settings.database, limits=settings.limits())
-        await st.open()
-        service = TaskService(
-            st,
+        svc = service or TaskService.from_url(
+            settings.database,
             registry,
+            limits=settings.limits(),
             max_subtask_depth=settings.max_subtask_depth,
             max_subtasks=settings.max_subtasks,
         )
-        await service.publish_definitions()
-        auth = await Auth.create(st, settings.jwt_secret, token_ttl=settings.token_ttl)
-        issued = await bootstrap_admin(st, settings.credentials_file, utcnow())
+        await svc.open()
+        await svc.publish_definitions()
+        auth = await Auth.create(svc.clients, settings.jwt_secret, token_ttl=settings.token_ttl)
+        issued = await svc.clients.bootstrap_admin(settings.credentials_file, utcnow())
         if issued is not None:
             announce_admin(issued.client.id, issued.secret, settings.credentials_file)
         app.state.api = ApiState(
             settings=settings,
-            service=service,
+            service=svc,
             auth=auth,
             limiter=RateLimiter(settings.rate_limit, settings.rate_burst),
             token_limiter=RateLimiter(
@@ -94,14 +94,14 @@ def create_app(
         )
         worker, running = None, None
         if settings.concurrency > 0 and len(registry):
-            worker = Worker(
-                st,
-                registry,
+            worker = Worker.of(
+                svc,
                 WorkerOptions(
                     concurrency=settings.concurrency,
                     lease_seconds=settings.lease_seconds,
                     poll_interval=settings.poll_interval,
                     grace_period=settings.grace_period,
+                    recover_grace=settings.recover_grace,
                 ),
             )
             running = asyncio.create_task(worker.run(), name="in-process worker")
@@ -114,7 +114,7 @@ def create_app(
             if worker is not None and running is not None:
                 worker.stop()
                 await asyncio.gather(running, return_exceptions=True)
-            await st.close()
+            await svc.close()
 
     app = FastAPI(
         title="taskstatus",

@@ -18,37 +18,20 @@ import secrets
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import jwt
 
 from taskstatus.api.errors import Unauthorized
-from taskstatus.credentials import ADMIN, check_secret
+from taskstatus.caller import Caller
+from taskstatus.credentials import ApiClient, Clients, check_secret
 from taskstatus.limits import MAX_TEXT_LENGTH
-from taskstatus.store.base import ApiClient, Store
 
-__all__ = ["Auth", "Principal", "basic_credentials"]
+__all__ = ["Auth", "basic_credentials"]
 
 ISSUER = AUDIENCE = "taskstatus"
 KEY_SETTING = "jwt.hs256.key"
 CLIENT_CACHE_SECONDS = 10.0
 _TOKEN_CACHE_SIZE = 10_000
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling: a client, its owner (the launcher of what it submits) and its scopes."""
-
-    client_id: str
-    owner: str
-    scopes: frozenset[str]
-
-    @property
-    def admin(self) -> bool:
-        return ADMIN in self.scopes
-
-    def allows(self, scope: str) -> bool:
-        return self.admin or scope in self.scopes
 
 
 def basic_credentials(header: str) -> tuple[str, str] | None:
@@ -65,28 +48,29 @@ def basic_credentials(header: str) -> tuple[str, str] | None:
 
 
 class Auth:
-    """Issues and checks tokens for one store's clients."""
+    """Issues and checks tokens for one store's clients; what they stand for is a `Caller`
+    (without a retention cutoff: the request adds it)."""
 
-    def __init__(self, store: Store, key: str, *, token_ttl: float = 3600.0) -> None:
-        self.store = store
+    def __init__(self, clients: Clients, key: str, *, token_ttl: float = 3600.0) -> None:
+        self.clients = clients
         self._key = key
         self.token_ttl = token_ttl
-        self._tokens: dict[str, tuple[Principal, float]] = {}
+        self._tokens: dict[str, tuple[Caller, float]] = {}
         self._clients: dict[str, tuple[ApiClient | None, float]] = {}
 
     @classmethod
-    async def create(cls, store: Store, key: str | None, *, token_ttl: float) -> Auth:
+    async def create(cls, clients: Clients, key: str | None, *, token_ttl: float) -> Auth:
         """With no configured key, use (or create) the cluster's key kept in the store."""
         if not key:
-            key = await store.setting(KEY_SETTING, lambda: secrets.token_urlsafe(64))
-        return cls(store, key, token_ttl=token_ttl)
+            key = await clients.setting(KEY_SETTING, lambda: secrets.token_urlsafe(64))
+        return cls(clients, key, token_ttl=token_ttl)
 
     async def _client(self, client_id: str) -> ApiClient | None:
         cached = self._clients.get(client_id)
         now = time.monotonic()
         if cached is not None and now - cached[1] < CLIENT_CACHE_SECONDS:
             return cached[0]
-        client = await self.store.client(client_id)
+        client = await self.clients.get(client_id)
         if len(self._clients) > _TOKEN_CACHE_SIZE:
             self._clients.clear()
         self._clients[client_id] = (client, now)
@@ -99,7 +83,7 @@ class Auth:
         """The client if the secret is right and it is not revoked (read fresh, not cached)."""
         if "\x00" in client_id or len(client_id) > MAX_TEXT_LENGTH:
             return None  # no client has such an id: no need to ask the store (or break it)
-        client = await self.store.client(client_id)
+        client = await self.clients.get(client_id)
         if (
             client is None
             or client.revoked is not None
@@ -135,7 +119,7 @@ class Auth:
             "scope": scope,
         }
 
-    def _decode(self, token: str) -> tuple[Principal, float]:
+    def _decode(self, token: str) -> tuple[Caller, float]:
         try:
             claims = jwt.decode(
                 token,
@@ -153,14 +137,14 @@ class Auth:
             raise Unauthorized(f"missing claim {e.claim}") from None
         except jwt.InvalidTokenError as e:
             raise Unauthorized(f"invalid token ({e})") from None
-        principal = Principal(
+        caller = Caller(
             client_id=str(claims["sub"]),
             owner=str(claims.get("owner") or claims["sub"]),
             scopes=frozenset(str(claims["scope"]).split()),
         )
-        return principal, float(claims["exp"])
+        return caller, float(claims["exp"])
 
-    async def bearer(self, token: str) -> Principal:
+    async def bearer(self, token: str) -> Caller:
         """The caller a bearer token stands for; Unauthorized when it does not check out."""
         cached = self._tokens.get(token)
         if cached is None or cached[1] <= time.time():
@@ -168,19 +152,19 @@ class Auth:
             if len(self._tokens) > _TOKEN_CACHE_SIZE:
                 self._tokens.clear()
             self._tokens[token] = cached
-        principal = cached[0]
-        client = await self._client(principal.client_id)
+        caller = cached[0]
+        client = await self._client(caller.client_id)
         if client is None or client.revoked is not None:
             raise Unauthorized("the client was revoked")
-        return principal
+        return caller
 
-    async def basic(self, client_id: str, secret: str) -> Principal:
+    async def basic(self, client_id: str, secret: str) -> Caller:
         client = await self.authenticate_client(client_id, secret)
         if client is None:
             raise Unauthorized("bad client credentials", error="invalid client credentials")
-        return Principal(client.id, client.owner, frozenset(client.scopes))
+        return Caller(client.id, client.owner, frozenset(client.scopes))
 
-    async def from_header(self, header: str | None, *, allow_basic: bool = False) -> Principal:
+    async def from_header(self, header: str | None, *, allow_basic: bool = False) -> Caller:
         """The caller of a request from its Authorization header."""
         if not header:
             raise Unauthorized("no bearer token in the Authorization header")

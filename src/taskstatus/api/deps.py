@@ -1,10 +1,11 @@
 """What routes share: the app's state, and the dependency that authenticates, rate-limits and
-checks the scope of a caller (documented in OpenAPI as OAuth2 client credentials)."""
+checks the scope of a caller (documented in OpenAPI as OAuth2 client credentials), and gives
+the route the `Caller` to hand the service, with the retention cutoff of now."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Annotated
 
@@ -12,10 +13,10 @@ from fastapi import Depends, Request, Security
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
 from fastapi.security import OAuth2
 
-from taskstatus.api.auth import Auth, Principal, basic_credentials
+from taskstatus.api.auth import Auth, basic_credentials
 from taskstatus.api.errors import ApiError, Unauthorized
 from taskstatus.api.ratelimit import FailureLimiter, RateLimiter, StreamLimits
-from taskstatus.credentials import ADMIN, READ, WRITE
+from taskstatus.caller import ADMIN, READ, WRITE, Caller
 from taskstatus.service import TaskService, utcnow
 from taskstatus.settings import Settings
 
@@ -71,26 +72,26 @@ State = Annotated[ApiState, Depends(api_state)]
 
 async def authorize(
     request: Request, scope: str, authorization: str | None, *, allow_basic: bool = False
-) -> Principal:
-    """The authenticated caller, rate-limited, holding `scope`; else Unauthorized (401),
-    RateLimited (429) or a 403."""
+) -> Caller:
+    """The authenticated caller, rate-limited, holding `scope`, with the retention cutoff;
+    else Unauthorized (401), RateLimited (429) or a 403."""
     state = app_state(request)
     if allow_basic and authorization and authorization[:6].lower() == "basic ":
-        principal = await basic_login(request, authorization)
+        caller = await basic_login(request, authorization)
     else:
-        principal = await state.auth.from_header(authorization, allow_basic=allow_basic)
-    state.limiter.check(principal.client_id)
-    if not principal.allows(scope):
-        held = ", ".join(sorted(principal.scopes)) or "none"
+        caller = await state.auth.from_header(authorization, allow_basic=allow_basic)
+    state.limiter.check(caller.client_id)
+    if not caller.allows(scope):
+        held = ", ".join(sorted(caller.scopes)) or "none"
         raise ApiError(403, [f"this operation needs the {scope} scope; the token has {held}"])
-    return principal
+    return replace(caller, cutoff=state.cutoff())
 
 
 def source_address(request: Request) -> str:
     return request.client.host if request.client else "-"
 
 
-async def basic_login(request: Request, authorization: str) -> Principal:
+async def basic_login(request: Request, authorization: str) -> Caller:
     """HTTP Basic: a secret is checked, so failures are limited (`FailureLimiter`)."""
     state = app_state(request)
     creds = basic_credentials(authorization)
@@ -103,7 +104,7 @@ async def basic_login(request: Request, authorization: str) -> Principal:
         raise
 
 
-def caller(scope: str, *, allow_basic: bool = False) -> Callable[..., Awaitable[Principal]]:
+def requires(scope: str, *, allow_basic: bool = False) -> Callable[..., Awaitable[Caller]]:
     """A dependency: `authorize` for `scope`, documented in OpenAPI as OAuth2."""
 
     # Security(...) as the default, not in Annotated: a closure variable cannot be resolved
@@ -111,11 +112,11 @@ def caller(scope: str, *, allow_basic: bool = False) -> Callable[..., Awaitable[
     async def dependency(
         request: Request,
         authorization: str | None = Security(oauth2, scopes=[scope]),
-    ) -> Principal:
+    ) -> Caller:
         return await authorize(request, scope, authorization, allow_basic=allow_basic)
 
     return dependency
 
 
-Reader = Annotated[Principal, Depends(caller(READ))]
-Writer = Annotated[Principal, Depends(caller(WRITE))]
+Reader = Annotated[Caller, Depends(requires(READ))]
+Writer = Annotated[Caller, Depends(requires(WRITE))]

@@ -23,7 +23,7 @@ async def health() -> Response:
 @router.get("/ready", summary="Readiness: the database is reachable")
 async def ready(state: State) -> Response:
     try:
-        await state.service.store.ping()
+        await state.service.ping()
     except StoreUnavailable as e:
         log.warning("not ready: %s", e)
         raise ApiError(503, [str(e)], headers={"Retry-After": str(e.retry_after)}) from None

@@ -19,9 +19,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from taskstatus.api.access import check_visible
-from taskstatus.api.auth import Principal
-from taskstatus.api.deps import State, caller
+from taskstatus.api.deps import State, requires
 from taskstatus.api.errors import (
     ApiError,
     RateLimited,
@@ -42,8 +40,7 @@ from taskstatus.api.streams import (
     task_stream,
     wait_until_terminal,
 )
-from taskstatus.credentials import READ, WRITE
-from taskstatus.model import cancel
+from taskstatus.caller import READ, WRITE, Caller
 from taskstatus.service import utcnow
 from taskstatus.settings import Settings
 from taskstatus.views import jira_task
@@ -140,8 +137,8 @@ router = APIRouter(
     },
 )
 Version = Literal["2", "3"]
-JiraReader = Annotated[Principal, Depends(caller(READ, allow_basic=True))]
-JiraWriter = Annotated[Principal, Depends(caller(WRITE, allow_basic=True))]
+JiraReader = Annotated[Caller, Depends(requires(READ, allow_basic=True))]
+JiraWriter = Annotated[Caller, Depends(requires(WRITE, allow_basic=True))]
 
 
 @router.get("/{taskId}", summary="Get task", response_model=JiraTask)
@@ -150,13 +147,13 @@ async def get_task(
     taskId: str,
     request: Request,
     state: State,
-    principal: JiraReader,
+    caller: JiraReader,
     wait: Wait = None,
 ) -> Response:
     """The task's progress; 404 for unknown tasks and for tasks past the retention window.
     With ?wait=, as soon as it has ended or when the time is up."""
-    task = check_visible(principal, await state.service.get(taskId), state.cutoff())
-    task = await wait_until_terminal(state, principal, task, wait)
+    task = await state.service.get(caller, taskId)
+    task = await wait_until_terminal(state, caller, task, wait)
     url = self_link(request, state.settings, f"/rest/api/{version}/task/{task.id}")
     return json_response(200, jira_task(task, url, utcnow()))
 
@@ -200,14 +197,14 @@ async def get_task_events(
     taskId: str,
     request: Request,
     state: State,
-    principal: JiraReader,
+    caller: JiraReader,
     after: After = None,
     last_event_id: LastEventId = None,
 ) -> Response:
     """The task's events as text/event-stream, `data:` in Jira's field names: a `snapshot`
     (the whole task), the log after the cursor, then live events until `completed`."""
     url = self_link(request, state.settings, f"/rest/api/{version}/task/{taskId}")
-    return await task_stream(request, state, principal, taskId, JIRA, url)
+    return await task_stream(request, state, caller, taskId, JIRA, url)
 
 
 @router.post(
@@ -217,12 +214,7 @@ async def get_task_events(
     response_class=Response,  # no body: Jira answers 202 Accepted with none
     responses={202: {"description": "Cancellation requested"}},
 )
-async def cancel_task(
-    version: Version, taskId: str, state: State, principal: JiraWriter
-) -> Response:
+async def cancel_task(version: Version, taskId: str, state: State, caller: JiraWriter) -> Response:
     """Cancel a queued task, or ask a running one to stop (202). A finished task: 400."""
-    cutoff, now = state.cutoff(), utcnow()
-    await state.service.store.update(
-        taskId, lambda t: cancel(check_visible(principal, t, cutoff), now)
-    )
+    await state.service.cancel(caller, taskId)
     return Response(status_code=202)

@@ -3,7 +3,7 @@
 Translation only, like every dialect: bodies become `Submission`s and service calls, tasks
 go out whole (`wire.task_to_json`), and errors are the ErrorResponseDto with the
 ``errorType``/``errorDetail`` from which the client raises the same exception types a database
-connection raises. Who may see which task is `access`'s rule, as everywhere.
+connection raises. Who may see and change which task is the service's rule, as everywhere.
 
 - ``POST /tasks``: submit one (``Idempotency-Key``: the same key returns the same task);
 - ``POST /tasks/batch``: submit many in one transaction, or none;
@@ -25,16 +25,14 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from taskstatus.api.access import check_visible, visible
-from taskstatus.api.auth import Principal
 from taskstatus.api.deps import Reader, State, Writer
 from taskstatus.api.errors import ApiError, as_api_error, json_response
 from taskstatus.api.schemas import ERRORS
-from taskstatus.errors import HasSubtasks
+from taskstatus.errors import Forbidden
 from taskstatus.fields import TASK_STATUS
 from taskstatus.limits import MAX_CLIENT_PAGE_SIZE, MAX_DELAY_SECONDS, MAX_OFFSET
-from taskstatus.model import CompletionStatus, Target, TargetType, Task
-from taskstatus.query import TaskQuery, all_of, parse_bound, parse_sorters
+from taskstatus.model import CompletionStatus, Target, TargetType
+from taskstatus.query import TaskQuery, parse_bound, parse_sorters
 from taskstatus.service import Submission
 from taskstatus.wire import PREFIX, definition_to_json, error_detail, task_to_json
 
@@ -113,23 +111,15 @@ class ClearBody(BaseModel):
     completed: datetime | None = None
 
 
-async def _submission(
-    body: Options, principal: Principal, state: State, key: str | None
-) -> Submission:
-    launcher = body.launcher or principal.owner
-    if launcher != principal.owner and not principal.admin:
-        raise ApiError(403, ["launcher: only a client with tasks:admin may submit for another"])
-    parent: Task | None = None
-    if body.parent is not None:
-        parent = check_visible(principal, await state.service.get(body.parent), state.cutoff())
+def _submission(body: Options, key: str | None) -> Submission:
     run_at: datetime | timedelta | None = body.run_at
     if run_at is None and body.delay:
         run_at = timedelta(seconds=body.delay)
     target = body.target
     return Submission(
-        launcher=launcher,
+        launcher=body.launcher or None,
         target=None if target is None else Target(target.id, target.type, target.name),
-        parent=parent,
+        parent=body.parent,
         idempotency_key=key,
         run_at=run_at,
         priority=body.priority,
@@ -146,26 +136,32 @@ IdempotencyKey = Annotated[
 
 @router.post("/tasks", status_code=201, summary="Submit a task")
 async def submit(
-    body: SubmitBody, state: State, principal: Writer, idempotency_key: IdempotencyKey = None
+    body: SubmitBody, state: State, caller: Writer, idempotency_key: IdempotencyKey = None
 ) -> Response:
-    options = await _submission(body, principal, state, idempotency_key)
-    task = await state.service.submit(body.handler, body.arguments, options)
+    options = _submission(body, idempotency_key)
+    try:
+        task = await state.service.submit(caller, body.handler, body.arguments, options)
+    except Forbidden as e:
+        raise ApiError(403, [f"launcher: {e}"]) from None
     return json_response(201, task_to_json(task))
 
 
 @router.post("/tasks/batch", status_code=201, summary="Submit many tasks, all or none")
 async def submit_many(
-    body: SubmitManyBody, state: State, principal: Writer, idempotency_key: IdempotencyKey = None
+    body: SubmitManyBody, state: State, caller: Writer, idempotency_key: IdempotencyKey = None
 ) -> Response:
-    options = await _submission(body, principal, state, idempotency_key)
-    tasks = await state.service.submit_many(body.handler, body.arguments, options)
+    options = _submission(body, idempotency_key)
+    try:
+        tasks = await state.service.submit_many(caller, body.handler, body.arguments, options)
+    except Forbidden as e:
+        raise ApiError(403, [f"launcher: {e}"]) from None
     return json_response(201, [task_to_json(t) for t in tasks])
 
 
 @router.get("/tasks", summary="Tasks matching a filter, one page")
 async def query(
     state: State,
-    principal: Reader,
+    caller: Reader,
     filters: str | None = None,
     sorters: str | None = None,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
@@ -175,13 +171,14 @@ async def query(
     """The filter and sorter syntax of the v2024 list, over every task the caller may see
     (pending and completed); with no sorters, the store's order (oldest first)."""
     page = await state.service.query(
+        caller,
         TaskQuery(
-            where=all_of(parse_bound(filters, TASK_STATUS), visible(principal, state.cutoff())),
+            where=parse_bound(filters, TASK_STATUS),
             sort=parse_sorters(sorters, TASK_STATUS),
             offset=offset,
             limit=limit,
             count=count,
-        )
+        ),
     )
     headers = {"X-Total-Count": str(page.total)} if page.total is not None else {}
     return json_response(200, [task_to_json(t) for t in page.items], headers)
@@ -191,38 +188,33 @@ async def query(
 async def get(
     id: str,
     state: State,
-    principal: Reader,
+    caller: Reader,
     wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 0,
 ) -> Response:
-    task = check_visible(principal, await state.service.get(id), state.cutoff())
+    task = await state.service.get(caller, id)
     if wait > 0 and not task.terminal:
-        task = await state.service.wait_for(id, wait)
+        task = await state.service.wait_for(caller, id, wait)
     return json_response(200, task_to_json(task))
 
 
 @router.post("/tasks/{id}/cancel", summary="Cancel a task")
-async def cancel(id: str, state: State, principal: Writer) -> Response:
-    check_visible(principal, await state.service.get(id), state.cutoff())
-    return json_response(200, task_to_json(await state.service.cancel(id)))
+async def cancel(id: str, state: State, caller: Writer) -> Response:
+    return json_response(200, task_to_json(await state.service.cancel(caller, id)))
 
 
 @router.post("/tasks/{id}/clear", summary="End a pending task by hand")
-async def clear(id: str, body: ClearBody, state: State, principal: Writer) -> Response:
-    check_visible(principal, await state.service.get(id), state.cutoff())
-    task = await state.service.clear(id, body.status, body.completed)
+async def clear(id: str, body: ClearBody, state: State, caller: Writer) -> Response:
+    task = await state.service.clear(caller, id, body.status, body.completed)
     return json_response(200, task_to_json(task))
 
 
 @router.delete("/tasks/{id}", summary="Delete a task (kept as history)")
-async def delete(id: str, state: State, principal: Writer, force: bool = False) -> Response:
-    check_visible(principal, await state.service.get(id), state.cutoff())
-    result = await state.service.delete(id, force=force)
-    if result.blocked_by:
-        raise HasSubtasks(id, result.blocked_by)
-    return json_response(200, {"deleted": result.deleted})
+async def delete(id: str, state: State, caller: Writer, force: bool = False) -> Response:
+    deleted = await state.service.delete(caller, id, force=force)
+    return json_response(200, {"deleted": deleted})
 
 
 @router.get("/definitions", summary="The registered handlers")
-async def definitions(state: State, principal: Reader) -> Response:
-    found = await state.service.store.definitions()
+async def definitions(state: State, caller: Reader) -> Response:
+    found = await state.service.definitions()
     return json_response(200, [definition_to_json(d) for d in found])

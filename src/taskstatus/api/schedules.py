@@ -16,11 +16,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from taskstatus.api.auth import Principal
-from taskstatus.api.deps import Reader, State, caller
+from taskstatus.api.deps import Reader, State, requires
 from taskstatus.api.errors import ApiError, CasedResponse, json_response
 from taskstatus.api.schemas import ERRORS, ErrorResponseDto, JsonPatchOperation
-from taskstatus.credentials import ADMIN
+from taskstatus.caller import ADMIN, Caller
 from taskstatus.limits import MAX_OFFSET, MAX_PAGE_SIZE, check_json
 from taskstatus.limits_policy import HandlerLimits
 from taskstatus.schedules import Schedule, schedule_document
@@ -29,7 +28,7 @@ from taskstatus.service import utcnow
 
 __all__ = ["router"]
 
-Admin = Annotated[Principal, Depends(caller(ADMIN))]
+Admin = Annotated[Caller, Depends(requires(ADMIN))]
 CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorResponseDto, "description": "Conflict"}
 }
@@ -146,7 +145,7 @@ def router(prefix: str = "/v2024") -> APIRouter:
     )
     async def list_schedules(
         state: State,
-        principal: Reader,
+        caller: Reader,
         limit: Annotated[int, Query(ge=0, le=MAX_PAGE_SIZE)] = MAX_PAGE_SIZE,
         offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
         count: bool = False,
@@ -156,7 +155,7 @@ def router(prefix: str = "/v2024") -> APIRouter:
         sorters: Annotated[str | None, Query(description="e.g. -nextFire,name")] = None,
     ) -> Response:
         """Schedules with their next firing times, by name unless `sorters` says otherwise."""
-        docs = [_doc(s) for s in await ScheduleService(state.service).list()]
+        docs = [_doc(s) for s in await ScheduleService(state.service, caller).list()]
         docs = _sorted(_filtered(docs, filters), sorters)
         headers = {"X-Total-Count": str(len(docs))} if count else {}
         return json_response(200, docs[offset : offset + limit], headers)
@@ -169,11 +168,11 @@ def router(prefix: str = "/v2024") -> APIRouter:
         operation_id="create_task_schedule",
         responses=CONFLICT,
     )
-    async def create_schedule(body: ScheduleIn, state: State, principal: Admin) -> Response:
+    async def create_schedule(body: ScheduleIn, state: State, caller: Admin) -> Response:
         """A bad cron expression, an unknown time zone or handler, or arguments the handler
         refuses are a 400 that says which; a name in use is a 409."""
         check_json(body.arguments, "arguments")
-        s = await ScheduleService(state.service).add(
+        s = await ScheduleService(state.service, caller).add(
             body.name,
             body.handler,
             body.arguments,
@@ -192,8 +191,8 @@ def router(prefix: str = "/v2024") -> APIRouter:
         response_model=ScheduleOut,
         operation_id="get_task_schedule",
     )
-    async def get_schedule(name: str, state: State, principal: Reader) -> Response:
-        return json_response(200, _doc(await ScheduleService(state.service).get(name)))
+    async def get_schedule(name: str, state: State, caller: Reader) -> Response:
+        return json_response(200, _doc(await ScheduleService(state.service, caller).get(name)))
 
     @r.patch(
         "/task-schedules/{name}",
@@ -216,9 +215,7 @@ def router(prefix: str = "/v2024") -> APIRouter:
             }
         },
     )
-    async def update_schedule(
-        name: str, request: Request, state: State, principal: Admin
-    ) -> Response:
+    async def update_schedule(name: str, request: Request, state: State, caller: Admin) -> Response:
         """Apply a JSON Patch to handler, arguments, cron, every, timezone, missed, overlap
         or paused; a change of when it fires (or a resume) counts from now."""
         from taskstatus.schedules import patched
@@ -233,7 +230,9 @@ def router(prefix: str = "/v2024") -> APIRouter:
         except (ValueError, RecursionError) as e:
             raise ApiError(400, [f"the body is not valid JSON: {e}"]) from None
         check_json(operations, "body")
-        s = await ScheduleService(state.service).update(name, lambda s: patched(s, operations))
+        s = await ScheduleService(state.service, caller).update(
+            name, lambda s: patched(s, operations)
+        )
         return json_response(200, _doc(s))
 
     @r.delete(
@@ -243,9 +242,9 @@ def router(prefix: str = "/v2024") -> APIRouter:
         response_class=Response,
         operation_id="delete_task_schedule",
     )
-    async def delete_schedule(name: str, state: State, principal: Admin) -> Response:
+    async def delete_schedule(name: str, state: State, caller: Admin) -> Response:
         """The schedule and its firing records go; the tasks it fired stay."""
-        await ScheduleService(state.service).delete(name)
+        await ScheduleService(state.service, caller).delete(name)
         return CasedResponse(status_code=204)
 
     @r.get(
@@ -254,8 +253,8 @@ def router(prefix: str = "/v2024") -> APIRouter:
         response_model=list[LimitsOut],
         operation_id="list_task_limits",
     )
-    async def list_limits(state: State, principal: Reader) -> Response:
-        limits = await LimitService(state.service).list()
+    async def list_limits(state: State, caller: Reader) -> Response:
+        limits = await LimitService(state.service, caller).list()
         return json_response(200, [_limits(x) for x in limits])
 
     @r.get(
@@ -264,9 +263,9 @@ def router(prefix: str = "/v2024") -> APIRouter:
         response_model=LimitsOut,
         operation_id="get_task_limits",
     )
-    async def get_limits(handler: str, state: State, principal: Reader) -> Response:
+    async def get_limits(handler: str, state: State, caller: Reader) -> Response:
         """A known handler's limits (nulls: none); an unknown handler is a 400."""
-        return json_response(200, _limits(await LimitService(state.service).get(handler)))
+        return json_response(200, _limits(await LimitService(state.service, caller).get(handler)))
 
     @r.put(
         "/task-limits/{handler}",
@@ -274,10 +273,10 @@ def router(prefix: str = "/v2024") -> APIRouter:
         response_model=LimitsOut,
         operation_id="set_task_limits",
     )
-    async def set_limits(handler: str, body: LimitsIn, state: State, principal: Admin) -> Response:
+    async def set_limits(handler: str, body: LimitsIn, state: State, caller: Admin) -> Response:
         """Replace the handler's limits on every node from the next claim on (all null:
         remove them)."""
-        limits = await LimitService(state.service).set(
+        limits = await LimitService(state.service, caller).set(
             handler,
             concurrency=body.concurrency,
             rate=body.rate,

@@ -25,14 +25,13 @@ from fastapi import Header, Query
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 
-from taskstatus.api.access import check_visible, visible
-from taskstatus.api.auth import Principal
 from taskstatus.api.deps import ApiState
 from taskstatus.api.errors import ApiError
+from taskstatus.caller import Caller
+from taskstatus.events import TERMINAL_EVENT, TaskEvent
 from taskstatus.model import Task, TaskState
 from taskstatus.query import Condition, Expr, Op, TaskField, TaskQuery, all_of
 from taskstatus.service import utcnow
-from taskstatus.store.base import TERMINAL_EVENT, TaskEvent
 from taskstatus.views import CRUD_STATUS, JIRA_STATUS, crud_task, iso, jira_task, task_status
 
 __all__ = [
@@ -214,12 +213,12 @@ def wait_seconds(request: Request) -> float | None:
 
 
 async def wait_until_terminal(
-    state: ApiState, principal: Principal, task: Task, seconds: float | None
+    state: ApiState, caller: Caller, task: Task, seconds: float | None
 ) -> Task:
     """`task`, or, with `seconds`, the task once it is terminal or when the time is up."""
     if seconds is None or task.terminal:
         return task
-    return check_visible(principal, await state.service.wait_for(task.id, seconds), state.cutoff())
+    return await state.service.wait_for(caller, task.id, seconds)
 
 
 _ENCODED: OrderedDict[tuple[str, int, int, str], bytes] = OrderedDict()
@@ -244,21 +243,21 @@ def _sse(event: TaskEvent, dialect: Dialect) -> bytes:
 async def task_stream(
     request: Request,
     state: ApiState,
-    principal: Principal,
+    caller: Caller,
     task_id: str,
     dialect: Dialect,
     self_url: str = "",
 ) -> EventSourceResponse:
     """The SSE response of one task's events (checks made before it starts: 404, 429)."""
     after = cursor_of(request)
-    task = check_visible(principal, await state.service.get(task_id), state.cutoff())
+    task = await state.service.get(caller, task_id)
     streams = state.streams
-    streams.check(principal.client_id)
+    streams.check(caller.client_id)
     hub = state.service.events
     heartbeat = state.settings.event_heartbeat
 
     async def events() -> AsyncIterator[ServerSentEvent | bytes]:
-        with streams.hold(principal.client_id):
+        with streams.hold(caller.client_id):
             yield ServerSentEvent(
                 data=orjson.dumps(dialect.snapshot(task, self_url)).decode(), event="snapshot"
             )
@@ -287,7 +286,7 @@ SEEN_TASKS = 10_000  # tasks an all-tasks stream remembers (whether they match, 
 async def all_tasks_stream(
     request: Request,
     state: ApiState,
-    principal: Principal,
+    caller: Caller,
     where: Expr | None,
     dialect: Dialect,
 ) -> EventSourceResponse:
@@ -296,24 +295,19 @@ async def all_tasks_stream(
     committed after it opens, and `id:` is "task_id:seq" for information (a reconnect does
     not resume it; follow one task's stream for that)."""
     streams = state.streams
-    streams.check(principal.client_id)
+    streams.check(caller.client_id)
     hub = state.service.events
     heartbeat = state.settings.event_heartbeat
 
     async def matching(ids: list[str]) -> set[str]:
         query = TaskQuery(
-            where=all_of(
-                Condition(TaskField.ID, Op.IN, tuple(ids)),
-                visible(principal, state.cutoff()),
-                where,
-            ),
-            limit=len(ids),
+            where=all_of(Condition(TaskField.ID, Op.IN, tuple(ids)), where), limit=len(ids)
         )
-        return {t.id for t in (await state.service.query(query)).items}
+        return {t.id for t in (await state.service.query(caller, query)).items}
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         seen: OrderedDict[str, int | None] = OrderedDict()  # task -> cursor (None: no match)
-        with streams.hold(principal.client_id), hub.follow(None) as follower:
+        with streams.hold(caller.client_id), hub.follow(None) as follower:
             while True:
                 follower.wake.clear()
                 news, follower.news = follower.news, {}

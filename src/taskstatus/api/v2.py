@@ -8,7 +8,6 @@ Errors are the ErrorResponseDto of every other endpoint.
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -16,7 +15,6 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.responses import Response
 
-from taskstatus.api.access import check_visible, visible
 from taskstatus.api.deps import Reader, State, Writer
 from taskstatus.api.errors import ApiError, json_response
 from taskstatus.api.schemas import ERRORS, ErrorResponseDto
@@ -29,10 +27,11 @@ from taskstatus.api.streams import (
     task_stream,
     wait_until_terminal,
 )
+from taskstatus.errors import Forbidden, HasSubtasks
 from taskstatus.limits import MAX_OFFSET, MAX_PAGE_SIZE, InputRejected, check_json, limit, to_utc
 from taskstatus.model import CompletionStatus, Target, Task, TaskState, cancel, clear
 from taskstatus.query import And, Condition, Expr, Op, SortKey, TaskField, TaskQuery, all_of
-from taskstatus.service import Submission, utcnow
+from taskstatus.service import KEEP, Keep, NotQueued, Submission
 from taskstatus.views import CRUD_STATUS, crud_task
 
 router = APIRouter(prefix="/v2/task", tags=["Task (v2)"], responses=ERRORS)
@@ -165,7 +164,7 @@ def _sort(text: str) -> tuple[SortKey, ...]:
     summary="A filtered, sorted page of tasks",
     response_model=list[CrudTask],
 )
-async def index(body: IndexBody, state: State, principal: Reader) -> Response:
+async def index(body: IndexBody, state: State, caller: Reader) -> Response:
     """Exact match on any task field (several combine with and); pages from 1; the
     X-Pagination-* headers carry the page, the page count, the page size and the total."""
     if not 1 <= body.per_page <= MAX_PER_PAGE:
@@ -185,14 +184,15 @@ async def index(body: IndexBody, state: State, principal: Reader) -> Response:
         )
     where = all_of(*(_condition(k, v) for k, v in body.filter.items()))
     page = await state.service.query(
+        caller,
         TaskQuery(
-            where=all_of(where, visible(principal, state.cutoff())),
+            where=where,
             sort=_sort(body.sort),
             offset=(body.page - 1) * body.per_page,
             limit=body.per_page,
             count=True,
             include_deleted=body.historized,
-        )
+        ),
     )
     total = page.total or 0
     headers = {
@@ -210,26 +210,25 @@ async def index(body: IndexBody, state: State, principal: Reader) -> Response:
     status_code=201,
     response_model=CrudTask,
 )
-async def create(body: CreateBody, state: State, principal: Writer) -> Response:
+async def create(body: CreateBody, state: State, caller: Writer) -> Response:
     """`handler` must name a registered handler and `request` pass its schema, else 400 and
     nothing is stored."""
     if body.status not in (None, "pending"):
         raise ApiError(400, [f"status: a new task is pending, not {body.status!r}"])
-    launcher = body.user_id or principal.owner
-    if launcher != principal.owner and not principal.admin:
-        raise ApiError(403, ["user_id: only a client with tasks:admin may submit for another user"])
     target = Target(body.entity_id) if body.entity_id is not None else None
-    task = await state.service.submit(
-        body.handler, body.request, Submission(launcher=launcher, target=target)
-    )
+    options = Submission(launcher=body.user_id or None, target=target)
+    try:
+        task = await state.service.submit(caller, body.handler, body.request, options)
+    except Forbidden as e:
+        raise ApiError(403, [f"user_id: {e}"]) from None
     return json_response(201, crud_task(task))
 
 
 @router.get("/view/{id}", summary="One task", response_model=CrudTask)
-async def view(id: str, state: State, principal: Reader, wait: Wait = None) -> Response:
+async def view(id: str, state: State, caller: Reader, wait: Wait = None) -> Response:
     """One task; with ?wait=, as soon as it has ended or when the time is up."""
-    task = check_visible(principal, await state.service.get(id), state.cutoff())
-    task = await wait_until_terminal(state, principal, task, wait)
+    task = await state.service.get(caller, id)
+    task = await wait_until_terminal(state, caller, task, wait)
     return json_response(200, crud_task(task))
 
 
@@ -243,13 +242,13 @@ async def events(
     id: str,
     request: Request,
     state: State,
-    principal: Reader,
+    caller: Reader,
     after: After = None,
     last_event_id: LastEventId = None,
 ) -> Response:
     """The task's events as text/event-stream, `data:` in v2 field names: a `snapshot` (the
     whole task), the log after the cursor, then live events until `completed`."""
-    return await task_stream(request, state, principal, id, CRUD)
+    return await task_stream(request, state, caller, id, CRUD)
 
 
 def _set_status(task: Task, status: str, now: datetime) -> Task:
@@ -266,7 +265,7 @@ def _set_status(task: Task, status: str, now: datetime) -> Task:
 
 
 @router.put("/update/{id}", summary="Change a task", response_model=CrudTask)
-async def update(id: str, body: UpdateBody, state: State, principal: Writer) -> Response:
+async def update(id: str, body: UpdateBody, state: State, caller: Writer) -> Response:
     """Fields a user may change; a status change goes through the lifecycle; an illegal change
     is refused (400) and nothing changes."""
     given = body.model_fields_set
@@ -274,37 +273,28 @@ async def update(id: str, body: UpdateBody, state: State, principal: Writer) -> 
         raise ApiError(
             400, ["the body changes nothing: set status, request, entity_id or response"]
         )
-    current = check_visible(principal, await state.service.get(id), state.cutoff())
-    arguments = None
-    if "request" in given:
-        arguments = await state.service.validate(current.handler, body.request or {})
-    cutoff, now = state.cutoff(), utcnow()
-
-    def change(task: Task) -> Task:
-        task = check_visible(principal, task, cutoff)
-        edits: dict[str, Any] = {}
-        if arguments is not None or "entity_id" in given:
-            if task.state is not TaskState.QUEUED:
-                raise ApiError(
-                    400,
-                    [
-                        f"request and entity_id change only while the task is "
-                        f"pending; it is {CRUD_STATUS[task.state]}"
-                    ],
-                )
-            if arguments is not None:
-                edits["arguments"] = arguments
-            if "entity_id" in given:
-                edits["target"] = Target(body.entity_id) if body.entity_id is not None else None
-        if "response" in given:
-            edits["attributes"] = body.response or {}
-        if edits:
-            task = dataclasses.replace(task, modified=now, **edits)
-        if body.status is not None:
-            task = _set_status(task, body.status, now)
-        return task
-
-    return json_response(200, crud_task(await state.service.store.update(id, change)))
+    target: Target | Keep | None = KEEP
+    if "entity_id" in given:
+        target = Target(body.entity_id) if body.entity_id is not None else None
+    status = body.status
+    try:
+        task = await state.service.edit(
+            caller,
+            id,
+            arguments=body.request or {} if "request" in given else KEEP,
+            target=target,
+            attributes=body.response or {} if "response" in given else KEEP,
+            then=None if status is None else lambda t, now: _set_status(t, status, now),
+        )
+    except NotQueued as e:
+        raise ApiError(
+            400,
+            [
+                "request and entity_id change only while the task is pending; it is "
+                f"{CRUD_STATUS[e.state]}"
+            ],
+        ) from None
+    return json_response(200, crud_task(task))
 
 
 @router.delete(
@@ -315,20 +305,18 @@ async def update(id: str, body: UpdateBody, state: State, principal: Writer) -> 
 async def delete(
     id: str,
     state: State,
-    principal: Writer,
+    caller: Writer,
     force: Annotated[bool, Query(description="Also delete the subtasks")] = False,
 ) -> Response:
     """A running task is cancelled, then deleted. With subtasks and force=false nothing is
     deleted: 409, and `related` lists the subtasks that force=true would delete too."""
-    check_visible(principal, await state.service.get(id), state.cutoff())
-    result = await state.service.delete(id, force=force)
-    if result.blocked_by:
+    try:
+        deleted = await state.service.delete(caller, id, force=force)
+    except HasSubtasks as e:
+        subtasks = [t for t in e.subtasks if isinstance(t, Task)]
         raise ApiError(
             409,
-            [
-                f"the task has {len(result.blocked_by)} subtasks: delete with force=true to "
-                "delete them too"
-            ],
-            extra={"related": [crud_task(t) for t in result.blocked_by]},
-        )
-    return json_response(200, {"deleted": result.deleted})
+            [f"the task has {len(subtasks)} subtasks: delete with force=true to delete them too"],
+            extra={"related": [crud_task(t) for t in subtasks]},
+        ) from None
+    return json_response(200, {"deleted": deleted})

@@ -1,8 +1,7 @@
 """The task-status dialect (seeds 000-002): /v2024/task-status and its newer-SDK prefixes.
 
 Translation only: query parameters become a `TaskQuery`, tasks become TaskStatus documents
-(`views.task_status`), a PATCH body becomes `patch.apply_patch` run inside the store's
-optimistic update. Lists:
+(`views.task_status`), a PATCH body becomes the service's `patch`. Lists:
 
 - ``/task-status/pending-tasks``: tasks without a completionStatus, oldest first;
 - ``/task-status``: completed tasks, newest first, unless ``filters`` itself says which
@@ -21,8 +20,6 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.responses import Response
 
-from taskstatus.api.access import check_visible, visible
-from taskstatus.api.auth import Principal
 from taskstatus.api.deps import Reader, State, Writer, app_state, authorize
 from taskstatus.api.errors import ApiError, CasedResponse, json_response
 from taskstatus.api.lean import LeanHandler, LeanRoute
@@ -38,11 +35,10 @@ from taskstatus.api.streams import (
     wait_seconds,
     wait_until_terminal,
 )
-from taskstatus.credentials import READ
+from taskstatus.caller import READ, Caller
 from taskstatus.fields import TASK_STATUS
 from taskstatus.limits import MAX_OFFSET, MAX_PAGE_SIZE, check_json
 from taskstatus.model import Task
-from taskstatus.patch import apply_patch
 from taskstatus.query import (
     And,
     Condition,
@@ -57,7 +53,6 @@ from taskstatus.query import (
     parse_bound,
     parse_sorters,
 )
-from taskstatus.service import utcnow
 from taskstatus.views import task_status
 
 MAX_LIMIT = MAX_PAGE_SIZE
@@ -122,13 +117,11 @@ def _rendered(task: Task) -> bytes:
 async def _get_one(request: Request) -> Response:
     """GET one task, served by a LeanRoute: the same checks the dependencies make."""
     check_experimental(request)
-    principal = await authorize(request, READ, request.headers.get("authorization"))
+    caller = await authorize(request, READ, request.headers.get("authorization"))
     state = app_state(request)
     seconds = wait_seconds(request) if request.query_params else None
-    task = check_visible(
-        principal, await state.service.get(request.path_params["id"]), state.cutoff()
-    )
-    task = await wait_until_terminal(state, principal, task, seconds)
+    task = await state.service.get(caller, request.path_params["id"])
+    task = await wait_until_terminal(state, caller, task, seconds)
     return CasedResponse(_rendered(task), media_type="application/json")
 
 
@@ -154,21 +147,15 @@ def _mentions(expr: Expr | None, field: TaskField) -> bool:
 
 async def _page(
     state: State,
-    principal: Principal,
+    caller: Caller,
     where: Expr | None,
     sort: Any,
     offset: int,
     limit: int,
     count: bool,
 ) -> tuple[list[Task], dict[str, str]]:
-    query = TaskQuery(
-        where=all_of(where, visible(principal, state.cutoff())),
-        sort=sort,
-        offset=offset,
-        limit=limit,
-        count=count,
-    )
-    page = await state.service.query(query)
+    query = TaskQuery(where=where, sort=sort, offset=offset, limit=limit, count=count)
+    page = await state.service.query(caller, query)
     headers = {"X-Total-Count": str(page.total)} if page.total is not None else {}
     return page.items, headers
 
@@ -195,15 +182,13 @@ def router(prefix: str, resource: str = "/task-status", *, pending: bool = True)
         )
         async def get_pending_tasks(
             state: State,
-            principal: Reader,
+            caller: Reader,
             offset: Offset = 0,
             limit: Limit = MAX_LIMIT,
             count: Count = False,
         ) -> Response:
             """Tasks without a completionStatus (queued, running, cancelling), oldest first."""
-            tasks, headers = await _page(
-                state, principal, PENDING, OLDEST_FIRST, offset, limit, count
-            )
+            tasks, headers = await _page(state, caller, PENDING, OLDEST_FIRST, offset, limit, count)
             return json_response(200, [task_status(t) for t in tasks], headers)
 
         @r.head(
@@ -213,13 +198,13 @@ def router(prefix: str, resource: str = "/task-status", *, pending: bool = True)
         )
         async def get_pending_task_headers(
             state: State,
-            principal: Reader,
+            caller: Reader,
             offset: Offset = 0,
             limit: Limit = MAX_LIMIT,
             count: Count = False,
         ) -> Response:
             """The headers of the pending list (X-Total-Count with count=true), no body."""
-            _, headers = await _page(state, principal, PENDING, OLDEST_FIRST, offset, limit, count)
+            _, headers = await _page(state, caller, PENDING, OLDEST_FIRST, offset, limit, count)
             return CasedResponse(status_code=200, media_type="application/json", headers=headers)
 
     @r.get(
@@ -230,7 +215,7 @@ def router(prefix: str, resource: str = "/task-status", *, pending: bool = True)
     )
     async def get_task_status_list(
         state: State,
-        principal: Reader,
+        caller: Reader,
         limit: Limit = MAX_LIMIT,
         offset: Offset = 0,
         count: Count = False,
@@ -242,7 +227,7 @@ def router(prefix: str, resource: str = "/task-status", *, pending: bool = True)
         if not _mentions(where, TaskField.COMPLETION_STATUS):
             where = all_of(COMPLETED, where)
         sort = parse_sorters(sorters, TASK_STATUS) or NEWEST_FIRST
-        tasks, headers = await _page(state, principal, where, sort, offset, limit, count)
+        tasks, headers = await _page(state, caller, where, sort, offset, limit, count)
         return json_response(200, [task_status(t) for t in tasks], headers)
 
     @r.get(
@@ -253,12 +238,12 @@ def router(prefix: str, resource: str = "/task-status", *, pending: bool = True)
         responses=STREAM_RESPONSES,
     )
     async def get_all_task_events(
-        request: Request, state: State, principal: Reader, filters: Filters = None
+        request: Request, state: State, caller: Reader, filters: Filters = None
     ) -> Response:
         """The events of every task the caller may see, narrowed by `filters` (the list's
         grammar, matched when the stream first hears of a task), as they are committed."""
         return await all_tasks_stream(
-            request, state, principal, parse_bound(filters, TASK_STATUS), V2024
+            request, state, caller, parse_bound(filters, TASK_STATUS), V2024
         )
 
     @r.get(
@@ -272,15 +257,15 @@ def router(prefix: str, resource: str = "/task-status", *, pending: bool = True)
         id: str,
         request: Request,
         state: State,
-        principal: Reader,
+        caller: Reader,
         after: After = None,
         last_event_id: LastEventId = None,
     ) -> Response:
         """The task's events as text/event-stream: a `snapshot` (the whole TaskStatus), the
         log after the cursor, then live events until the terminal one (`completed`)."""
-        return await task_stream(request, state, principal, id, V2024)
+        return await task_stream(request, state, caller, id, V2024)
 
-    async def get_task_status(id: str, principal: Reader, wait: Wait = None) -> Response:
+    async def get_task_status(id: str, caller: Reader, wait: Wait = None) -> Response:
         """One task, or 404. (Declares the operation for OpenAPI; `_get_one` serves it.)"""
         raise NotImplementedError
 
@@ -330,7 +315,7 @@ def router(prefix: str, resource: str = "/task-status", *, pending: bool = True)
         id: str,
         request: Request,
         state: State,
-        principal: Writer,
+        caller: Writer,
     ) -> Response:
         """Apply a JSON Patch atomically. Setting completionStatus (and completed) on a
         pending task clears it; its worker is told to stop."""
@@ -345,10 +330,7 @@ def router(prefix: str, resource: str = "/task-status", *, pending: bool = True)
         except (ValueError, RecursionError) as e:
             raise ApiError(400, [f"the body is not valid JSON: {e}"]) from None
         check_json(operations, "body")
-        cutoff, now = state.cutoff(), utcnow()
-        task = await state.service.store.update(
-            id, lambda t: apply_patch(check_visible(principal, t, cutoff), operations, now)
-        )
+        task = await state.service.patch(caller, id, operations)
         return json_response(200, task_status(task))
 
     return r

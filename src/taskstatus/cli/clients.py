@@ -8,10 +8,9 @@ import orjson
 import typer
 from rich.table import Table
 
-from taskstatus.cli import DATABASE_DEFAULT, Database, app, fail, out, run
-from taskstatus.credentials import SCOPES, IssuedClient, new_client
-from taskstatus.service import utcnow
-from taskstatus.store import ApiClient, make_store
+from taskstatus.cli import DATABASE_DEFAULT, Database, app, out, run
+from taskstatus.credentials import SCOPES, ApiClient, IssuedClient
+from taskstatus.service import TaskService, utcnow
 
 clients = typer.Typer(help="Manage the API's OAuth2 clients.", no_args_is_help=True)
 app.add_typer(clients, name="clients")
@@ -36,17 +35,8 @@ def create(
     scopes = [s for item in scope or ["tasks:read"] for s in item.replace(",", " ").split()]
 
     async def go() -> IssuedClient:
-        store = make_store(database)
-        await store.open()
-        try:
-            taken = [c for c in await store.clients() if c.name == name and c.revoked is None]
-            if taken:
-                fail(f"an active client is already named {name!r} ({taken[0].id})")
-            issued = new_client(name, scopes, owner, utcnow())
-            await store.save_client(issued.client)
-            return issued
-        finally:
-            await store.close()
+        async with TaskService.from_url(database) as service:
+            return await service.clients.create(name, scopes, owner, utcnow())
 
     issued = run(go())
     if as_json:
@@ -69,12 +59,8 @@ def list_(
     """List clients (secrets are never shown)."""
 
     async def go() -> list[ApiClient]:
-        store = make_store(database)
-        await store.open()
-        try:
-            return await store.clients()
-        finally:
-            await store.close()
+        async with TaskService.from_url(database) as service:
+            return await service.clients.list_all()
 
     found = run(go())
     if as_json:
@@ -112,13 +98,7 @@ def revoke(
     """Revoke a client: its secret and tokens stop working (within 10 s on every node)."""
 
     async def go() -> bool:
-        store = make_store(database)
-        await store.open()
-        try:
-            if await store.client(client_id) is None:
-                fail(f"no client with id {client_id}")
-            return await store.revoke_client(client_id, utcnow())
-        finally:
-            await store.close()
+        async with TaskService.from_url(database) as service:
+            return await service.clients.revoke(client_id, utcnow())
 
     out.print(f"{client_id} revoked" if run(go()) else f"{client_id} was already revoked")

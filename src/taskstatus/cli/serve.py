@@ -14,6 +14,7 @@ from taskstatus.cli.workers import (
     GracePeriod,
     LeaseSeconds,
     PollInterval,
+    RecoverGrace,
     exit_past_stuck_threads,
 )
 from taskstatus.settings import Settings
@@ -36,6 +37,7 @@ def serve(
     ] = _D["concurrency"],
     lease_seconds: LeaseSeconds = _D["lease_seconds"],
     grace_period: GracePeriod = _D["grace_period"],
+    recover_grace: RecoverGrace = None,
     poll_interval: PollInterval = _D["poll_interval"],
     retention_days: Annotated[
         float, _opt("retention_days", "Older tasks are not returned", min=0.0001)
@@ -108,6 +110,7 @@ def serve(
         concurrency=concurrency,
         lease_seconds=lease_seconds,
         grace_period=grace_period,
+        recover_grace=recover_grace,
         poll_interval=poll_interval,
         retention_days=retention_days,
         rate_limit=rate_limit,

@@ -375,7 +375,7 @@ def purge(
 
     async def go() -> int:
         async with AsyncConnection(database, must_exist=True) as conn:
-            return await conn.service.purge(timedelta(days=older_than_days))
+            return await conn.service.purge(conn.caller, timedelta(days=older_than_days))
 
     out.print(f"purged {run(go())} tasks")
 

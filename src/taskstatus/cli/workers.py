@@ -24,7 +24,7 @@ from taskstatus.cli import (
     run,
 )
 from taskstatus.redact import mask
-from taskstatus.store import make_store
+from taskstatus.service import TaskService
 from taskstatus.worker import Worker, WorkerOptions
 
 log = logging.getLogger("taskstatus.cli")
@@ -44,6 +44,14 @@ LeaseSeconds = Annotated[
 GracePeriod = Annotated[
     float,
     typer.Option(min=0, envvar="TASKSTATUS_GRACE_PERIOD", help="Seconds running tasks get on stop"),
+]
+RecoverGrace = Annotated[
+    float | None,
+    typer.Option(
+        min=0,
+        envvar="TASKSTATUS_RECOVER_GRACE",
+        help="Seconds an expired lease waits, store reachable, before recovery (default: lease)",
+    ),
 ]
 PollInterval = Annotated[
     float, typer.Option(min=0.01, envvar="TASKSTATUS_POLL_INTERVAL", help="Idle poll (safety net)")
@@ -92,6 +100,7 @@ def worker(
     concurrency: Concurrency = 10,
     lease_seconds: LeaseSeconds = 30.0,
     grace_period: GracePeriod = 30.0,
+    recover_grace: RecoverGrace = None,
     poll_interval: PollInterval = 1.0,
     demo: Demo = True,
 ) -> None:
@@ -104,18 +113,15 @@ def worker(
         concurrency=concurrency,
         lease_seconds=lease_seconds,
         grace_period=grace_period,
+        recover_grace=recover_grace,
         poll_interval=poll_interval,
     )
 
     async def go() -> None:
-        store = make_store(database)
-        await store.open()
-        try:
-            w = Worker(store, options=options)
+        async with TaskService.from_url(database) as service:
+            w = Worker.of(service, options)
             install_stop_signals(w.stop)
             await w.run()
-        finally:
-            await store.close()
 
     run(go())
     exit_past_stuck_threads()
@@ -126,9 +132,8 @@ def migrate(database: Database = DATABASE_DEFAULT) -> None:
     """Apply pending schema migrations (nodes also do this when they start)."""
 
     async def go() -> None:
-        store = make_store(database)
-        await store.open()
-        await store.close()
+        async with TaskService.from_url(database):
+            pass
 
     run(go())
     out.print(f"{mask(database)}: schema up to date")

@@ -31,6 +31,7 @@ from typing import Any
 
 import orjson
 
+from taskstatus.caller import Caller
 from taskstatus.errors import StoreUnavailable
 from taskstatus.handlers import REGISTRY, Handler, Registry
 from taskstatus.model import CompletionStatus, Message, MessageType, Task, TaskState
@@ -103,6 +104,10 @@ class _Run:
     future: asyncio.Task[Outcome | None]
 
 
+# Who a worker acts as when its handlers submit subtasks (launched by the parent's launcher).
+WORKER = Caller.local("worker")
+
+
 class Worker:
     """Runs the handlers of `registry` on the tasks of `store`. `await run()`, then `stop()`."""
 
@@ -119,7 +124,7 @@ class Worker:
         self.options = options or WorkerOptions()
         self.id = worker_id or new_worker_id()
         self.service = TaskService(store, registry)
-        self.schedules = ScheduleService(self.service)
+        self.schedules = ScheduleService(self.service, WORKER)
         self._running: dict[str, _Run] = {}
         self._outcomes: list[Outcome] = []
         self._handback: list[str] = []
@@ -136,6 +141,19 @@ class Worker:
         self._beat_since_reachable = False
         self._unstored = 0  # outcomes the writer holds and has not stored yet
         self.ready = asyncio.Event()
+
+    @classmethod
+    def of(
+        cls,
+        service: TaskService,
+        options: WorkerOptions | None = None,
+        *,
+        worker_id: str | None = None,
+    ) -> Worker:
+        """A worker on the store of `service`, running the handlers of its registry."""
+        worker = cls(service.store, service.registry, options, worker_id=worker_id)
+        worker.service = service
+        return worker
 
     # --- control ------------------------------------------------------------------------------
 
@@ -155,7 +173,7 @@ class Worker:
         if not len(self.registry):
             raise RuntimeError("this worker has no handlers: import a module that defines some")
         await self.service.publish_definitions()
-        await LimitService(self.service).declare(self.registry)
+        await LimitService(self.service, WORKER).declare(self.registry)
         await self.schedules.declare(self.registry)
         side = {
             "heartbeat": asyncio.create_task(self._every(self.options.heartbeat_every, self._beat)),
@@ -222,6 +240,10 @@ class Worker:
                 )
 
     def _start(self, task: Task) -> None:
+        if task.id in self._running:
+            # This worker was cut off long enough for its lease to be recovered and has now
+            # claimed the task again: the older attempt stops (its writes are fenced anyway).
+            self._deliver_stop(task.id, "lost")
         handler = self.registry.require(task.handler)
         ctx = TaskContext(
             task,
@@ -235,7 +257,9 @@ class Worker:
 
     def _done(self, task_id: str, future: asyncio.Task[Outcome | None]) -> None:
         assert self._slot_freed is not None and self._write_now is not None
-        self._running.pop(task_id, None)
+        run = self._running.get(task_id)
+        if run is not None and run.future is future:  # not a newer attempt of the same task
+            del self._running[task_id]
         self._slot_freed.set()
         if future.cancelled():
             return
@@ -252,7 +276,9 @@ class Worker:
         self, handler: Handler | str, arguments: Mapping[str, Any], *, parent: Task, **options: Any
     ) -> Task:
         options.setdefault("launcher", parent.launcher)
-        return await self.service.submit(handler, arguments, Submission(parent=parent, **options))
+        return await self.service.submit(
+            WORKER, handler, arguments, Submission(parent=parent, **options)
+        )
 
     # --- running one task -----------------------------------------------------------------------
 
