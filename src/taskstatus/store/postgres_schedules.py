@@ -55,13 +55,7 @@ Conn = psycopg.AsyncConnection[TupleRow]
 LIMITED_TTL = 1.0
 
 
-def _load() -> dict[str, str]:
-    queries = load_queries("postgres")
-    columns = queries["schedule_columns"]
-    return {name: sql.replace("{schedule_columns}", columns) for name, sql in queries.items()}
-
-
-_Q = _load()
+_Q = load_queries("postgres")
 
 
 def _codecs() -> tuple[Codec, Codec]:

@@ -38,13 +38,7 @@ __all__ = ["SQLiteSchedules", "claim_limited", "limited_handlers"]
 T = TypeVar("T")
 
 
-def _load() -> dict[str, str]:
-    queries = load_queries("sqlite")
-    columns = queries["schedule_columns"]
-    return {name: sql.replace("{schedule_columns}", columns) for name, sql in queries.items()}
-
-
-_Q = _load()
+_Q = load_queries("sqlite")
 
 
 def _codec() -> Codec:

@@ -377,20 +377,21 @@ LISTEN taskstatus_events
 
 -- Schedules (taskstatus.schedules) -----------------------------------------------------------
 
--- name: schedule_columns
-name, handler, arguments, cron, every, timezone, missed, overlap, paused, next_fire,
-last_fire, last_task_id, created, modified, version
+-- (schedule_rows.py reads a schedule's columns in this order)
 
 -- name: insert_schedule
-INSERT INTO schedules ({schedule_columns})
+INSERT INTO schedules (name, handler, arguments, cron, every, timezone, missed, overlap, paused, next_fire,
+    last_fire, last_task_id, created, modified, version)
 VALUES (%(name)s, %(handler)s, %(arguments)s, %(cron)s, %(every)s, %(timezone)s, %(missed)s,
         %(overlap)s, %(paused)s, %(next_fire)s, %(last_fire)s, %(last_task_id)s, %(created)s,
         %(modified)s, 1)
 ON CONFLICT (name) DO NOTHING
-RETURNING {schedule_columns}
+RETURNING name, handler, arguments, cron, every, timezone, missed, overlap, paused, next_fire,
+    last_fire, last_task_id, created, modified, version
 
 -- name: upsert_schedule
-INSERT INTO schedules ({schedule_columns})
+INSERT INTO schedules (name, handler, arguments, cron, every, timezone, missed, overlap, paused, next_fire,
+    last_fire, last_task_id, created, modified, version)
 VALUES (%(name)s, %(handler)s, %(arguments)s, %(cron)s, %(every)s, %(timezone)s, %(missed)s,
         %(overlap)s, %(paused)s, %(next_fire)s, %(last_fire)s, %(last_task_id)s, %(created)s,
         %(modified)s, 1)
@@ -399,7 +400,8 @@ ON CONFLICT (name) DO UPDATE SET
     every = excluded.every, timezone = excluded.timezone, missed = excluded.missed,
     overlap = excluded.overlap, paused = excluded.paused, next_fire = excluded.next_fire,
     modified = excluded.modified, version = schedules.version + 1
-RETURNING {schedule_columns}
+RETURNING name, handler, arguments, cron, every, timezone, missed, overlap, paused, next_fire,
+    last_fire, last_task_id, created, modified, version
 
 -- name: update_schedule
 UPDATE schedules SET
@@ -407,16 +409,20 @@ UPDATE schedules SET
     timezone = %(timezone)s, missed = %(missed)s, overlap = %(overlap)s, paused = %(paused)s,
     next_fire = %(next_fire)s, modified = %(modified)s, version = version + 1
 WHERE name = %(name)s AND version = %(version)s
-RETURNING {schedule_columns}
+RETURNING name, handler, arguments, cron, every, timezone, missed, overlap, paused, next_fire,
+    last_fire, last_task_id, created, modified, version
 
 -- name: get_schedule
-SELECT {schedule_columns} FROM schedules WHERE name = %(name)s
+SELECT name, handler, arguments, cron, every, timezone, missed, overlap, paused, next_fire,
+    last_fire, last_task_id, created, modified, version FROM schedules WHERE name = %(name)s
 
 -- name: list_schedules
-SELECT {schedule_columns} FROM schedules ORDER BY name
+SELECT name, handler, arguments, cron, every, timezone, missed, overlap, paused, next_fire,
+    last_fire, last_task_id, created, modified, version FROM schedules ORDER BY name
 
 -- name: due_schedules
-SELECT {schedule_columns} FROM schedules
+SELECT name, handler, arguments, cron, every, timezone, missed, overlap, paused, next_fire,
+    last_fire, last_task_id, created, modified, version FROM schedules
 WHERE next_fire IS NOT NULL AND next_fire <= %(now)s AND NOT paused
 ORDER BY next_fire, name
 

@@ -212,19 +212,20 @@ SELECT task_id, min(seq), max(id) FROM task_events WHERE id > :after GROUP BY ta
 
 -- Schedules (taskstatus.schedules) -----------------------------------------------------------
 
--- name: schedule_columns
-name, handler, arguments, cron, every, timezone, missed, overlap, paused, next_fire,
-last_fire, last_task_id, created, modified, version
+-- (schedule_rows.py reads a schedule's columns in this order)
 
 -- name: insert_schedule
-INSERT INTO schedules ({schedule_columns})
+INSERT INTO schedules (name, handler, arguments, cron, every, timezone, missed, overlap, paused, next_fire,
+    last_fire, last_task_id, created, modified, version)
 VALUES (:name, :handler, :arguments, :cron, :every, :timezone, :missed, :overlap, :paused,
         :next_fire, :last_fire, :last_task_id, :created, :modified, 1)
 ON CONFLICT (name) DO NOTHING
-RETURNING {schedule_columns}
+RETURNING name, handler, arguments, cron, every, timezone, missed, overlap, paused, next_fire,
+    last_fire, last_task_id, created, modified, version
 
 -- name: upsert_schedule
-INSERT INTO schedules ({schedule_columns})
+INSERT INTO schedules (name, handler, arguments, cron, every, timezone, missed, overlap, paused, next_fire,
+    last_fire, last_task_id, created, modified, version)
 VALUES (:name, :handler, :arguments, :cron, :every, :timezone, :missed, :overlap, :paused,
         :next_fire, :last_fire, :last_task_id, :created, :modified, 1)
 ON CONFLICT (name) DO UPDATE SET
@@ -232,7 +233,8 @@ ON CONFLICT (name) DO UPDATE SET
     every = excluded.every, timezone = excluded.timezone, missed = excluded.missed,
     overlap = excluded.overlap, paused = excluded.paused, next_fire = excluded.next_fire,
     modified = excluded.modified, version = schedules.version + 1
-RETURNING {schedule_columns}
+RETURNING name, handler, arguments, cron, every, timezone, missed, overlap, paused, next_fire,
+    last_fire, last_task_id, created, modified, version
 
 -- name: update_schedule
 UPDATE schedules SET
@@ -240,16 +242,20 @@ UPDATE schedules SET
     timezone = :timezone, missed = :missed, overlap = :overlap, paused = :paused,
     next_fire = :next_fire, modified = :modified, version = version + 1
 WHERE name = :name AND version = :version
-RETURNING {schedule_columns}
+RETURNING name, handler, arguments, cron, every, timezone, missed, overlap, paused, next_fire,
+    last_fire, last_task_id, created, modified, version
 
 -- name: get_schedule
-SELECT {schedule_columns} FROM schedules WHERE name = :name
+SELECT name, handler, arguments, cron, every, timezone, missed, overlap, paused, next_fire,
+    last_fire, last_task_id, created, modified, version FROM schedules WHERE name = :name
 
 -- name: list_schedules
-SELECT {schedule_columns} FROM schedules ORDER BY name
+SELECT name, handler, arguments, cron, every, timezone, missed, overlap, paused, next_fire,
+    last_fire, last_task_id, created, modified, version FROM schedules ORDER BY name
 
 -- name: due_schedules
-SELECT {schedule_columns} FROM schedules
+SELECT name, handler, arguments, cron, every, timezone, missed, overlap, paused, next_fire,
+    last_fire, last_task_id, created, modified, version FROM schedules
 WHERE next_fire IS NOT NULL AND next_fire <= :now AND NOT paused
 ORDER BY next_fire, name
 
