@@ -11,6 +11,7 @@ peer: peers_matched_e2e, peers_best_e2e), claim (claim8_ms.*: a claim of 8 witho
 statistics), stored (e2e with 1,000,000 finished tasks stored vs empty), pickup
 (pickup_ms_p50.sqlite, in process), status (status_get_rps, status_get_p99_ms,
 bare_asgi_rps), lists (list_p95_ms.*), rss (worker_rss_mb),
+ui (ui_ms_p50.*, ui_ms_p95.*: the dashboard's pages at 1 M tasks),
 events (event_latency_ms_*, wait_wakeup_ms_p50.*, sse_streams_1000.*,
 e2e_tasks_per_s.*.events_on/off; BENCH_EVENTS=latency,wakeup,streams,overhead picks),
 limits (schedule_*, limit_*, e2e_tasks_per_s.postgres.limited/unlimited: bench/schedules_limits.py).
@@ -32,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import e2e, events, lists, pickup, rss, schedules_limits, status_get, stored
+from bench import e2e, events, lists, pickup, rss, schedules_limits, status_get, stored, ui
 from bench.common import ROOT
 
 RESULTS = ROOT / "bench" / "results.json"
@@ -56,9 +57,12 @@ SUITES: dict[str, Callable[[], dict[str, Any]]] = {
     "lists": lists.run,
     "rss": rss.run,
     "events": events.run,
+    "ui": ui.run,
     "limits": schedules_limits.run,
 }
-DEFAULT = ("e2e", "claim", "stored", "pickup", "status", "lists", "rss", "events", "limits")
+DEFAULT = (
+    "e2e", "claim", "stored", "pickup", "status", "lists", "rss", "events", "ui", "limits",
+)
 
 Check = Callable[[float, dict[str, Any]], bool]
 # figure -> (target as text, whether the measured value meets it); None when there is none
@@ -78,6 +82,12 @@ TARGETS: dict[str, tuple[str, Check]] = {
         lambda v, f: v < 20 and v <= 2 * f["list_p95_ms.10k"],
     ),
     "worker_rss_mb": ("< 200", lambda v, f: v < 200),
+    **{
+        f"ui_ms_p95.{who}.{page}": ("< 300", lambda v, f: v < 300)
+        for who in ("admin", "reader")
+        for page in ("overview", "tasks", "tasks_pending", "tasks_filter", "tasks_search", "task",
+                     "handlers", "workers")
+    },
     "event_latency_ms_p50.postgres": ("<= 20", lambda v, f: v <= 20),
     "event_latency_ms_p99.postgres": ("<= 100", lambda v, f: v <= 100),
     "event_latency_ms_p50.sqlite": ("<= 30", lambda v, f: v <= 30),

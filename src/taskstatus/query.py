@@ -548,3 +548,7 @@ class TaskQuery:
     limit: int | None = 250
     count: bool = False
     include_deleted: bool = False
+    # Count at most this many (the total is then a lower bound): an exact count of a large
+    # set reads every row, which a page on a screen need not wait for. A count the store
+    # answers from a rollup (task_counts) stays exact.
+    count_cap: int | None = None

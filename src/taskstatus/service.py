@@ -101,11 +101,16 @@ def visible(caller: Caller) -> Expr | None:
     return all_of(retained, owner)
 
 
+def visible_task(caller: Caller, task: Task) -> bool:
+    """Whether `caller` may see `task` (the rule of `visible`, for one task)."""
+    return (caller.cutoff is None or task.created >= caller.cutoff) and (
+        caller.admin or task.launcher == caller.owner
+    )
+
+
 def _check_visible(caller: Caller, task: Task) -> Task:
     """`task`, or NotFound when `caller` may not see it."""
-    if (caller.cutoff is not None and task.created < caller.cutoff) or (
-        not caller.admin and task.launcher != caller.owner
-    ):
+    if not visible_task(caller, task):
         raise NotFound(task.id)
     return task
 
@@ -400,6 +405,25 @@ class TaskService:
         if scope is not None:
             query = dataclasses.replace(query, where=all_of(query.where, scope))
         return await self.store.query(query)
+
+    async def children(self, caller: Caller, task_id: str) -> list[Task]:
+        """The subtasks of a task that the caller may see (a forced delete removes them)."""
+        await self.get(caller, task_id)
+        return [t for t in await self.store.children(task_id) if visible_task(caller, t)]
+
+    async def tally(self, caller: Caller, query: TaskQuery, field: TaskField) -> dict[Any, int]:
+        """The tasks matching `query` that the caller may see, per value of `field`, in one
+        pass (see Store.tally)."""
+        return await self.store.tally(
+            dataclasses.replace(query, where=all_of(query.where, visible(caller))), field
+        )
+
+    async def finished_per_minute(
+        self, caller: Caller, since: datetime, where: Expr | None = None
+    ) -> list[tuple[datetime, CompletionStatus, int]]:
+        """Tasks the caller may see (matching `where`) finished per UTC minute since
+        `since`, by outcome."""
+        return await self.store.finished_per_minute(all_of(where, visible(caller)), since)
 
     async def _change(
         self,

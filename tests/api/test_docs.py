@@ -11,10 +11,11 @@ from tests.api.conftest import Server
 
 def test_docs_load_only_local_files(idle_server: Server) -> None:
     """/docs and /redoc reference no other host, and every script, style and icon they name
-    is served here; / leads to /docs."""
+    is served here; / leads to the dashboard, whose sign-in page links /docs."""
     with httpx.Client(base_url=idle_server.url) as http:
         root = http.get("/")
-        assert root.status_code in (302, 307) and root.headers["location"] == "/docs"
+        assert root.status_code in (302, 307) and root.headers["location"] == "/ui"
+        assert 'href="/docs"' in http.get("/ui/login").text
         for page in ("/docs", "/redoc"):
             html = http.get(page)
             assert html.status_code == 200, page

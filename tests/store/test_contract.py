@@ -24,7 +24,7 @@ from taskstatus.model import (
     cancel,
     clear,
 )
-from taskstatus.query import TaskQuery, parse_bound, parse_sorters
+from taskstatus.query import Condition, Op, TaskField, TaskQuery, parse_bound, parse_sorters
 from taskstatus.store import ApiClient, Outcome, Progress, Store, make_store
 from tests.conftest import DEFINITION, make_task, now
 
@@ -690,3 +690,53 @@ async def test_reads_always_show_the_latest_write(store: Store) -> None:
     await store.delete(task.id, force=True, now=now())
     assert await store.get(task.id) is None
     assert await store.get(task.id, include_deleted=True) is not None
+
+
+async def test_count_cap_bounds_an_exact_count(store: Store) -> None:
+    """With count_cap, a count is exact below the cap and the cap itself at or past it."""
+    await seeded(store, *(make_task() for _ in range(5)))
+    where = parse_bound('definition eq "noop"', TASK_STATUS)  # no rollup answers this one
+
+    async def total(cap: int) -> int | None:
+        return (await store.query(TaskQuery(where, limit=0, count=True, count_cap=cap))).total
+
+    assert (await total(3), await total(5), await total(10)) == (3, 5, 5)
+
+
+async def test_finished_per_minute_counts_finishes_by_status(store: Store) -> None:
+    """Finished tasks are counted per UTC minute and completion status from `since` on;
+    pending tasks are not counted."""
+    first, second, third, _pending = await seeded(store, *(make_task() for _ in range(4)))
+    at = now()
+    for task, status in ((first, "SUCCESS"), (second, "SUCCESS"), (third, "ERROR")):
+        await store.update(task.id, lambda t, s=status: clear(t, CompletionStatus(s), None, at))
+    rows = await store.finished_per_minute(None, at - timedelta(minutes=5))
+    by_status: dict[CompletionStatus, int] = {}
+    for minute, status, n in rows:
+        assert minute.second == 0 and minute.utcoffset() == timedelta(0)
+        by_status[status] = by_status.get(status, 0) + n
+    assert by_status == {CompletionStatus.SUCCESS: 2, CompletionStatus.ERROR: 1}
+    assert await store.finished_per_minute(None, at + timedelta(minutes=5)) == []
+
+
+async def test_co_on_arguments_searches_their_json_text(store: Store) -> None:
+    """`co` on arguments (or attributes) finds the text anywhere in the JSON document."""
+    wanted = make_task(arguments={"account": "needle-42"})
+    await seeded(store, wanted, make_task(arguments={"account": "hay"}))
+    found = await store.query(
+        TaskQuery(Condition(TaskField.ARGUMENTS, Op.CO, ("needle-4",)), count=True)
+    )
+    assert ([t.id for t in found.items], found.total) == ([wanted.id], 1)
+    found = await store.query(TaskQuery(Condition(TaskField.ATTRIBUTES, Op.CO, ("needle",))))
+    assert found.items == []
+
+
+async def test_tally_counts_each_value_in_one_pass(store: Store) -> None:
+    """tally counts the matching tasks per value of a field, over at most count_cap rows."""
+    first, *_ = await seeded(store, *(make_task() for _ in range(4)))
+    await store.update(first.id, lambda t: cancel(t, now()))
+    pending = parse_bound("completionStatus isnull", TASK_STATUS)
+    everything = await store.tally(TaskQuery(), TaskField.STATE)
+    assert everything == {"queued": 3, "cancelled": 1}
+    assert await store.tally(TaskQuery(pending), TaskField.STATE) == {"queued": 3}
+    assert sum((await store.tally(TaskQuery(count_cap=2), TaskField.STATE)).values()) == 2

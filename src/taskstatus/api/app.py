@@ -20,6 +20,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from taskstatus import ui
 from taskstatus.api import docs, errors, health, jira, native, oauth, openapi, v2, v2024
 from taskstatus.api import schedules as schedule_routes
 from taskstatus.api.auth import Auth
@@ -105,6 +106,7 @@ def create_app(
                 ),
             )
             running = asyncio.create_task(worker.run(), name="in-process worker")
+            app.state.ui_worker = (worker.id, settings.concurrency)  # the dashboard shows it
         # What startup made lives as long as the process: keep the cyclic garbage collector
         # from scanning it again and again under load.
         gc.freeze()
@@ -155,4 +157,5 @@ def create_app(
     for router in routers:
         app.router.routes.extend(router.routes)
     docs.install(app)
+    ui.install(app)
     return app

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import secrets
 import time
 import uuid
@@ -75,6 +77,11 @@ class Auth:
             self._clients.clear()
         self._clients[client_id] = (client, now)
         return client
+
+    def derived_key(self, purpose: str) -> bytes:
+        """A key for another use (the dashboard's session cookie), derived from the signing
+        key: shared by every node like it, and never the signing key itself."""
+        return hmac.new(self._key.encode(), purpose.encode(), hashlib.sha256).digest()
 
     def forget(self, client_id: str) -> None:
         self._clients.pop(client_id, None)

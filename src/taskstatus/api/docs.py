@@ -1,6 +1,6 @@
 """The interactive API docs, served without internet: Swagger UI at /docs and ReDoc at /redoc
 load their scripts and styles from this server (the files of the fastapi-offline package),
-not from a CDN. ``/`` leads to /docs."""
+not from a CDN. ``/`` leads to the dashboard (/ui), which links these."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def install(app: FastAPI) -> None:
 
     @app.get("/", include_in_schema=False)
     async def index() -> Response:
-        return RedirectResponse("/docs")
+        return RedirectResponse("/ui")
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:

@@ -23,7 +23,7 @@ from taskstatus.model import (
     TaskDefinition,
     TaskState,
 )
-from taskstatus.query import TaskQuery
+from taskstatus.query import Expr, TaskField, TaskQuery
 from taskstatus.schedules import Schedule
 
 __all__ = [
@@ -213,6 +213,17 @@ class Store(Protocol):
         Raises NotFound, or whatever `change` raises (nothing is written then)."""
 
     async def children(self, task_id: str) -> list[Task]: ...
+
+    async def tally(self, query: TaskQuery, field: TaskField) -> dict[Any, int]:
+        """How many tasks matching `query.where` (deleted ones left out unless
+        `include_deleted`) have each value of `field`, in one pass; with `count_cap`, over
+        the first that many matching rows only (the counts then add up to the cap)."""
+
+    async def finished_per_minute(
+        self, where: Expr | None, since: datetime
+    ) -> list[tuple[datetime, CompletionStatus, int]]:
+        """How many tasks matching `where` (deleted ones left out) completed in each UTC
+        minute from `since` on, per completion status: (minute, status, count) rows."""
 
     async def delete(self, task_id: str, *, force: bool, now: datetime) -> DeleteResult:
         """Soft-delete a task (and with force, its subtasks), cancelling any that still run."""

@@ -31,8 +31,16 @@ from psycopg.types.json import Jsonb, set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from taskstatus.limits_policy import HandlerLimits, LimitWaits
-from taskstatus.model import Message, Task, TaskDefinition, TaskState, cancel, sources
-from taskstatus.query import And, Condition, Op, TaskField, TaskQuery
+from taskstatus.model import (
+    CompletionStatus,
+    Message,
+    Task,
+    TaskDefinition,
+    TaskState,
+    cancel,
+    sources,
+)
+from taskstatus.query import And, Condition, Expr, Op, TaskField, TaskQuery
 from taskstatus.store.base import (
     ApiClient,
     ConflictError,
@@ -64,7 +72,7 @@ from taskstatus.store.rows import (
     task_to_params,
 )
 from taskstatus.store.sqlfiles import load_migrations, load_queries
-from taskstatus.store.sqlfilter import SqlDialect, compile_order, compile_where
+from taskstatus.store.sqlfilter import COLUMNS, SqlDialect, compile_order, compile_where
 
 __all__ = ["CODEC", "DIALECT", "QUERIES", "PostgresStore", "Statement", "list_statements"]
 
@@ -152,8 +160,13 @@ def list_statements(query: TaskQuery) -> tuple[Statement, Statement | None]:
         f"SELECT {QUERIES['columns']} FROM tasks WHERE {where} ORDER BY {order} LIMIT %s OFFSET %s",
         [*params, query.limit, query.offset],  # LIMIT NULL is no limit
     )
-    count = _rollup_count(query, where, params) or Statement(
-        f"SELECT count(*) FROM tasks WHERE {where}", params
+    count = _rollup_count(query, where, params) or (
+        Statement(f"SELECT count(*) FROM tasks WHERE {where}", params)
+        if query.count_cap is None
+        else Statement(
+            f"SELECT count(*) FROM (SELECT 1 FROM tasks WHERE {where} LIMIT %s) capped",
+            [*params, query.count_cap],
+        )
     )
     return page, count if query.count else None
 
@@ -559,6 +572,32 @@ class PostgresStore(PostgresSchedules):
                     return replace(new, version=old.version + 1)
                 # Another writer got there first: apply the change to what it wrote.
         raise ConflictError(f"task {task_id} kept changing; gave up after {UPDATE_ATTEMPTS} tries")
+
+    async def tally(self, query: TaskQuery, field: TaskField) -> dict[Any, int]:
+        where, params = compile_where(query.where, DIALECT)
+        if not query.include_deleted:
+            where = f"({where}) AND tasks.deleted_at IS NULL"
+        column = COLUMNS[field]
+        select = (
+            f"SELECT value, count(*) FROM (SELECT {column} AS value FROM tasks WHERE {where}"
+            " LIMIT %s) capped GROUP BY value"
+        )
+        async with self._db.connection() as conn:
+            rows = await (await conn.execute(select, [*params, query.count_cap])).fetchall()
+        return {v: n for v, n in rows}
+
+    async def finished_per_minute(
+        self, where: Expr | None, since: datetime
+    ) -> list[tuple[datetime, CompletionStatus, int]]:
+        sql_where, params = compile_where(where, DIALECT)
+        select = (
+            "SELECT date_trunc('minute', tasks.completed), tasks.completion_status, count(*)"
+            " FROM tasks WHERE tasks.completed >= %s AND tasks.deleted_at IS NULL"
+            f" AND ({sql_where}) GROUP BY 1, 2"
+        )
+        async with self._db.connection() as conn:
+            rows = await (await conn.execute(select, [since, *params])).fetchall()
+        return [(m, CompletionStatus(s), n) for m, s, n in rows if s is not None]
 
     async def children(self, task_id: str) -> list[Task]:
         async with self._db.connection() as conn:

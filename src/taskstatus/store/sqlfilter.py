@@ -96,6 +96,8 @@ class _Compiler:
             if c.op is Op.CO:
                 pattern = "%" + pattern
             self.params.append(pattern)
+            if c.field in (TaskField.ARGUMENTS, TaskField.ATTRIBUTES):
+                col = f"CAST({col} AS TEXT)"  # a search in the JSON's text
             sql = f"{col} {'NOT ' if negate else ''}{self.d.like} {self.d.placeholder} ESCAPE '\\'"
         elif c.op in _POSITIVE:
             ops = _NEGATED if negate else _POSITIVE

@@ -27,13 +27,14 @@ import orjson
 from taskstatus.errors import NoDatabase
 from taskstatus.limits_policy import LimitWaits
 from taskstatus.model import (
+    CompletionStatus,
     Task,
     TaskDefinition,
     TaskState,
     cancel,
     sources,
 )
-from taskstatus.query import TaskQuery
+from taskstatus.query import Expr, TaskField, TaskQuery
 from taskstatus.store.base import (
     ApiClient,
     ConflictError,
@@ -64,7 +65,7 @@ from taskstatus.store.rows import (
     task_to_params,
 )
 from taskstatus.store.sqlfiles import load_migrations, load_queries
-from taskstatus.store.sqlfilter import SqlDialect, compile_order, compile_where
+from taskstatus.store.sqlfilter import COLUMNS, SqlDialect, compile_order, compile_where
 from taskstatus.store.sqlite_schedules import SQLiteSchedules, claim_limited, limited_handlers
 from taskstatus.store.wakeups import Wakeups
 
@@ -421,7 +422,12 @@ class SQLiteStore(SQLiteSchedules):
         def run(conn: sqlite3.Connection) -> Page:
             rows = conn.execute(select, [*params, limit, query.offset]).fetchall()
             total = None
-            if query.count:
+            if query.count and query.count_cap is not None:
+                (total,) = conn.execute(
+                    f"SELECT count(*) FROM (SELECT 1 FROM tasks WHERE {where} LIMIT ?)",
+                    [*params, query.count_cap],
+                ).fetchone()
+            elif query.count:
                 (total,) = conn.execute(
                     f"SELECT count(*) FROM tasks WHERE {where}", params
                 ).fetchone()
@@ -469,6 +475,42 @@ class SQLiteStore(SQLiteSchedules):
                 _Q["insert_message"], [message_params(old.id, m, CODEC) for m in added]
             )
         return replace(new, version=old.version + 1)
+
+    async def tally(self, query: TaskQuery, field: TaskField) -> dict[Any, int]:
+        where, params = compile_where(query.where, DIALECT)
+        if not query.include_deleted:
+            where = f"({where}) AND tasks.deleted_at IS NULL"
+        column = COLUMNS[field]
+        limit = -1 if query.count_cap is None else query.count_cap
+        select = (
+            f"SELECT value, count(*) FROM (SELECT {column} AS value FROM tasks WHERE {where}"
+            " LIMIT ?) GROUP BY value"
+        )
+
+        def run(conn: sqlite3.Connection) -> dict[Any, int]:
+            return {v: n for v, n in conn.execute(select, [*params, limit]).fetchall()}
+
+        return await self._read(run)
+
+    async def finished_per_minute(
+        self, where: Expr | None, since: datetime
+    ) -> list[tuple[datetime, CompletionStatus, int]]:
+        sql_where, params = compile_where(where, DIALECT)
+        select = (
+            "SELECT substr(tasks.completed, 1, 16), tasks.completion_status, count(*) FROM tasks"
+            f" WHERE tasks.completed >= ? AND tasks.deleted_at IS NULL AND ({sql_where})"
+            " GROUP BY 1, 2"
+        )
+
+        def run(conn: sqlite3.Connection) -> list[tuple[datetime, CompletionStatus, int]]:
+            rows = conn.execute(select, [_time_in(since), *params]).fetchall()
+            return [
+                (datetime.fromisoformat(m).replace(tzinfo=UTC), CompletionStatus(s), n)
+                for m, s, n in rows
+                if s is not None
+            ]
+
+        return await self._read(run)
 
     async def children(self, task_id: str) -> list[Task]:
         def run(conn: sqlite3.Connection) -> list[Task]:
