@@ -13,7 +13,8 @@ statistics), stored (e2e with 1,000,000 finished tasks stored vs empty), pickup
 bare_asgi_rps), lists (list_p95_ms.*), rss (worker_rss_mb),
 ui (ui_ms_p50.*, ui_ms_p95.*: the dashboard's pages at 1 M tasks),
 events (event_latency_ms_*, wait_wakeup_ms_p50.*, sse_streams_1000.*,
-e2e_tasks_per_s.*.events_on/off; BENCH_EVENTS=latency,wakeup,streams,overhead picks).
+e2e_tasks_per_s.*.events_on/off; BENCH_EVENTS=latency,wakeup,streams,overhead picks),
+limits (schedule_*, limit_*, e2e_tasks_per_s.postgres.limited/unlimited: bench/schedules_limits.py).
 --record appends the table, the machine and the commit to docs/benchmarks.md.
 """
 
@@ -32,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import e2e, events, lists, pickup, rss, status_get, stored, ui
+from bench import e2e, events, lists, pickup, rss, schedules_limits, status_get, stored, ui
 from bench.common import ROOT
 
 RESULTS = ROOT / "bench" / "results.json"
@@ -57,8 +58,11 @@ SUITES: dict[str, Callable[[], dict[str, Any]]] = {
     "rss": rss.run,
     "events": events.run,
     "ui": ui.run,
+    "limits": schedules_limits.run,
 }
-DEFAULT = ("e2e", "claim", "stored", "pickup", "status", "lists", "rss", "events", "ui")
+DEFAULT = (
+    "e2e", "claim", "stored", "pickup", "status", "lists", "rss", "events", "ui", "limits",
+)
 
 Check = Callable[[float, dict[str, Any]], bool]
 # figure -> (target as text, whether the measured value meets it); None when there is none
@@ -97,6 +101,11 @@ TARGETS: dict[str, tuple[str, Check]] = {
         ">= 90% of .events_off",
         lambda v, f: v >= 0.9 * f["e2e_tasks_per_s.postgres.events_off"],
     ),
+    "schedule_tasks_60s": ("60 +- 1", lambda v, f: abs(v - 60) <= 1),
+    "schedule_duplicates": ("0", lambda v, f: v == 0),
+    "limit_concurrency_max_running": ("<= 2", lambda v, f: v <= 2),
+    "limit_rate_max_1s": ("<= 40 (rate + burst)", lambda v, f: v <= 40),
+    "e2e_limited_vs_unlimited": (">= 0.9", lambda v, f: v >= 0.9),
     "e2e_tasks_per_s.sqlite.events_on": (
         ">= 90% of .events_off",
         lambda v, f: v >= 0.9 * f["e2e_tasks_per_s.sqlite.events_off"],

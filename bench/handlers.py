@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -41,3 +42,19 @@ async def ticks(ctx: TaskContext, args: dict[str, Any]) -> None:
     for i in range(n):
         ctx.progress(repr(time.time()), 100 * (i + 1) // n)
         await asyncio.sleep(every)
+
+
+@handler("bench.logged_sleep", description="Sleeps, appending its start and end to a file.")
+async def logged_sleep(ctx: TaskContext, args: dict[str, Any]) -> None:
+    _log(args["log"], "start", ctx.id)
+    await asyncio.sleep(float(args["seconds"]))
+    _log(args["log"], "end", ctx.id)
+
+
+def _log(path: str, kind: str, task_id: str) -> None:
+    # one write on an O_APPEND descriptor: lines of several processes never interleave
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, f"{kind} {time.time():.6f} {task_id}\n".encode())
+    finally:
+        os.close(fd)

@@ -27,6 +27,7 @@ from taskstatus.listing import Listing
 from taskstatus.model import CompletionStatus, Task, TaskDefinition
 from taskstatus.options import SubmitOptions
 from taskstatus.query import TaskQuery, parse_bound, parse_sorters
+from taskstatus.scheduling import LimitService, ScheduleService
 from taskstatus.service import Submission, TaskService
 from taskstatus.settings import default_database
 from taskstatus.store.base import Store
@@ -66,6 +67,9 @@ class AsyncConnection(Listing):
             )
         self.launcher = launcher or _launcher()
         self.caller = Caller.local(self.launcher)
+        # add, list, get, update, pause, resume, delete, firings; and list, get, set
+        self.schedules = ScheduleService(self.service, self.caller)
+        self.limits = LimitService(self.service, self.caller)
 
     @property
     def store(self) -> Store:
@@ -212,6 +216,19 @@ class _LoopThread:
         self.loop.close()
 
 
+class _Blocking:
+    """The coroutine methods of `inner`, run on `loop` and waited for."""
+
+    def __init__(self, loop: _LoopThread, inner: object) -> None:
+        self._loop, self._inner = loop, inner
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._inner, name)
+        if not asyncio.iscoroutinefunction(method):
+            return method
+        return lambda *args, **kwargs: self._loop.run(method(*args, **kwargs))
+
+
 async def _anext(items: AsyncIterator[T]) -> T:
     return await items.__anext__()
 
@@ -244,6 +261,24 @@ class Connection:
     @property
     def launcher(self) -> str | None:
         return self._inner.launcher
+
+    @property
+    def schedules(self) -> Any:
+        """`ScheduleService`'s operations, blocking (a database connection only)."""
+        return _Blocking(self._loop, self._local("schedules").schedules)
+
+    @property
+    def limits(self) -> Any:
+        """`LimitService`'s operations, blocking (a database connection only)."""
+        return _Blocking(self._loop, self._local("limits").limits)
+
+    def _local(self, what: str) -> AsyncConnection:
+        if isinstance(self._inner, AsyncRemoteConnection):
+            raise AttributeError(
+                f"{what} of a server are managed over HTTP (/v2024/task-schedules, "
+                "/v2024/task-limits) or with the taskstatus CLI against its database"
+            )
+        return self._inner
 
     def submit(
         self,

@@ -14,6 +14,7 @@ import inspect
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import jsonschema
@@ -21,7 +22,9 @@ import orjson
 import pydantic
 
 from taskstatus.errors import InvalidArguments, UnknownHandler
+from taskstatus.limits_policy import HandlerLimits
 from taskstatus.model import TaskDefinition, TaskDefinitionSummary
+from taskstatus.schedules import check_cron, check_every
 
 if TYPE_CHECKING:
     from taskstatus.worker.context import TaskContext
@@ -65,6 +68,10 @@ class Handler:
     retry_on: tuple[type[BaseException], ...] = ()
     max_attempts: int | None = None
     timeout: float | None = None
+    # Declared in code, stored when a worker starts (taskstatus.scheduling): a cron expression
+    # or an interval, and limits across every node.
+    schedule: str | timedelta | float | None = None
+    limits: HandlerLimits | None = None
     is_async: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -195,6 +202,11 @@ def handler(
     timeout: float | None = None,
     registry: Registry | None = None,
     extra_arguments: bool = False,
+    schedule: str | timedelta | float | None = None,
+    concurrency: int | None = None,
+    rate: float | None = None,
+    burst: float | None = None,
+    limit_key: str | None = None,
 ) -> Callable[[HandlerFn], Handler]:
     """Register a function as the task definition `name`.
 
@@ -203,8 +215,23 @@ def handler(
     ``max_attempts`` and ``timeout`` (seconds) are defaults a submission may override.
     Arguments the handler does not declare are refused (400 over HTTP) unless
     ``extra_arguments=True``; a handler that declares none takes any JSON object.
+
+    ``schedule`` (a cron expression, or a timedelta / seconds for an interval) makes a
+    schedule named after the handler, created or updated when a worker starts. ``concurrency``
+    (most running at once) and ``rate`` (most starts per second, bursts of ``burst``) hold
+    across every node, per value of the argument ``limit_key`` if given; a worker start
+    stores them, and they can be changed at run time (``taskstatus limits``).
     """
     schema = _schema_of(arguments, extra_arguments)
+    if isinstance(schedule, str):
+        check_cron(schedule)
+    elif schedule is not None:
+        check_every(schedule.total_seconds() if isinstance(schedule, timedelta) else schedule)
+    limits = (
+        None
+        if concurrency is None and rate is None
+        else HandlerLimits(name, concurrency, rate, burst, limit_key).checked()
+    )
     model = arguments if isinstance(arguments, type) else None
 
     def register(fn: HandlerFn) -> Handler:
@@ -218,6 +245,8 @@ def handler(
             retry_on=retry_on,
             max_attempts=max_attempts,
             timeout=timeout,
+            schedule=schedule,
+            limits=limits,
         )
         return (registry if registry is not None else REGISTRY).add(h)
 

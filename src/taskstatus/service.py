@@ -300,6 +300,16 @@ class TaskService:
             for i, args in enumerate(validated)
         ]
 
+    async def prepare(
+        self,
+        caller: Caller,
+        handler: Handler | str,
+        arguments: Mapping[str, Any],
+        options: Submission,
+    ) -> Task:
+        """One validated task ready to store (what a schedule's firing stores itself)."""
+        return (await self._prepare(caller, handler, [arguments], options))[0]
+
     async def _check_family(self, parent: Task, adding: int) -> None:
         """InputRejected when `adding` subtasks of `parent` would be nested deeper than
         max_subtask_depth or make it have more than max_subtasks: no fork bombs. (Two

@@ -334,7 +334,7 @@ def test_docs_name_only_flags_that_exist() -> None:
 
     import typer.main
 
-    from taskstatus.cli import app, clients, serve, tasks, workers  # noqa: F401
+    from taskstatus.cli import app, clients, schedules, serve, tasks, workers  # noqa: F401
 
     known: set[str] = set()
     group = typer.main.get_command(app)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from taskstatus.fields import TASK_STATUS
@@ -159,6 +159,8 @@ def seeded_store(store_url: str) -> Iterator[tuple[asyncio.Runner, Store]]:
 
 @pytest.mark.slow
 @given(filters=EXPRESSIONS, sorters=SORTERS, offset=st.integers(0, 3))
+# found by hypothesis: the count's daily rollup had no day after the last one (OverflowError)
+@example(filters="created ge 9999-12-31T00:00:00Z", sorters="", offset=0)
 @FUZZ
 def test_accepted_expressions_run_on_the_database(
     seeded_store: tuple[asyncio.Runner, Store], filters: str, sorters: str, offset: int

@@ -22,6 +22,7 @@ from fastapi import FastAPI
 
 from taskstatus import ui
 from taskstatus.api import docs, errors, health, jira, native, oauth, openapi, v2, v2024
+from taskstatus.api import schedules as schedule_routes
 from taskstatus.api.auth import Auth
 from taskstatus.api.deps import ApiState
 from taskstatus.api.fastlane import FastLane
@@ -140,6 +141,7 @@ def create_app(
     routers = [
         *(v2024.router(prefix) for prefix in TASK_STATUS_PREFIXES),
         v2024.router("", "/task-status/v1", pending=False),
+        schedule_routes.router(),
         v2.router,
         jira.router,
         native.router,

@@ -113,7 +113,7 @@ _EXPECTED = (
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``taskstatus`` console script."""
-    from taskstatus.cli import clients, remote, serve, tasks, workers  # noqa: F401 - registers commands
+    from taskstatus.cli import clients, remote, schedules, serve, tasks, workers  # noqa: F401
 
     try:
         app(args=argv)  # standalone: click reports usage errors (exit 2) and exits with codes

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from taskstatus.errors import ConflictError, NotFound, StoreError, StoreUnavailable
+from taskstatus.limits_policy import HandlerLimits
 from taskstatus.model import (
     CompletionStatus,
     Message,
@@ -23,6 +24,7 @@ from taskstatus.model import (
     TaskState,
 )
 from taskstatus.query import Expr, TaskField, TaskQuery
+from taskstatus.schedules import Schedule
 
 __all__ = [
     "ApiClient",
@@ -288,3 +290,44 @@ class Store(Protocol):
     async def setting(self, key: str, default: Callable[[], str]) -> str:
         """A cluster-wide value (a signing key, say): the stored one, or `default()` stored
         atomically by whichever node asks first."""
+
+    # --- schedules and limits (taskstatus.schedules, taskstatus.limits_policy) --------------
+
+    async def schedules(self) -> list[Schedule]: ...
+
+    async def schedule(self, name: str) -> Schedule | None: ...
+
+    async def create_schedule(self, schedule: Schedule) -> Schedule:
+        """Store a new schedule; ConflictError if the name is taken."""
+
+    async def save_schedule(
+        self, schedule: Schedule, *, expected_version: int | None = None
+    ) -> Schedule:
+        """Create or replace a schedule (its firing history stays). With `expected_version`,
+        replace only that version: ConflictError if it changed, NotFound if it is gone."""
+
+    async def delete_schedule(self, name: str) -> bool:
+        """Remove a schedule and its firings; False if there was none."""
+
+    async def due_schedules(self, now: datetime) -> list[Schedule]:
+        """The schedules, not paused, whose next firing is at or before `now`."""
+
+    async def fire_schedule(
+        self,
+        schedule: Schedule,
+        firings: Sequence[tuple[datetime, Task | None]],
+        next_fire: datetime,
+        now: datetime,
+    ) -> list[Task]:
+        """In one transaction: move `schedule` from its `next_fire` to `next_fire` (if no other
+        node did first: then nothing), record each firing once per (schedule, firing time)
+        and store the task of each firing recorded here (None: skipped). The tasks stored."""
+
+    async def firings(self, name: str) -> list[tuple[datetime, str | None]]:
+        """A schedule's firings, oldest first: (firing time, task id or None if skipped)."""
+
+    async def handler_limits(self) -> list[HandlerLimits]: ...
+
+    async def save_limits(self, limits: HandlerLimits) -> None:
+        """Set a handler's limits for every node (empty limits remove them). Claims apply them
+        from their next transaction on."""

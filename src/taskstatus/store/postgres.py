@@ -19,7 +19,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -30,6 +30,7 @@ from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb, set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from taskstatus.limits_policy import HandlerLimits, LimitWaits
 from taskstatus.model import (
     CompletionStatus,
     Message,
@@ -57,6 +58,7 @@ from taskstatus.store.base import (
 )
 from taskstatus.store.edge import guarded
 from taskstatus.store.leases import lost_lease_message, sort_heartbeat
+from taskstatus.store.postgres_schedules import PostgresSchedules
 from taskstatus.store.rows import (
     Codec,
     changed_columns,
@@ -204,6 +206,8 @@ def _rollup_count(query: TaskQuery, where: str, params: list[Any]) -> Statement 
             f"SELECT coalesce(sum(n), 0)::bigint FROM task_counts WHERE {wanted}", status_params
         )
     first_day = since.astimezone(UTC).date()
+    if first_day == date.max:  # no next midnight to split at; nothing is counted there anyway
+        return None
     next_midnight = datetime.combine(first_day + timedelta(days=1), datetime.min.time(), UTC)
     return Statement(
         # sum() of bigint is numeric (a Decimal, whose // truncates): cast back
@@ -312,7 +316,7 @@ def _parse_news(payload: str) -> list[tuple[str, int]]:
 
 
 @guarded
-class PostgresStore:
+class PostgresStore(PostgresSchedules):
     """The Store protocol on PostgreSQL (see taskstatus.store.base for the contract).
 
     Every wait is bounded (`StoreLimits`): connecting, taking a pooled connection, each
@@ -341,6 +345,8 @@ class PostgresStore:
         self._listening_events = False  # whether the listener also hears taskstatus_events
         self._claimed = 0  # tasks claimed since the queue was last vacuumed
         self._vacuum: asyncio.Task[None] | None = None
+        self._limit_waits = LimitWaits()
+        self._limited: tuple[float, dict[str, HandlerLimits]] = (0.0, {})  # (when read, limits)
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -633,13 +639,7 @@ class PostgresStore:
     ) -> list[Task]:
         if limit <= 0 or not handlers:
             return []
-        params = {
-            "worker": worker_id,
-            "lease": lease_seconds,
-            "handlers": list(handlers),
-            "limit": limit,
-        }
-        rows = await self._lax(QUERIES["claim"], params)
+        rows = await self._claim(worker_id, limit, lease_seconds, handlers)
         self._claimed += len(rows)
         if self._claimed >= QUEUE_VACUUM_AFTER and (self._vacuum is None or self._vacuum.done()):
             self._claimed = 0
@@ -712,6 +712,8 @@ class PostgresStore:
         }
         async with self._db.connection() as conn:
             rows = await (await conn.execute(QUERIES["finish"], params)).fetchall()
+            if self._limit_waits.ended(list(first)):  # a limited slot is free: wake the nodes
+                await conn.execute(QUERIES["wake"])
         return {r[0] for r in rows}
 
     async def release(self, worker_id: str, task_ids: Sequence[str]) -> None:
@@ -753,7 +755,7 @@ class PostgresStore:
         if self._listener is None or self._listener.done():
             self._start_listener()
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(self._limit_waits.timeout(timeout)):
                 await self._listening.wait()
                 await self._work.wait()
         self._work.clear()

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import orjson
 
 from taskstatus.errors import NoDatabase
+from taskstatus.limits_policy import LimitWaits
 from taskstatus.model import (
     CompletionStatus,
     Task,
@@ -65,6 +66,7 @@ from taskstatus.store.rows import (
 )
 from taskstatus.store.sqlfiles import load_migrations, load_queries
 from taskstatus.store.sqlfilter import COLUMNS, SqlDialect, compile_order, compile_where
+from taskstatus.store.sqlite_schedules import SQLiteSchedules, claim_limited, limited_handlers
 from taskstatus.store.wakeups import Wakeups
 
 T = TypeVar("T")
@@ -184,7 +186,7 @@ def _statements(script: str) -> list[str]:
 
 
 @guarded
-class SQLiteStore:
+class SQLiteStore(SQLiteSchedules):
     """The Store protocol on one SQLite file (see taskstatus.store.base for the contract).
 
     A write waits at most `busy_timeout` in all, queueing behind this process's other
@@ -217,6 +219,7 @@ class SQLiteStore:
         self._event_callbacks: dict[int, EventCallback] = {}
         self._event_watch: asyncio.Task[None] | None = None
         self._event_poke: asyncio.Event | None = None
+        self._limit_waits = LimitWaits()
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -548,21 +551,30 @@ class SQLiteStore:
         if limit <= 0 or not handlers:
             return []
 
-        def run(conn: sqlite3.Connection) -> list[Task]:
+        def run(conn: sqlite3.Connection) -> tuple[list[Task], float | None]:
             now = _now()
+            limited = limited_handlers(conn, handlers)  # theirs: claim_limited, below
+            plain = [h for h in handlers if h not in limited]
             rows = conn.execute(
                 _Q["claim"],
                 {
                     "worker": worker_id,
                     "expires": _time_in(now + timedelta(seconds=lease_seconds)),
                     "now": _time_in(now),
-                    "handlers": _json_in(list(handlers)),
+                    "handlers": _json_in(plain),
                     "limit": limit,
                 },
             ).fetchall()
-            return [task_from_row(r, CODEC) for r in rows]
+            tasks = [task_from_row(r, CODEC) for r in rows]
+            if not limited or len(tasks) >= limit:
+                return tasks, None
+            more, held, retry = claim_limited(
+                conn, limited, worker_id, limit - len(tasks), lease_seconds, now
+            )
+            self._limit_waits.claimed(more, held, retry)
+            return tasks + more, retry
 
-        tasks = await self._write(run)
+        tasks, _ = await self._write(run)
         tasks.sort(key=lambda t: (-t.priority, t.run_at or t.created))
         return tasks
 
@@ -643,7 +655,8 @@ class SQLiteStore:
             return {o.task_id for o in accepted}
 
         done = await self._write(run)
-        if any(o.state is TaskState.QUEUED for o in outcomes):
+        freed = self._limit_waits.ended([o.task_id for o in outcomes])  # a limited slot
+        if freed or any(o.state is TaskState.QUEUED for o in outcomes):
             self._wakeups.notify()
         return done
 
@@ -692,7 +705,7 @@ class SQLiteStore:
         """A submit in this process wakes at once; one in another process (a separate worker
         or API node on the same file) within DATA_VERSION_POLL: SQLite's data_version changes
         when another connection commits, and reading it costs a few microseconds."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + self._limit_waits.timeout(timeout)
         version = self._point(_data_version)
         while (left := deadline - time.monotonic()) > 0:
             if await self._wakeups.wait(min(left, DATA_VERSION_POLL)):

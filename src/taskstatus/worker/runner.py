@@ -36,6 +36,7 @@ from taskstatus.errors import StoreUnavailable
 from taskstatus.handlers import REGISTRY, Handler, Registry
 from taskstatus.model import CompletionStatus, Message, MessageType, Task, TaskState
 from taskstatus.options import SubtaskOptions
+from taskstatus.scheduling import LimitService, ScheduleService
 from taskstatus.service import Submission, TaskService, utcnow
 from taskstatus.settings import CONCURRENCY, GRACE_PERIOD, LEASE_SECONDS, POLL_INTERVAL
 from taskstatus.store.base import Outcome, Progress, Store
@@ -63,6 +64,10 @@ class WorkerOptions:
     claim_batch: int = 500
     retry_base: float = 1.0
     retry_max: float = 300.0
+    # Whether this worker fires due schedules (every worker may: the store keeps one task
+    # per firing), and how long it sleeps at most between looks.
+    fire_schedules: bool = True
+    schedule_poll: float = 1.0
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -123,6 +128,7 @@ class Worker:
         self.options = options or WorkerOptions()
         self.id = worker_id or new_worker_id()
         self.service = TaskService(store, registry)
+        self.schedules = ScheduleService(self.service, WORKER)
         self._running: dict[str, _Run] = {}
         self._outcomes: list[Outcome] = []
         self._handback: list[str] = []
@@ -171,10 +177,14 @@ class Worker:
         if not len(self.registry):
             raise RuntimeError("this worker has no handlers: import a module that defines some")
         await self.service.publish_definitions()
+        await LimitService(self.service, WORKER).declare(self.registry)
+        await self.schedules.declare(self.registry)
         side = {
             "heartbeat": asyncio.create_task(self._every(self.options.heartbeat_every, self._beat)),
             "recovery": asyncio.create_task(self._every(self.options.recover_every, self._recover)),
         }
+        if self.options.fire_schedules:
+            side["schedules"] = asyncio.create_task(self._fire_schedules())
         writer = asyncio.create_task(self._writer())
         log.info(
             "worker %s started: %d handlers, concurrency %d, lease %gs",
@@ -446,6 +456,21 @@ class Worker:
                 await job()
             except Exception as exc:
                 self._unreachable(exc, job.__name__.strip("_"))
+
+    async def _fire_schedules(self) -> None:
+        """Fire due schedules, then sleep until the next firing (at most schedule_poll)."""
+        poll = self.options.schedule_poll
+        while True:
+            delay = poll
+            try:
+                fired, wake = await self.schedules.fire_due(lookahead=poll)
+                if fired:
+                    log.info("fired %d scheduled tasks", len(fired))
+                if wake is not None:
+                    delay = min(poll, max(0.005, (wake - utcnow()).total_seconds()))
+            except Exception as exc:
+                self._unreachable(exc, "firing schedules")
+            await asyncio.sleep(delay)
 
     def _reachable(self) -> None:
         if self._reachable_since is None:

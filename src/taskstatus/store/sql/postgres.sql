@@ -374,3 +374,255 @@ ORDER BY c.ord, e.seq
 
 -- name: listen_events
 LISTEN taskstatus_events
+
+-- Schedules (taskstatus.schedules) -----------------------------------------------------------
+
+-- (schedule_rows.py reads a schedule's columns in this order)
+
+-- name: insert_schedule
+INSERT INTO schedules (name, handler, arguments, cron, every, timezone, missed, overlap, paused, next_fire,
+    last_fire, last_task_id, created, modified, version)
+VALUES (%(name)s, %(handler)s, %(arguments)s, %(cron)s, %(every)s, %(timezone)s, %(missed)s,
+        %(overlap)s, %(paused)s, %(next_fire)s, %(last_fire)s, %(last_task_id)s, %(created)s,
+        %(modified)s, 1)
+ON CONFLICT (name) DO NOTHING
+RETURNING name, handler, arguments, cron, every, timezone, missed, overlap, paused, next_fire,
+    last_fire, last_task_id, created, modified, version
+
+-- name: upsert_schedule
+INSERT INTO schedules (name, handler, arguments, cron, every, timezone, missed, overlap, paused, next_fire,
+    last_fire, last_task_id, created, modified, version)
+VALUES (%(name)s, %(handler)s, %(arguments)s, %(cron)s, %(every)s, %(timezone)s, %(missed)s,
+        %(overlap)s, %(paused)s, %(next_fire)s, %(last_fire)s, %(last_task_id)s, %(created)s,
+        %(modified)s, 1)
+ON CONFLICT (name) DO UPDATE SET
+    handler = excluded.handler, arguments = excluded.arguments, cron = excluded.cron,
+    every = excluded.every, timezone = excluded.timezone, missed = excluded.missed,
+    overlap = excluded.overlap, paused = excluded.paused, next_fire = excluded.next_fire,
+    modified = excluded.modified, version = schedules.version + 1
+RETURNING name, handler, arguments, cron, every, timezone, missed, overlap, paused, next_fire,
+    last_fire, last_task_id, created, modified, version
+
+-- name: update_schedule
+UPDATE schedules SET
+    handler = %(handler)s, arguments = %(arguments)s, cron = %(cron)s, every = %(every)s,
+    timezone = %(timezone)s, missed = %(missed)s, overlap = %(overlap)s, paused = %(paused)s,
+    next_fire = %(next_fire)s, modified = %(modified)s, version = version + 1
+WHERE name = %(name)s AND version = %(version)s
+RETURNING name, handler, arguments, cron, every, timezone, missed, overlap, paused, next_fire,
+    last_fire, last_task_id, created, modified, version
+
+-- name: get_schedule
+SELECT name, handler, arguments, cron, every, timezone, missed, overlap, paused, next_fire,
+    last_fire, last_task_id, created, modified, version FROM schedules WHERE name = %(name)s
+
+-- name: list_schedules
+SELECT name, handler, arguments, cron, every, timezone, missed, overlap, paused, next_fire,
+    last_fire, last_task_id, created, modified, version FROM schedules ORDER BY name
+
+-- name: due_schedules
+SELECT name, handler, arguments, cron, every, timezone, missed, overlap, paused, next_fire,
+    last_fire, last_task_id, created, modified, version FROM schedules
+WHERE next_fire IS NOT NULL AND next_fire <= %(now)s AND NOT paused
+ORDER BY next_fire, name
+
+-- name: next_schedule_fire
+SELECT min(next_fire) FROM schedules WHERE next_fire IS NOT NULL AND NOT paused
+
+-- name: delete_schedule
+WITH gone AS (DELETE FROM schedules WHERE name = %(name)s RETURNING name),
+     firings AS (DELETE FROM schedule_firings WHERE schedule IN (SELECT name FROM gone))
+SELECT count(*) FROM gone
+
+-- name: advance_schedule
+-- The guard: only the node that still sees the firing it computed from moves the schedule on;
+-- a rival that read the same row waits for this commit, then matches nothing.
+UPDATE schedules SET next_fire = %(next)s, modified = %(now)s, version = version + 1
+WHERE name = %(name)s AND next_fire = %(expected)s AND NOT paused
+RETURNING name
+
+-- name: insert_firings
+-- The key that makes a firing happen once, whatever the guard above let through.
+INSERT INTO schedule_firings (schedule, fire_time, task_id, fired)
+SELECT %(name)s, f.fire_time, f.task_id, %(now)s
+FROM unnest(%(times)s::timestamptz[], %(tasks)s::text[]) AS f(fire_time, task_id)
+ORDER BY f.fire_time
+ON CONFLICT (schedule, fire_time) DO NOTHING
+RETURNING fire_time, task_id
+
+-- name: schedule_fired
+UPDATE schedules SET last_fire = %(last_fire)s, last_task_id = %(last_task_id)s
+WHERE name = %(name)s
+
+-- name: firings
+SELECT fire_time, task_id FROM schedule_firings WHERE schedule = %(name)s ORDER BY fire_time
+
+-- Limits (taskstatus.limits_policy) ----------------------------------------------------------
+
+-- name: upsert_limits
+INSERT INTO handler_limits (handler, concurrency, rate, burst, limit_key, declared, modified)
+VALUES (%(handler)s, %(concurrency)s, %(rate)s, %(burst)s, %(limit_key)s, %(declared)s, now())
+ON CONFLICT (handler) DO UPDATE SET
+    concurrency = excluded.concurrency, rate = excluded.rate, burst = excluded.burst,
+    limit_key = excluded.limit_key, declared = excluded.declared,
+    modified = excluded.modified
+
+-- name: delete_limits
+WITH gone AS (DELETE FROM handler_limits WHERE handler = %(handler)s RETURNING handler),
+     slots AS (DELETE FROM limit_slots WHERE handler = %(handler)s),
+     buckets AS (DELETE FROM limit_buckets WHERE handler = %(handler)s)
+SELECT pg_notify('taskstatus_work', '') FROM gone
+
+-- name: list_limits
+SELECT handler, concurrency, rate, burst, limit_key, declared FROM handler_limits
+ORDER BY handler
+
+-- name: lock_limits
+-- The limited claim's first statement: claims of these handlers wait for each other here,
+-- so each counts the running tasks the previous one left.
+SELECT handler, concurrency, rate, burst, limit_key, declared FROM handler_limits
+WHERE handler = ANY(%(handlers)s::text[])
+ORDER BY handler
+FOR UPDATE
+
+-- name: limit_running
+-- The slots by key; those of tasks that ended count until forget_slots removes them.
+SELECT key, count(*) FROM limit_slots WHERE handler = %(handler)s GROUP BY key
+
+-- name: forget_slots
+-- Forget the slots of tasks that no longer run, then count the rest by key.
+WITH stale AS (
+    DELETE FROM limit_slots s
+    WHERE s.handler = %(handler)s AND NOT EXISTS (
+        SELECT FROM tasks t WHERE t.id = s.task_id AND t.state IN ({leased}))
+    RETURNING s.task_id
+)
+SELECT key, count(*) FROM limit_slots
+WHERE handler = %(handler)s AND task_id NOT IN (SELECT task_id FROM stale)
+GROUP BY key
+
+-- name: limit_buckets
+-- The buckets with the seconds since each was filled, on the clock as it is now that this
+-- claim holds the lock (now() is when its transaction began, maybe before a rival's fill),
+-- and that time, which save_buckets stores: no interval is counted twice.
+SELECT b.key, b.tokens, extract(epoch FROM c.t - b.at), c.t
+FROM (SELECT clock_timestamp() AS t) c
+LEFT JOIN limit_buckets b ON b.handler = %(handler)s
+
+-- name: limit_candidates
+-- Due tasks of the claimed handlers, limited or not, locked (taskstatus_pick: the claim's
+-- pick without its filter), each with its place in queue order and, for handlers whose
+-- limits are split by an argument, the arguments; key lookups of tasks, as the claim's.
+WITH picked AS MATERIALIZED (
+    SELECT ARRAY(SELECT taskstatus_pick(%(handlers)s::text[], %(scan)s)) AS ids
+)
+SELECT u.id, t.handler, CASE WHEN t.handler = ANY(%(keyed)s::text[]) THEN t.arguments END,
+       t.progress, u.ord
+FROM unnest((SELECT ids FROM picked)) WITH ORDINALITY AS u(id, ord)
+CROSS JOIN LATERAL (
+    SELECT x.handler, x.arguments, x.progress FROM tasks x WHERE x.id = u.id LIMIT 1
+) t
+
+-- name: claim_ids
+-- The claim of the tasks the limited claim chose (the claim above, by id), with a slot for
+-- each task of a handler with a concurrency limit; a waiting note goes.
+WITH claimed AS (
+    UPDATE tasks SET
+        state = 'running', lease_owner = %(worker)s,
+        lease_expires = now() + %(lease)s * interval '1 second',
+        -- launched: when it got its slot or token, under the lock (not when the claim began)
+        attempts = attempts + 1, launched = coalesce(launched, clock_timestamp()),
+        modified = now(),
+        progress = CASE WHEN progress LIKE 'waiting: limit of %%' THEN NULL ELSE progress END,
+        version = version + 1
+    WHERE tasks.id = ANY(%(ids)s::text[]) AND tasks.state IN ({from:running})
+    RETURNING {columns}
+),
+dequeued AS (
+    DELETE FROM task_queue WHERE id = ANY(ARRAY(SELECT id FROM claimed))
+),
+slots AS (
+    INSERT INTO limit_slots (handler, task_id, key)
+    SELECT s.handler, s.id, s.key
+    FROM unnest(%(slot_ids)s::text[], %(slot_handlers)s::text[], %(slot_keys)s::text[])
+        AS s(id, handler, key)
+    WHERE s.id IN (SELECT id FROM claimed)
+    ON CONFLICT (handler, task_id) DO UPDATE SET key = excluded.key
+)
+SELECT * FROM claimed
+
+-- name: save_buckets
+INSERT INTO limit_buckets (handler, key, tokens, at)
+SELECT %(handler)s, b.key, b.tokens, %(at)s
+FROM unnest(%(keys)s::text[], %(tokens)s::float8[]) AS b(key, tokens)
+ON CONFLICT (handler, key) DO UPDATE SET tokens = excluded.tokens, at = excluded.at
+
+-- name: hold_notes
+-- The reason a held task waits, in its progress (written when it changes).
+UPDATE tasks SET progress = h.note, modified = now(), version = version + 1
+FROM unnest(%(ids)s::text[], %(notes)s::text[]) AS h(id, note)
+WHERE tasks.id = ANY(%(ids)s::text[]) AND tasks.id = h.id AND tasks.state = 'queued'
+  AND tasks.progress IS DISTINCT FROM h.note
+
+-- name: claim_keyless
+-- The limited claim when no limit is split by an argument: the pick and the claim in one
+-- statement. %(allow)s says, per limited handler, how many it may start (its free slots
+-- and whole tokens, read under the lock) and whether its tasks take slots; the due tasks of
+-- the claimed handlers are taken in queue order, a limited handler's beyond its allowance
+-- passed over, up to %(limit)s. The buckets lose a token per task started.
+WITH picked AS MATERIALIZED (
+    SELECT ARRAY(SELECT taskstatus_pick(%(handlers)s::text[], %(scan)s)) AS ids
+),
+allow AS (
+    SELECT * FROM jsonb_to_recordset(%(allow)s::jsonb)
+        AS a(handler text, n integer, slot boolean, tokens float8)
+),
+ranked AS (
+    -- a key lookup per picked task (LIMIT keeps the lateral a nested loop, whatever the
+    -- statistics), numbered in queue order within its handler
+    SELECT u.id, t.handler, u.ord,
+           row_number() OVER (PARTITION BY t.handler ORDER BY u.ord) AS rn
+    FROM unnest((SELECT ids FROM picked)) WITH ORDINALITY AS u(id, ord)
+    CROSS JOIN LATERAL (SELECT x.handler FROM tasks x WHERE x.id = u.id LIMIT 1) t
+),
+chosen AS (
+    SELECT r.id, r.handler, coalesce(a.slot, false) AS slot
+    FROM ranked r LEFT JOIN allow a ON a.handler = r.handler
+    WHERE a.n IS NULL OR r.rn <= a.n
+    ORDER BY r.ord
+    LIMIT %(limit)s
+),
+claimed AS (
+    UPDATE tasks SET
+        state = 'running', lease_owner = %(worker)s,
+        lease_expires = now() + %(lease)s * interval '1 second',
+        attempts = attempts + 1, launched = coalesce(launched, clock_timestamp()),
+        modified = now(),
+        progress = CASE WHEN progress LIKE 'waiting: limit of %%' THEN NULL ELSE progress END,
+        version = version + 1
+    WHERE tasks.id = ANY(ARRAY(SELECT id FROM chosen)) AND tasks.state IN ({from:running})
+    RETURNING {columns}
+),
+dequeued AS (
+    DELETE FROM task_queue WHERE id = ANY(ARRAY(SELECT id FROM claimed))
+),
+slots AS (
+    INSERT INTO limit_slots (handler, task_id, key)
+    SELECT c.handler, c.id, '' FROM chosen c
+    WHERE c.slot AND c.id IN (SELECT id FROM claimed)
+    ON CONFLICT (handler, task_id) DO NOTHING
+),
+spent AS (
+    INSERT INTO limit_buckets (handler, key, tokens, at)
+    SELECT a.handler, '', a.tokens - (SELECT count(*) FROM claimed c WHERE c.handler = a.handler),
+           %(at)s
+    FROM allow a WHERE a.tokens IS NOT NULL
+    ON CONFLICT (handler, key) DO UPDATE SET tokens = excluded.tokens, at = excluded.at
+)
+SELECT * FROM claimed
+
+-- name: hold_next
+-- After a claim that a limit cut short: the next due tasks of the handler get the reason.
+UPDATE tasks SET progress = %(note)s, modified = now(), version = version + 1
+WHERE tasks.id = ANY(ARRAY(SELECT taskstatus_pick(ARRAY[%(handler)s]::text[], %(n)s)))
+  AND tasks.progress IS DISTINCT FROM %(note)s

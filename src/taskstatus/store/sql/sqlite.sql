@@ -209,3 +209,134 @@ SELECT coalesce(max(id), 0) FROM task_events
 -- name: events_since
 -- What a process following the file learns after a commit: which tasks have new events.
 SELECT task_id, min(seq), max(id) FROM task_events WHERE id > :after GROUP BY task_id
+
+-- Schedules (taskstatus.schedules) -----------------------------------------------------------
+
+-- (schedule_rows.py reads a schedule's columns in this order)
+
+-- name: insert_schedule
+INSERT INTO schedules (name, handler, arguments, cron, every, timezone, missed, overlap, paused, next_fire,
+    last_fire, last_task_id, created, modified, version)
+VALUES (:name, :handler, :arguments, :cron, :every, :timezone, :missed, :overlap, :paused,
+        :next_fire, :last_fire, :last_task_id, :created, :modified, 1)
+ON CONFLICT (name) DO NOTHING
+RETURNING name, handler, arguments, cron, every, timezone, missed, overlap, paused, next_fire,
+    last_fire, last_task_id, created, modified, version
+
+-- name: upsert_schedule
+INSERT INTO schedules (name, handler, arguments, cron, every, timezone, missed, overlap, paused, next_fire,
+    last_fire, last_task_id, created, modified, version)
+VALUES (:name, :handler, :arguments, :cron, :every, :timezone, :missed, :overlap, :paused,
+        :next_fire, :last_fire, :last_task_id, :created, :modified, 1)
+ON CONFLICT (name) DO UPDATE SET
+    handler = excluded.handler, arguments = excluded.arguments, cron = excluded.cron,
+    every = excluded.every, timezone = excluded.timezone, missed = excluded.missed,
+    overlap = excluded.overlap, paused = excluded.paused, next_fire = excluded.next_fire,
+    modified = excluded.modified, version = schedules.version + 1
+RETURNING name, handler, arguments, cron, every, timezone, missed, overlap, paused, next_fire,
+    last_fire, last_task_id, created, modified, version
+
+-- name: update_schedule
+UPDATE schedules SET
+    handler = :handler, arguments = :arguments, cron = :cron, every = :every,
+    timezone = :timezone, missed = :missed, overlap = :overlap, paused = :paused,
+    next_fire = :next_fire, modified = :modified, version = version + 1
+WHERE name = :name AND version = :version
+RETURNING name, handler, arguments, cron, every, timezone, missed, overlap, paused, next_fire,
+    last_fire, last_task_id, created, modified, version
+
+-- name: get_schedule
+SELECT name, handler, arguments, cron, every, timezone, missed, overlap, paused, next_fire,
+    last_fire, last_task_id, created, modified, version FROM schedules WHERE name = :name
+
+-- name: list_schedules
+SELECT name, handler, arguments, cron, every, timezone, missed, overlap, paused, next_fire,
+    last_fire, last_task_id, created, modified, version FROM schedules ORDER BY name
+
+-- name: due_schedules
+SELECT name, handler, arguments, cron, every, timezone, missed, overlap, paused, next_fire,
+    last_fire, last_task_id, created, modified, version FROM schedules
+WHERE next_fire IS NOT NULL AND next_fire <= :now AND NOT paused
+ORDER BY next_fire, name
+
+-- name: delete_schedule
+DELETE FROM schedules WHERE name = :name
+
+-- name: delete_firings
+DELETE FROM schedule_firings WHERE schedule = :name
+
+-- name: advance_schedule
+UPDATE schedules SET next_fire = :next, modified = :now, version = version + 1
+WHERE name = :name AND next_fire = :expected AND NOT paused
+
+-- name: insert_firing
+INSERT INTO schedule_firings (schedule, fire_time, task_id, fired)
+VALUES (:name, :fire_time, :task_id, :now)
+ON CONFLICT (schedule, fire_time) DO NOTHING
+
+-- name: schedule_fired
+UPDATE schedules SET last_fire = :last_fire, last_task_id = :last_task_id WHERE name = :name
+
+-- name: firings
+SELECT fire_time, task_id FROM schedule_firings WHERE schedule = :name ORDER BY fire_time
+
+-- Limits (taskstatus.limits_policy) ----------------------------------------------------------
+
+-- name: upsert_limits
+INSERT INTO handler_limits (handler, concurrency, rate, burst, limit_key, declared, modified)
+VALUES (:handler, :concurrency, :rate, :burst, :limit_key, :declared, :now)
+ON CONFLICT (handler) DO UPDATE SET
+    concurrency = excluded.concurrency, rate = excluded.rate, burst = excluded.burst,
+    limit_key = excluded.limit_key, declared = excluded.declared,
+    modified = excluded.modified
+
+-- name: delete_limits
+DELETE FROM handler_limits WHERE handler = :handler
+
+-- name: delete_limit_state
+DELETE FROM limit_slots WHERE handler = :handler
+
+-- name: delete_limit_buckets
+DELETE FROM limit_buckets WHERE handler = :handler
+
+-- name: list_limits
+SELECT handler, concurrency, rate, burst, limit_key, declared FROM handler_limits
+ORDER BY handler
+
+-- name: forget_slots
+DELETE FROM limit_slots
+WHERE handler = :handler AND NOT EXISTS (
+    SELECT 1 FROM tasks t WHERE t.id = limit_slots.task_id AND t.state IN ({leased}))
+
+-- name: limit_running
+SELECT key, count(*) FROM limit_slots WHERE handler = :handler GROUP BY key
+
+-- name: limit_buckets
+SELECT key, tokens, at FROM limit_buckets WHERE handler = :handler
+
+-- name: limit_candidates
+SELECT id, arguments, progress FROM tasks INDEXED BY tasks_due
+WHERE state = {from:running} AND run_at <= :now AND deleted_at IS NULL AND handler = :handler
+ORDER BY priority DESC, run_at
+LIMIT :scan
+
+-- name: claim_id
+UPDATE tasks SET
+    state = 'running', lease_owner = :worker, lease_expires = :expires,
+    attempts = attempts + 1, launched = coalesce(launched, :now), modified = :now,
+    progress = CASE WHEN progress LIKE 'waiting: limit of %' THEN NULL ELSE progress END,
+    version = version + 1
+WHERE id = :id AND state = {from:running}
+RETURNING {columns}
+
+-- name: insert_slot
+INSERT INTO limit_slots (handler, task_id, key) VALUES (:handler, :id, :key)
+ON CONFLICT (handler, task_id) DO UPDATE SET key = excluded.key
+
+-- name: save_bucket
+INSERT INTO limit_buckets (handler, key, tokens, at) VALUES (:handler, :key, :tokens, :now)
+ON CONFLICT (handler, key) DO UPDATE SET tokens = excluded.tokens, at = excluded.at
+
+-- name: hold_note
+UPDATE tasks SET progress = :note, modified = :now, version = version + 1
+WHERE id = :id AND state = 'queued' AND progress IS NOT :note
