@@ -5,9 +5,13 @@ connection to the same database gives."""
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import uuid
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +22,7 @@ from taskstatus.errors import BadRequest, ConflictError, NotFound
 from taskstatus.handlers import Registry
 from taskstatus.limits_policy import HandlerLimits
 from taskstatus.schedules import Missed, Overlap, ScheduleNotFound
-from tests.client.server import Server
+from tests.client.server import ROOT, Server, clean_env
 
 SLEEP = "Sleep"
 NEVER_SOON = "0 3 1 1 *"  # 03:00 on 1 January: no firing while a test runs
@@ -143,3 +147,38 @@ def test_async_remote_schedules(server: Server) -> None:
             assert (await conn.limits.get(SLEEP)).handler == SLEEP
 
     asyncio.run(scenario())
+
+
+def test_cli_against_a_server(server: Server, tmp_path: Path) -> None:
+    """`taskstatus schedules ...` and `taskstatus limits ...` with TASKSTATUS_URL act on the
+    server (no local database is made); a bad cron expression exits non-zero with the
+    server's message."""
+    env = clean_env(
+        TASKSTATUS_URL=server.url,
+        TASKSTATUS_CLIENT_ID=server.client_id,
+        TASKSTATUS_CLIENT_SECRET=server.client_secret,
+        TASKSTATUS_CONFIG_DIR=str(tmp_path / "config"),
+        PYTHONPATH=str(ROOT / "src"),
+    )
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "taskstatus", *args],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    name = _name()
+    added = cli("schedules", "add", name, SLEEP, '{"seconds": 0}', "--every", "60", "--json")
+    assert added.returncode == 0, added.stdout + added.stderr
+    assert json.loads(added.stdout)[0]["name"] == name
+    assert cli("schedules", "pause", name).returncode == 0
+    listed = cli("schedules", "list", "--json")
+    assert [d["paused"] for d in json.loads(listed.stdout) if d["name"] == name] == [True]
+    bad = cli("schedules", "add", _name(), SLEEP, "--cron", "61 * * * *")
+    assert bad.returncode != 0 and "not a valid cron expression" in bad.stdout + bad.stderr
+    assert cli("schedules", "delete", name).returncode == 0
+    limits = cli("limits", "set", SLEEP, "--concurrency", "2")
+    assert limits.returncode == 0, limits.stdout + limits.stderr
+    assert SLEEP in cli("limits", "list").stdout
+    assert cli("limits", "set", SLEEP).returncode == 0
+    assert not list(tmp_path.glob("*.db"))
