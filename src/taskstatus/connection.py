@@ -11,28 +11,41 @@ thread, so each operation exists once and works from plain synchronous code.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import getpass
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
-from datetime import datetime
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, TypeVar, Unpack
+from typing import Any, Protocol, TypeVar, Unpack
 
 from taskstatus.caller import Caller
 from taskstatus.client.remote import AsyncRemoteConnection, TaskEvent, is_remote
 from taskstatus.events import TERMINAL_EVENT
 from taskstatus.fields import TASK_STATUS
 from taskstatus.handlers import REGISTRY, Handler, Registry
+from taskstatus.limits_policy import HandlerLimits
 from taskstatus.listing import Listing
 from taskstatus.model import CompletionStatus, Task, TaskDefinition
 from taskstatus.options import SubmitOptions
 from taskstatus.query import TaskQuery, parse_bound, parse_sorters
+from taskstatus.schedules import Missed, Overlap, Schedule
 from taskstatus.scheduling import LimitService, ScheduleService
 from taskstatus.service import Submission, TaskService
 from taskstatus.settings import default_database
 from taskstatus.store.base import Store
 
-__all__ = ["AsyncConnection", "AsyncTasks", "Connection", "connect", "connect_async"]
+__all__ = [
+    "AsyncConnection",
+    "AsyncLimits",
+    "AsyncSchedules",
+    "AsyncTasks",
+    "Connection",
+    "Limits",
+    "Schedules",
+    "connect",
+    "connect_async",
+]
 
 T = TypeVar("T")
 EVENT_SAFETY = 5.0  # seconds: an idle event stream looks at the task (a missed wake-up)
@@ -216,17 +229,145 @@ class _LoopThread:
         self.loop.close()
 
 
-class _Blocking:
-    """The coroutine methods of `inner`, run on `loop` and waited for."""
+class AsyncSchedules(Protocol):
+    """The schedule operations of either connection (`ScheduleService` for a database,
+    `taskstatus.client.schedules.RemoteSchedules` for a server)."""
 
-    def __init__(self, loop: _LoopThread, inner: object) -> None:
+    async def add(
+        self,
+        name: str,
+        handler: str,
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        cron: str | None = None,
+        every: float | timedelta | None = None,
+        timezone: str = "UTC",
+        missed: Missed | str = Missed.SKIP,
+        overlap: Overlap | str = Overlap.ALLOW,
+        paused: bool = False,
+    ) -> Schedule: ...
+    async def get(self, name: str) -> Schedule: ...
+    async def list(self) -> builtins.list[Schedule]: ...
+    async def update(
+        self,
+        name: str,
+        change: Callable[[Schedule], Schedule],
+        *,
+        expected_version: int | None = None,
+    ) -> Schedule: ...
+    async def pause(self, name: str) -> Schedule: ...
+    async def resume(self, name: str) -> Schedule: ...
+    async def delete(self, name: str) -> None: ...
+
+
+class AsyncLimits(Protocol):
+    """The limit operations of either connection (`LimitService`, `RemoteLimits`)."""
+
+    async def list(self) -> builtins.list[HandlerLimits]: ...
+    async def get(self, handler: str) -> HandlerLimits: ...
+    async def set(
+        self,
+        handler: str,
+        *,
+        concurrency: int | None = None,
+        rate: float | None = None,
+        burst: float | None = None,
+        limit_key: str | None = None,
+    ) -> HandlerLimits: ...
+
+
+class Schedules:
+    """`AsyncSchedules`, blocking; `firings` for a database connection only (no route)."""
+
+    def __init__(self, loop: _LoopThread, inner: AsyncSchedules) -> None:
         self._loop, self._inner = loop, inner
 
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._inner, name)
-        if not asyncio.iscoroutinefunction(method):
-            return method
-        return lambda *args, **kwargs: self._loop.run(method(*args, **kwargs))
+    def add(
+        self,
+        name: str,
+        handler: str,
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        cron: str | None = None,
+        every: float | timedelta | None = None,
+        timezone: str = "UTC",
+        missed: Missed | str = Missed.SKIP,
+        overlap: Overlap | str = Overlap.ALLOW,
+        paused: bool = False,
+    ) -> Schedule:
+        """Create a schedule (ConflictError if the name is taken)."""
+        return self._loop.run(
+            self._inner.add(
+                name,
+                handler,
+                arguments,
+                cron=cron,
+                every=every,
+                timezone=timezone,
+                missed=missed,
+                overlap=overlap,
+                paused=paused,
+            )
+        )
+
+    def get(self, name: str) -> Schedule:
+        return self._loop.run(self._inner.get(name))
+
+    def list(self) -> builtins.list[Schedule]:
+        return self._loop.run(self._inner.list())
+
+    def update(
+        self,
+        name: str,
+        change: Callable[[Schedule], Schedule],
+        *,
+        expected_version: int | None = None,
+    ) -> Schedule:
+        return self._loop.run(self._inner.update(name, change, expected_version=expected_version))
+
+    def pause(self, name: str) -> Schedule:
+        return self._loop.run(self._inner.pause(name))
+
+    def resume(self, name: str) -> Schedule:
+        return self._loop.run(self._inner.resume(name))
+
+    def delete(self, name: str) -> None:
+        self._loop.run(self._inner.delete(name))
+
+    def firings(self, name: str) -> builtins.list[tuple[datetime, str | None]]:
+        """The schedule's firings, oldest first (a database connection only)."""
+        if not isinstance(self._inner, ScheduleService):
+            raise AttributeError("a server does not serve a schedule's firings")
+        return self._loop.run(self._inner.firings(name))
+
+
+class Limits:
+    """`AsyncLimits`, blocking."""
+
+    def __init__(self, loop: _LoopThread, inner: AsyncLimits) -> None:
+        self._loop, self._inner = loop, inner
+
+    def list(self) -> builtins.list[HandlerLimits]:
+        return self._loop.run(self._inner.list())
+
+    def get(self, handler: str) -> HandlerLimits:
+        return self._loop.run(self._inner.get(handler))
+
+    def set(
+        self,
+        handler: str,
+        *,
+        concurrency: int | None = None,
+        rate: float | None = None,
+        burst: float | None = None,
+        limit_key: str | None = None,
+    ) -> HandlerLimits:
+        """Replace the handler's limits for every node (all None: remove them)."""
+        return self._loop.run(
+            self._inner.set(
+                handler, concurrency=concurrency, rate=rate, burst=burst, limit_key=limit_key
+            )
+        )
 
 
 async def _anext(items: AsyncIterator[T]) -> T:
@@ -263,22 +404,14 @@ class Connection:
         return self._inner.launcher
 
     @property
-    def schedules(self) -> Any:
-        """`ScheduleService`'s operations, blocking (a database connection only)."""
-        return _Blocking(self._loop, self._local("schedules").schedules)
+    def schedules(self) -> Schedules:
+        """The schedules (`AsyncSchedules`'s operations), blocking."""
+        return Schedules(self._loop, self._inner.schedules)
 
     @property
-    def limits(self) -> Any:
-        """`LimitService`'s operations, blocking (a database connection only)."""
-        return _Blocking(self._loop, self._local("limits").limits)
-
-    def _local(self, what: str) -> AsyncConnection:
-        if isinstance(self._inner, AsyncRemoteConnection):
-            raise AttributeError(
-                f"{what} of a server are managed over HTTP (/v2024/task-schedules, "
-                "/v2024/task-limits) or with the taskstatus CLI against its database"
-            )
-        return self._inner
+    def limits(self) -> Limits:
+        """The handlers' limits (`AsyncLimits`'s operations), blocking."""
+        return Limits(self._loop, self._inner.limits)
 
     def submit(
         self,

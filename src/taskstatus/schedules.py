@@ -41,6 +41,9 @@ __all__ = [
     "due_firings",
     "first_fire",
     "next_fires",
+    "patch_between",
+    "schedule_document",
+    "schedule_from_document",
 ]
 
 # At most this many missed firings are caught up (policy `all`); older ones are skipped.
@@ -280,6 +283,51 @@ def schedule_document(s: Schedule, now: datetime, upcoming: int = 5) -> dict[str
         "modified": _iso(s.modified),
         "version": s.version,
     }
+
+
+def _time(value: Any) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value).astimezone(UTC)
+
+
+def schedule_from_document(doc: dict[str, Any]) -> Schedule:
+    """The schedule `schedule_document` wrote (what the remote client reads); the derived
+    fields (nextFires, launcher) are dropped."""
+    every = doc.get("every")
+    return Schedule(
+        name=doc["name"],
+        handler=doc["handler"],
+        arguments=dict(doc.get("arguments") or {}),
+        cron=doc.get("cron"),
+        every=None if every is None else float(every),
+        timezone=doc.get("timezone") or "UTC",
+        missed=Missed(doc.get("missed") or Missed.SKIP),
+        overlap=Overlap(doc.get("overlap") or Overlap.ALLOW),
+        paused=bool(doc.get("paused")),
+        next_fire=_time(doc.get("nextFire")),
+        last_fire=_time(doc.get("lastFire")),
+        last_task_id=doc.get("lastTaskId"),
+        created=_time(doc.get("created")),
+        modified=_time(doc.get("modified")),
+        version=int(doc.get("version") or 1),
+    )
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, enum.Enum) else value
+
+
+def patch_between(old: Schedule, new: Schedule, *, guard: bool = False) -> list[dict[str, Any]]:
+    """The JSON Patch that turns `old`'s editable fields into `new`'s (replace operations of
+    the fields that differ), for the remote client's `update`. With `guard`, test operations
+    first: the patch fails if any editable field is no longer `old`'s."""
+    ops: list[dict[str, Any]] = []
+    if guard:
+        ops += [{"op": "test", "path": f"/{f}", "value": _plain(getattr(old, f))} for f in EDITABLE]
+    for f in EDITABLE:
+        before, after = getattr(old, f), getattr(new, f)
+        if before != after:
+            ops.append({"op": "replace", "path": f"/{f}", "value": _plain(after)})
+    return ops
 
 
 def patched(s: Schedule, operations: Any) -> Schedule:

@@ -127,7 +127,7 @@ class Terminal:
         ).stdout
 
     def type(self, text: str) -> None:
-        self._tmux("send-keys", "-t", "t", "-l", text)
+        self._tmux("send-keys", "-t", "t", "-l", "--", text)  # a secret may start with "-"
         self._tmux("send-keys", "-t", "t", "Enter")
 
     def screen(self) -> str:

@@ -1,10 +1,10 @@
 """``taskstatus schedules ...`` and ``taskstatus limits ...``: manage schedules and limits in
-the database every node shares (the service's rules: taskstatus.scheduling)."""
+the database every node shares (the service's rules: taskstatus.scheduling), or, with --url
+or TASKSTATUS_URL, on a server (the remote client's `connect(url).schedules`)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import orjson
@@ -12,8 +12,9 @@ import typer
 from rich.table import Table
 
 from taskstatus.cli import DATABASE_DEFAULT, Database, Imports, app, load_modules, out, run
+from taskstatus.cli.remote import Url, open_tasks
 from taskstatus.cli.tasks import _arguments
-from taskstatus.connection import AsyncConnection
+from taskstatus.connection import AsyncTasks
 from taskstatus.limits_policy import HandlerLimits
 from taskstatus.schedules import Missed, Overlap, Schedule, schedule_document
 from taskstatus.service import utcnow
@@ -28,19 +29,9 @@ app.add_typer(limits_app, name="limits")
 Json = Annotated[bool, typer.Option("--json", help="Print JSON")]
 
 
-@asynccontextmanager
-async def _connection(database: str) -> AsyncIterator[AsyncConnection]:
-    conn = AsyncConnection(database, must_exist=True)
-    await conn.open()
-    try:
-        yield conn
-    finally:
-        await conn.close()
-
-
-def _with(database: str, job: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+def _with(database: str, url: str | None, job: Callable[[AsyncTasks], Awaitable[T]]) -> T:
     async def go() -> T:
-        async with _connection(database) as conn:
+        async with open_tasks(database, url, must_exist=True) as conn:
             return await job(conn)
 
     return run(go())
@@ -80,6 +71,7 @@ def add(
     ] = Overlap.ALLOW,
     paused: Annotated[bool, typer.Option(help="Create it paused")] = False,
     database: Database = DATABASE_DEFAULT,
+    url: Url = None,
     imports: Imports = None,
     as_json: Json = False,
 ) -> None:
@@ -88,6 +80,7 @@ def add(
     args = _arguments(arguments)
     created = _with(
         database,
+        url,
         lambda c: c.schedules.add(
             name,
             handler,
@@ -104,27 +97,33 @@ def add(
 
 
 @schedules_app.command("list")
-def list_(database: Database = DATABASE_DEFAULT, as_json: Json = False) -> None:
+def list_(database: Database = DATABASE_DEFAULT, url: Url = None, as_json: Json = False) -> None:
     """List the schedules with their next firing times."""
-    _show(_with(database, lambda c: c.schedules.list()), as_json)
+    _show(_with(database, url, lambda c: c.schedules.list()), as_json)
 
 
 @schedules_app.command("pause")
-def pause(name: Annotated[str, typer.Argument()], database: Database = DATABASE_DEFAULT) -> None:
+def pause(
+    name: Annotated[str, typer.Argument()], database: Database = DATABASE_DEFAULT, url: Url = None
+) -> None:
     """Pause a schedule: it fires no more until resumed."""
-    _show([_with(database, lambda c: c.schedules.pause(name))], False)
+    _show([_with(database, url, lambda c: c.schedules.pause(name))], False)
 
 
 @schedules_app.command("resume")
-def resume(name: Annotated[str, typer.Argument()], database: Database = DATABASE_DEFAULT) -> None:
+def resume(
+    name: Annotated[str, typer.Argument()], database: Database = DATABASE_DEFAULT, url: Url = None
+) -> None:
     """Resume a schedule: it fires from its next firing time after now."""
-    _show([_with(database, lambda c: c.schedules.resume(name))], False)
+    _show([_with(database, url, lambda c: c.schedules.resume(name))], False)
 
 
 @schedules_app.command("delete")
-def delete(name: Annotated[str, typer.Argument()], database: Database = DATABASE_DEFAULT) -> None:
+def delete(
+    name: Annotated[str, typer.Argument()], database: Database = DATABASE_DEFAULT, url: Url = None
+) -> None:
     """Delete a schedule (the tasks it fired stay)."""
-    _with(database, lambda c: c.schedules.delete(name))
+    _with(database, url, lambda c: c.schedules.delete(name))
     out.print(f"deleted {name}")
 
 
@@ -142,10 +141,10 @@ def _limits_row(limits: HandlerLimits) -> list[str]:
 
 
 @limits_app.command("list")
-def limits_list(database: Database = DATABASE_DEFAULT) -> None:
+def limits_list(database: Database = DATABASE_DEFAULT, url: Url = None) -> None:
     """List the handlers' limits."""
     table = Table("handler", "concurrency", "rate /s", "burst", "limit key")
-    for limits in _with(database, lambda c: c.limits.list()):
+    for limits in _with(database, url, lambda c: c.limits.list()):
         table.add_row(*_limits_row(limits))
     out.print(table)
 
@@ -160,12 +159,14 @@ def limits_set(
         str | None, typer.Option(help="Argument whose values each get these limits")
     ] = None,
     database: Database = DATABASE_DEFAULT,
+    url: Url = None,
     imports: Imports = None,
 ) -> None:
     """Replace a handler's limits on every node (no option: remove them)."""
     load_modules(imports)
     limits = _with(
         database,
+        url,
         lambda c: c.limits.set(
             handler, concurrency=concurrency, rate=rate, burst=burst, limit_key=limit_key
         ),

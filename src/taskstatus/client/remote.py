@@ -18,6 +18,7 @@ import httpx
 import orjson
 
 from taskstatus.client.credentials import find_credentials
+from taskstatus.client.schedules import RemoteLimits, RemoteSchedules
 from taskstatus.client.transport import RetryPolicy, Transport
 from taskstatus.errors import NotFound, Unreachable, WaitTimeout
 from taskstatus.listing import Listing
@@ -88,6 +89,9 @@ class AsyncRemoteConnection(Listing):
             policy=RetryPolicy(retries=retries, max_retry_wait=max_retry_wait),
             scope=scope,
         )
+        # add, list, get, update, pause, resume, delete; and list, get, set
+        self.schedules = RemoteSchedules(self.transport)
+        self.limits = RemoteLimits(self.transport)
 
     async def open(self) -> AsyncRemoteConnection:
         """Fetch the first token, so that bad credentials fail here and not later."""
