@@ -4,10 +4,11 @@ the route the `Caller` to hand the service, with the retention cutoff of now."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
@@ -17,6 +18,7 @@ from taskstatus.api.auth import Auth, basic_credentials
 from taskstatus.api.errors import ApiError, Unauthorized
 from taskstatus.api.ratelimit import FailureLimiter, RateLimiter, StreamLimits
 from taskstatus.caller import ADMIN, READ, WRITE, Caller
+from taskstatus.limits import check_json
 from taskstatus.service import TaskService, utcnow
 from taskstatus.settings import Settings
 
@@ -120,3 +122,22 @@ def requires(scope: str, *, allow_basic: bool = False) -> Callable[..., Awaitabl
 
 Reader = Annotated[Caller, Depends(requires(READ))]
 Writer = Annotated[Caller, Depends(requires(WRITE))]
+
+
+PATCH_TYPES = ("application/json-patch+json", "application/json")
+
+
+async def read_json_patch(request: Request) -> Any:
+    """A JSON Patch body: 415 for another media type, 400 for invalid JSON or a value past a
+    limit. json, not orjson: orjson reads integers past 64 bits as floats, unnoticed."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in PATCH_TYPES:
+        raise ApiError(
+            415, [f"send the patch as application/json-patch+json, not {media or 'nothing'}"]
+        )
+    try:
+        operations = json.loads(await request.body())
+    except (ValueError, RecursionError) as e:
+        raise ApiError(400, [f"the body is not valid JSON: {e}"]) from None
+    check_json(operations, "body")
+    return operations

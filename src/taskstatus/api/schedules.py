@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from taskstatus.api.deps import Reader, State, requires
+from taskstatus.api.deps import Reader, State, read_json_patch, requires
 from taskstatus.api.errors import ApiError
 from taskstatus.api.responses import CasedResponse, json_response
 from taskstatus.api.schemas import ERRORS, ErrorResponseDto, JsonPatchOperation
@@ -33,7 +33,6 @@ Admin = Annotated[Caller, Depends(requires(ADMIN))]
 CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorResponseDto, "description": "Conflict"}
 }
-PATCH_TYPES = ("application/json-patch+json", "application/json")
 # filters: `field eq "value"` (or true/false), joined by `and`
 _FILTER = re.compile(r'\s*(\w+)\s+eq\s+("(?:[^"\\]|\\.)*"|true|false)\s*', re.IGNORECASE)
 FILTERABLE = {"name", "handler", "paused", "missed", "overlap", "timezone"}
@@ -221,16 +220,7 @@ def router(prefix: str = "/v2024") -> APIRouter:
         or paused; a change of when it fires (or a resume) counts from now."""
         from taskstatus.schedules import patched
 
-        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media not in PATCH_TYPES:
-            raise ApiError(
-                415, [f"send the patch as application/json-patch+json, not {media or 'nothing'}"]
-            )
-        try:
-            operations = json.loads(await request.body())
-        except (ValueError, RecursionError) as e:
-            raise ApiError(400, [f"the body is not valid JSON: {e}"]) from None
-        check_json(operations, "body")
+        operations = await read_json_patch(request)
         s = await ScheduleService(state.service, caller).update(
             name, lambda s: patched(s, operations)
         )

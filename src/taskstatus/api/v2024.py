@@ -11,14 +11,13 @@ Translation only: query parameters become a `TaskQuery`, tasks become TaskStatus
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.responses import Response
 
-from taskstatus.api.deps import Reader, State, Writer, app_state, authorize
+from taskstatus.api.deps import Reader, State, Writer, app_state, authorize, read_json_patch
 from taskstatus.api.errors import ApiError
 from taskstatus.api.fastlane import FastRoute
 from taskstatus.api.responses import CasedResponse, json_response
@@ -36,7 +35,7 @@ from taskstatus.api.streams import (
 )
 from taskstatus.caller import READ, Caller
 from taskstatus.fields import TASK_STATUS
-from taskstatus.limits import MAX_OFFSET, MAX_PAGE_SIZE, check_json
+from taskstatus.limits import MAX_OFFSET, MAX_PAGE_SIZE
 from taskstatus.model import Task
 from taskstatus.query import (
     And,
@@ -59,7 +58,6 @@ PENDING = Condition(TaskField.COMPLETION_STATUS, Op.ISNULL)
 COMPLETED = Condition(TaskField.COMPLETION_STATUS, Op.PR)
 OLDEST_FIRST = (SortKey(TaskField.CREATED),)
 NEWEST_FIRST = (SortKey(TaskField.CREATED, descending=True),)
-PATCH_TYPES = ("application/json-patch+json", "application/json")
 
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Offset into the full result set")]
 Limit = Annotated[int, Query(ge=0, le=MAX_LIMIT, description="Max number of results to return")]
@@ -314,17 +312,7 @@ def router(prefix: str, resource: str = "/task-status", *, pending: bool = True)
     ) -> Response:
         """Apply a JSON Patch atomically. Setting completionStatus (and completed) on a
         pending task clears it; its worker is told to stop."""
-        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media not in PATCH_TYPES:
-            raise ApiError(
-                415, [f"send the patch as application/json-patch+json, not {media or 'nothing'}"]
-            )
-        try:
-            # json, not orjson: orjson reads integers past 64 bits as floats, unnoticed
-            operations = json.loads(await request.body())
-        except (ValueError, RecursionError) as e:
-            raise ApiError(400, [f"the body is not valid JSON: {e}"]) from None
-        check_json(operations, "body")
+        operations = await read_json_patch(request)
         task = await state.service.patch(caller, id, operations)
         return json_response(200, task_status(task))
 
