@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import uuid
 from pathlib import Path
 
@@ -70,6 +71,30 @@ def test_filter_box_takes_the_api_grammar_and_shows_its_errors(
     page.get_by_label("Filter").fill(bad)
     page.get_by_role("button", name="Apply").click()
     expect(page.locator("#filters-error")).to_have_text(message)
+
+
+def test_rows_stream_sends_every_shown_row_as_it_connects(admin_page: Page, served: Served) -> None:
+    """The list's live stream sends each shown row once when it connects: a task that ended
+    between the page's render and the stream's start (no event left to hear) still reaches
+    the page. This was a flaky browser test's cause: a row stayed "running" for good."""
+    task_id = served.submit("Failing Task", {}, launcher=_launcher())
+    with served.api() as http:
+        r = http.get(f"/v2024/task-status/{task_id}", params={"wait": 30})
+        assert r.json()["completionStatus"] == "ERROR"
+    cookies = {c["name"]: c["value"] for c in admin_page.context.cookies()}
+    deadline = time.monotonic() + 12  # the server's heartbeat is 5 s: lines keep coming
+    with (
+        httpx.Client(base_url=served.url, cookies=cookies, timeout=30) as http,
+        http.stream("GET", "/ui/live/rows", params={"ids": task_id}) as stream,
+    ):
+        assert stream.status_code == 200
+        lines = stream.iter_lines()
+        for line in lines:
+            if line == f"event: row-{task_id}":
+                break
+            assert time.monotonic() < deadline, "no row event after connecting"
+        data = next(lines)
+    assert data.startswith("data: ") and 'data-state="failed"' in data
 
 
 def test_list_rows_change_state_live(admin_page: Page, served: Served) -> None:

@@ -7,7 +7,8 @@ HTML, under an event name the page's ``sse-swap`` attributes listen for:
 
 - ``/ui/live/overview``: ``overview`` (counts, chart, workers), at most every OVERVIEW_EVERY
   seconds while tasks change, and every OVERVIEW_IDLE seconds anyway (the chart moves on);
-- ``/ui/live/rows?ids=...``: ``row-<id>`` for each task of the shown page that changed;
+- ``/ui/live/rows?ids=...``: ``row-<id>`` for every row of the shown page once it connects
+  (the page may be older than the stream), then for each that changed;
 - ``/ui/live/tasks/<id>``: ``task`` (the live part of the detail page), ``actions`` when its
   state changed, and ``done`` once it has ended (the page closes the stream on it).
 
@@ -106,10 +107,14 @@ async def rows(request: Request) -> Response:
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         with hub.follow(None) as follower:
+            # The page was rendered before this stream began (or before a reconnect): what
+            # changed in between has no event left to hear, so every row is sent once first.
+            follower.lost = True
             while True:
-                if not await _wait(follower.wake, 30.0):
+                if not follower.lost and not await _wait(follower.wake, 30.0):
                     continue
-                await asyncio.sleep(SETTLE)
+                if not follower.lost:
+                    await asyncio.sleep(SETTLE)
                 follower.wake.clear()
                 news, follower.news = follower.news, {}
                 changed = [i for i in news if i in shown]
