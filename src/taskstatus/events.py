@@ -19,9 +19,9 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from taskstatus.store.base import TERMINAL_EVENT, Store, TaskEvent
+from taskstatus.store.base import EVENT_KINDS, TERMINAL_EVENT, Store, TaskEvent
 
-__all__ = ["TERMINAL_EVENT", "EventHub", "Follower", "TaskEvent", "coalesce"]
+__all__ = ["EVENT_KINDS", "TERMINAL_EVENT", "EventHub", "Follower", "TaskEvent", "coalesce"]
 
 log = logging.getLogger(__name__)
 

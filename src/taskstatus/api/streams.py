@@ -28,7 +28,7 @@ from starlette.requests import Request
 from taskstatus.api.deps import ApiState
 from taskstatus.api.errors import ApiError
 from taskstatus.caller import Caller
-from taskstatus.events import TERMINAL_EVENT, TaskEvent
+from taskstatus.events import EVENT_KINDS, TERMINAL_EVENT, TaskEvent
 from taskstatus.model import Task, TaskState
 from taskstatus.query import Condition, Expr, Op, TaskField, TaskQuery, all_of
 from taskstatus.service import utcnow
@@ -72,11 +72,22 @@ LastEventId = Annotated[
 ]
 
 
+EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The event's seq"},
+        "event": {"type": "string", "enum": ["snapshot", *EVENT_KINDS]},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+        "retry": {"type": "integer", "minimum": 0},
+    },
+}
 STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "A text/event-stream: a `snapshot` event (the whole task), then the "
         "task's events (`id:` seq, `event:` kind, `data:` JSON) until its terminal event",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        # One event's shape (OpenAPI 3.2's itemSchema, which tools read from `schema` in 3.1).
+        "content": {"text/event-stream": {"schema": EVENT_SCHEMA}},
     },
 }
 
