@@ -43,6 +43,9 @@ DROP_EVENT_LOG = {
     "sqlite": [
         "DROP TRIGGER task_events_created",
         "DROP TRIGGER task_events_changed",
+        "DROP TRIGGER task_events_launched",
+        "DROP TRIGGER task_events_ended",
+        "DROP TRIGGER task_events_ended_progress",
         "DROP TRIGGER task_events_message",
     ],
     "postgres": [
