@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Sequence
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -189,6 +190,29 @@ async def test_the_common_changes_have_the_events_any_change_would(store: Store)
     assert events[c.id][-1].data["state"] == "cancelled"
     stored = await store.get(a.id)
     assert stored is not None and progress.version == completed.version == stored.version
+    assert events[c.id][0].data == {"state": "queued", "runAt": CODEC.time_in(c.created)}
+
+
+async def test_a_task_stored_ended_has_created_then_completed(store: Store) -> None:
+    """A task inserted already ended (an import) gets `created` and `completed`, with the
+    data an end gives (SQLite builds the JSON of these two by concatenation)."""
+    ended = replace(
+        make_task(),
+        state=TaskState.SUCCEEDED,
+        completion_status=CompletionStatus.SUCCESS,
+        completed=now(),
+    )
+    [task] = await seeded(store, ended)
+    events = await history(store, task.id)
+    assert kinds(events) == ["created", "completed"]
+    assert events[0].data["state"] == "succeeded"
+    assert events[1].data == {
+        "state": "succeeded",
+        "completionStatus": "SUCCESS",
+        "completed": events[1].data["completed"],
+    }
+    assert ended.completed is not None
+    assert datetime.fromisoformat(events[1].data["completed"]) == ended.completed
 
 
 async def test_a_database_migrated_with_events_keeps_them_and_numbers_on(tmp_path: Path) -> None:

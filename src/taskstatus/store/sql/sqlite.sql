@@ -16,7 +16,8 @@ tasks.lease_owner, tasks.lease_expires, tasks.idempotency_key, tasks.deleted_at,
    FROM (SELECT * FROM task_messages m WHERE m.task_id = tasks.id ORDER BY m.seq) m) AS messages
 
 -- name: insert_task
-INSERT INTO tasks (
+-- OR ROLLBACK: no statement journal per task (migrations/sqlite/0005_event_fast_paths.sql)
+INSERT OR ROLLBACK INTO tasks (
     id, handler, type, unique_name, description, parent_name, launcher, target_id, target_type,
     target_name, created, modified, launched, completed, completion_status, returns, attributes,
     progress, percent_complete, state, arguments, parent_id, priority, run_at, attempts,
