@@ -14,6 +14,11 @@
   process, on the same 2 cores as the server, the worker and wrk.
 - e2e_tasks_per_s.{kind}.events_on / .events_off: bench/e2e.py's run with the event log, and
   with its triggers dropped, alternating, median of 3 each.
+- event_log_cpu_us.sqlite.{submit,claim,finish}.{on,off} (BENCH_EVENTS=costs, not in the
+  default run): the CPU time of this process per task of the SQLite store's submit (batches of
+  1,000), claim and finish (batches of 100, outcomes as the worker sends them), with the log
+  and without, alternating, median of 5: what the log costs the store, less noisy than the
+  e2e figure on a shared machine.
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ DROP_EVENT_LOG = {
     "sqlite": [
         "DROP TRIGGER task_events_created",
         "DROP TRIGGER task_events_changed",
+        "DROP TRIGGER task_events_launched",
+        "DROP TRIGGER task_events_ended",
+        "DROP TRIGGER task_events_ended_progress",
         "DROP TRIGGER task_events_message",
     ],
     "postgres": [
@@ -258,6 +266,64 @@ def overhead(kind: str, runs: int = 3) -> dict[str, float]:
     }
 
 
+def _store_cpu(events: bool, n: int = 5000) -> dict[str, float]:
+    """CPU microseconds per task of submit, claim and finish on a fresh SQLite file."""
+    from taskstatus.model import CompletionStatus, TaskState
+    from taskstatus.store import Outcome, make_store
+
+    with database("sqlite") as url, connect(url) as conn:
+        if not events:
+            _sql(url, DROP_EVENT_LOG["sqlite"])
+        start = time.process_time()
+        for _ in range(0, n, 1000):
+            conn.submit_many("bench.noop", [{}] * 1000)
+        submit = time.process_time() - start
+
+        async def work() -> tuple[float, float]:
+            store = make_store(url)
+            await store.open()
+            claim = finish = 0.0
+            try:
+                while True:
+                    a = time.process_time()
+                    got = await store.claim("bench-worker", 100, 60, ["bench.noop"])
+                    b = time.process_time()
+                    if not got:
+                        return claim, finish
+                    done = [
+                        Outcome(
+                            t.id,
+                            TaskState.SUCCEEDED,
+                            CompletionStatus.SUCCESS,
+                            percent_complete=100,
+                            attributes={},
+                            returns=[],
+                        )
+                        for t in got
+                    ]
+                    await store.finish("bench-worker", done)
+                    claim += b - a
+                    finish += time.process_time() - b
+            finally:
+                await store.close()
+
+        claim, finish = asyncio.run(work())
+    return {"submit": 1e6 * submit / n, "claim": 1e6 * claim / n, "finish": 1e6 * finish / n}
+
+
+def costs(runs: int = 5) -> dict[str, float]:
+    got: dict[str, list[float]] = {}
+    for _ in range(runs):
+        for events in (True, False):
+            for step, us in _store_cpu(events).items():
+                got.setdefault(
+                    f"event_log_cpu_us.sqlite.{step}.{'on' if events else 'off'}", []
+                ).append(us)
+    figures = {name: median(values) for name, values in sorted(got.items())}
+    print(f"  {figures}", flush=True)
+    return figures
+
+
 def run() -> dict[str, float]:
     figures: dict[str, float] = {}
     only = os.environ.get("BENCH_EVENTS", "latency,wakeup,streams,overhead").split(",")
@@ -271,4 +337,6 @@ def run() -> dict[str, float]:
     if "overhead" in only:
         for kind in ("postgres", "sqlite"):
             figures.update(overhead(kind))
+    if "costs" in only:
+        figures.update(costs())
     return figures

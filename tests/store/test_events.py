@@ -4,8 +4,11 @@ and signalled to followers in this and other processes."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Sequence
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +22,9 @@ from taskstatus.model import (
 )
 from taskstatus.store import Outcome, Progress, Store, make_store
 from taskstatus.store.base import TaskEvent
+from taskstatus.store.rows import task_to_params
+from taskstatus.store.sqlfiles import load_migrations
+from taskstatus.store.sqlite import _Q, CODEC, _statements
 from tests.conftest import make_task, now
 from tests.store.test_contract import W1, W2, seeded
 
@@ -150,3 +156,98 @@ async def test_followers_hear_of_commits_from_another_store(store: Store) -> Non
     finally:
         stop()
         await other.close()
+
+
+async def test_the_common_changes_have_the_events_any_change_would(store: Store) -> None:
+    """A claim, an end with its last progress, an end with a message and no progress, and the
+    cancel of a queued task (SQLite writes these with triggers of their own) give the same
+    events, numbered on, as the general rules: `completed` last, after the end's message."""
+    a, b, c = await seeded(store, make_task(), make_task(), make_task())
+    await store.claim(W1, 2, 30, ["noop"])
+    done = Outcome(a.id, TaskState.SUCCEEDED, CompletionStatus.SUCCESS, percent_complete=100)
+    failed = Outcome(
+        b.id,
+        TaskState.FAILED,
+        CompletionStatus.ERROR,
+        messages=(Message(MessageType.ERROR, "boom"),),
+        attributes={},
+        returns=[],
+    )
+    assert await store.finish(W1, [done, failed]) == {a.id, b.id}
+    await store.update(c.id, lambda t: cancel(t, now()))
+    events = {t.id: await history(store, t.id) for t in (a, b, c)}
+    assert kinds(events[a.id]) == ["created", "launched", "progress", "completed"]
+    assert kinds(events[b.id]) == ["created", "launched", "message", "completed"]
+    assert kinds(events[c.id]) == ["created", "completed"]
+    for got in events.values():
+        assert [e.seq for e in got] == list(range(1, len(got) + 1))
+    launched, progress, completed = events[a.id][1:]
+    assert launched.data["attempt"] == 1 and launched.data["launched"]
+    assert progress.data == {"progress": None, "percentComplete": 100}
+    assert completed.data["state"] == "succeeded"
+    assert completed.data["completionStatus"] == "SUCCESS" and completed.data["completed"]
+    assert events[b.id][-1].data["completionStatus"] == "ERROR"
+    assert events[c.id][-1].data["state"] == "cancelled"
+    stored = await store.get(a.id)
+    assert stored is not None and progress.version == completed.version == stored.version
+    assert events[c.id][0].data == {"state": "queued", "runAt": CODEC.time_in(c.created)}
+
+
+async def test_a_task_stored_ended_has_created_then_completed(store: Store) -> None:
+    """A task inserted already ended (an import) gets `created` and `completed`, with the
+    data an end gives (SQLite builds the JSON of these two by concatenation)."""
+    ended = replace(
+        make_task(),
+        state=TaskState.SUCCEEDED,
+        completion_status=CompletionStatus.SUCCESS,
+        completed=now(),
+    )
+    [task] = await seeded(store, ended)
+    events = await history(store, task.id)
+    assert kinds(events) == ["created", "completed"]
+    assert events[0].data["state"] == "succeeded"
+    assert events[1].data == {
+        "state": "succeeded",
+        "completionStatus": "SUCCESS",
+        "completed": events[1].data["completed"],
+    }
+    assert ended.completed is not None
+    assert datetime.fromisoformat(events[1].data["completed"]) == ended.completed
+
+
+async def test_a_database_migrated_with_events_keeps_them_and_numbers_on(tmp_path: Path) -> None:
+    """A SQLite file whose tasks have events from before the event triggers were redone keeps
+    those events as they were, and a task's next events continue its numbering and ids."""
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path, isolation_level=None)
+    before = [m for m in load_migrations("sqlite") if m.name != "event_fast_paths"]
+    assert [m.version for m in before] == [1, 2, 3, 4]
+    for migration in before:
+        for statement in _statements(migration.sql):
+            old.execute(statement)
+    old.execute("PRAGMA user_version = 4")
+    task = make_task()
+    old.execute(_Q["insert_task"], task_to_params(task, CODEC))
+    old.execute(
+        "UPDATE tasks SET state = 'running', attempts = 1, lease_owner = ?, "
+        "version = version + 1 WHERE id = ?",
+        (W1, task.id),
+    )
+    kept = old.execute("SELECT * FROM task_events ORDER BY id").fetchall()
+    assert [row[3] for row in kept] == ["created", "launched"]
+    old.close()
+    store = make_store(f"sqlite:///{path}")
+    await store.open()
+    try:
+        done = Outcome(task.id, TaskState.SUCCEEDED, CompletionStatus.SUCCESS)
+        assert await store.finish(W1, [done]) == {task.id}
+        events = await history(store, task.id)
+    finally:
+        await store.close()
+    assert kinds(events) == ["created", "launched", "completed"]
+    assert [e.seq for e in events] == [1, 2, 3]
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT * FROM task_events ORDER BY id").fetchall()
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+    assert rows[:2] == kept and rows[2][0] > kept[-1][0]
+    assert version == len(load_migrations("sqlite"))

@@ -648,7 +648,12 @@ class SQLiteStore(SQLiteSchedules):
                 and TaskState(held[o.task_id][0]) in sources(o.state)
                 and o.attempt in (None, held[o.task_id][1])
             ]
-            conn.executemany(_Q["finish"], [_finish_params(o, worker_id, now) for o in accepted])
+            # the first outcome of a task is the one stored (a second finds its lease gone)
+            rows = {o.task_id: _finish_row(o) for o in reversed(accepted)}
+            conn.execute(
+                _Q["finish"],
+                {"outcomes": _json_in(list(rows.values())), "worker": worker_id, "now": now},
+            )
             messages = [message_params(o.task_id, m, CODEC) for o in accepted for m in o.messages]
             if messages:
                 conn.executemany(_Q["insert_message"], messages)
@@ -828,15 +833,17 @@ class SQLiteStore(SQLiteSchedules):
         return await self._write(put)
 
 
-def _finish_params(o: Outcome, worker_id: str, now: str) -> dict[str, Any]:
-    return {
-        "id": o.task_id,
-        "worker": worker_id,
-        "state": o.state.value,
-        "completion_status": o.completion_status.value if o.completion_status else None,
-        "progress": o.progress,
-        "percent_complete": o.percent_complete,
-        **result_params(o.attributes, o.returns, CODEC),
-        "run_at": None if o.run_at is None else _time_in(o.run_at),
-        "now": now,
-    }
+def _finish_row(o: Outcome) -> list[Any]:
+    """An outcome as a row of the finish statement's :outcomes (attributes and returns as
+    their stored JSON text)."""
+    results = result_params(o.attributes, o.returns, CODEC)
+    return [
+        o.task_id,
+        o.state.value,
+        o.completion_status.value if o.completion_status else None,
+        o.progress,
+        o.percent_complete,
+        results["attributes"],
+        results["returns"],
+        None if o.run_at is None else _time_in(o.run_at),
+    ]

@@ -16,7 +16,8 @@ tasks.lease_owner, tasks.lease_expires, tasks.idempotency_key, tasks.deleted_at,
    FROM (SELECT * FROM task_messages m WHERE m.task_id = tasks.id ORDER BY m.seq) m) AS messages
 
 -- name: insert_task
-INSERT INTO tasks (
+-- OR ROLLBACK: no statement journal per task (migrations/sqlite/0005_event_fast_paths.sql)
+INSERT OR ROLLBACK INTO tasks (
     id, handler, type, unique_name, description, parent_name, launcher, target_id, target_type,
     target_name, created, modified, launched, completed, completion_status, returns, attributes,
     progress, percent_complete, state, arguments, parent_id, priority, run_at, attempts,
@@ -104,15 +105,27 @@ WHERE id IN (SELECT value FROM json_each(:ids)) AND lease_owner = :worker
 -- name: finish
 -- The caller checked, in this same BEGIN IMMEDIATE transaction, that the worker holds each
 -- task and that the lifecycle allows the outcome (held_states + model.sources).
+-- One statement for the batch (:outcomes, a JSON array of [id, state, completion_status,
+-- progress, percent_complete, attributes, returns, run_at], one per task): a statement that
+-- fires the event log's triggers keeps a statement journal, which cost a single-row statement
+-- about as much as the update itself.
 UPDATE tasks SET
-    state = :state, completion_status = :completion_status,
-    completed = CASE WHEN :completion_status IS NULL THEN completed ELSE :now END,
-    progress = coalesce(:progress, progress),
-    percent_complete = coalesce(:percent_complete, percent_complete),
-    attributes = coalesce(:attributes, attributes), returns = coalesce(:returns, returns),
-    run_at = coalesce(:run_at, run_at), lease_owner = NULL, lease_expires = NULL,
-    modified = :now, version = version + 1
-WHERE id = :id AND lease_owner = :worker
+    state = o.state, completion_status = o.completion_status,
+    completed = CASE WHEN o.completion_status IS NULL THEN tasks.completed ELSE :now END,
+    progress = coalesce(o.progress, tasks.progress),
+    percent_complete = coalesce(o.percent_complete, tasks.percent_complete),
+    attributes = coalesce(o.attributes, tasks.attributes),
+    returns = coalesce(o.returns, tasks.returns),
+    run_at = coalesce(o.run_at, tasks.run_at), lease_owner = NULL, lease_expires = NULL,
+    modified = :now, version = tasks.version + 1
+FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS state,
+             json_extract(value, '$[2]') AS completion_status,
+             json_extract(value, '$[3]') AS progress,
+             json_extract(value, '$[4]') AS percent_complete,
+             json_extract(value, '$[5]') AS attributes, json_extract(value, '$[6]') AS returns,
+             json_extract(value, '$[7]') AS run_at
+      FROM json_each(:outcomes)) AS o
+WHERE tasks.id = o.id AND tasks.lease_owner = :worker
 
 -- name: release
 UPDATE tasks SET
