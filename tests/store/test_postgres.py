@@ -385,7 +385,8 @@ QUEUE_FILL = (
 
 async def nested_plans(url: str, statement: str, params: Any) -> list[str]:
     """The plans of the statements that run inside `statement` (functions' queries included),
-    as auto_explain logs them; the statement is rolled back."""
+    as auto_explain logs them, in a transaction set up as the claim's (``lax``: generic
+    plans); the statement is rolled back."""
     logged: list[str] = []
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         conn.add_notice_handler(lambda notice: logged.append(notice.message_primary or ""))
@@ -394,6 +395,7 @@ async def nested_plans(url: str, statement: str, params: Any) -> list[str]:
             await conn.execute(f"SET auto_explain.{setting}")
         await conn.execute("SET client_min_messages = log")
         await conn.execute("BEGIN")
+        await conn.execute(QUERIES["lax"])
         await conn.execute(statement, params)
         await conn.execute("ROLLBACK")
     return logged
