@@ -294,8 +294,7 @@ QUEUE_FILL = (
 
 async def nested_plans(url: str, statement: Statement) -> list[str]:
     """auto_explain's plans (ANALYZE, BUFFERS) of `statement` and of the statements run inside
-    it (taskstatus_due's query, the triggers'), warm, in a transaction set up as a claim's
-    (``lax``: generic plans); rolled back."""
+    it (taskstatus_due's query, the triggers'), warm; rolled back."""
     logged: list[str] = []
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         await conn.execute("LOAD 'auto_explain'")
@@ -311,12 +310,10 @@ async def nested_plans(url: str, statement: Statement) -> list[str]:
         for _ in range(2):  # the first warms the caches and the function's plan
             logged.clear()
             await conn.execute("BEGIN")
-            await conn.execute(QUERIES["lax"])
             await conn.execute(statement.sql, params)
             await conn.execute("ROLLBACK")
         conn.add_notice_handler(lambda notice: logged.append(notice.message_primary or ""))
         await conn.execute("BEGIN")
-        await conn.execute(QUERIES["lax"])
         await conn.execute(statement.sql, params)
         await conn.execute("ROLLBACK")
     return logged

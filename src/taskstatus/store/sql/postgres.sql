@@ -155,13 +155,9 @@ SELECT * FROM claimed
 
 -- name: lax
 -- What a worker's bookkeeping transaction (a claim, a heartbeat, a report: PostgresStore._lax)
--- sets first. A commit that does not wait for the disk; and generic plans, made once per
--- session: their statements are key lookups and ordered index scans whose plans are the same
--- for any parameters (taskstatus_due fixes its own), and without statistics PostgreSQL kept
--- choosing custom plans, planning each statement, and taskstatus_due's query inside it, at
--- every call (0.2 to 0.8 ms of a claim here).
-SELECT set_config('synchronous_commit', 'off', true),
-       set_config('plan_cache_mode', 'force_generic_plan', true)
+-- sets first: a commit that does not wait for the disk. (Not generic plans for its statements:
+-- one made while `tasks` was small would be kept as it grows; the picks keep theirs, 0010.)
+SET LOCAL synchronous_commit = off
 
 -- name: vacuum_queue
 -- (postgres.py runs it after many claims; it needs a connection outside any transaction)
