@@ -141,7 +141,15 @@ def floor(tries: int) -> dict[str, list[float]]:
             cwd=ROOT,
         )
         try:
-            time.sleep(1)
+            # started under load, the listener may take seconds to say LISTEN: a notification
+            # sent before that is lost, and its claim never comes
+            def listening() -> bool:
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN pickup_floor'"
+                ).fetchone()
+                return bool(row and row[0])
+
+            wait_until(listening, 30, "the floor listener")
             for i in range(tries):
                 time.sleep(IDLE)
                 t0 = time.time()

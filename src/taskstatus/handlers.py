@@ -84,8 +84,10 @@ class Handler:
     def executor(self) -> str:
         return f"{self.fn.__module__}.{self.fn.__qualname__}"
 
-    @property
+    @functools.cached_property
     def definition(self) -> TaskDefinition:
+        """What every node stores of this handler; built once (every submit resolves it, and
+        its id is a SHA-1 of the name)."""
         properties = self.schema.get("properties", {})
         summary = TaskDefinitionSummary(
             id=uuid.uuid5(_DEFINITION_NS, self.name).hex,

@@ -331,6 +331,26 @@ async def test_claim_order_priority_then_due_time(store: Store) -> None:
     assert await store.claim(W1, 10, 30, ["noop"]) == []  # the future one is not due
 
 
+async def test_a_claim_returns_the_task_as_a_run_reads_it(store: Store) -> None:
+    """A claimed task carries what a run reads (arguments, attributes, attempt, lease) but not
+    its messages nor its definition summary, which no run reads; `get` has the whole task."""
+    task = dataclasses.replace(
+        make_task(arguments={"n": 1}, priority=3),
+        attributes={"a": 1},
+        messages=(Message(MessageType.INFO, "noted before it ran"),),
+    )
+    await seeded(store, task)
+    [claimed] = await store.claim(W1, 1, 30, ["noop"])
+    assert (claimed.id, claimed.arguments, claimed.attributes) == (task.id, {"n": 1}, {"a": 1})
+    assert (claimed.priority, claimed.attempts, claimed.lease_owner) == (3, 1, W1)
+    assert claimed.messages == ()
+    assert claimed.definition.unique_name == "noop" and claimed.definition.id == ""
+    whole = await store.get(task.id)
+    assert whole is not None
+    assert [m.text for m in whole.messages] == ["noted before it ran"]
+    assert whole.definition == DEFINITION.summary
+
+
 async def test_claim_only_named_handlers(store: Store) -> None:
     """A worker claims only tasks of the handlers it names (none: nothing)."""
     await seeded(store, make_task(), make_task(handler="other"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, timedelta
@@ -404,7 +405,8 @@ async def nested_plans(url: str, statement: str, params: Any) -> list[str]:
 async def test_the_claim_plan_needs_no_statistics(store: PostgresStore, queued: int) -> None:
     """With thousands of tasks queued and no statistics (no ANALYZE, autovacuum off), a claim
     picks its tasks by an ordered, limited scan of the queue's due index: no sort of the
-    queue, no sequential scan, whatever the planner guesses about the number of rows."""
+    queue, no sequential scan, whatever the planner guesses about the number of rows; and
+    that plan is the generic one, kept rather than made again at every claim."""
     async with await psycopg.AsyncConnection.connect(store.url, autocommit=True) as conn:
         for statement in QUEUE_FILL:
             await conn.execute(statement, {"n": queued})
@@ -420,6 +422,8 @@ async def test_the_claim_plan_needs_no_statistics(store: PostgresStore, queued: 
     assert "Index Scan using task_queue_due on task_queue" in picked, picked
     assert "Index Scan using tasks_pkey on tasks" in picked, picked
     assert "Sort" not in picked and "Seq Scan" not in picked, picked
+    # the plan kept for the session (0010): generic, the handlers a parameter, not planned anew
+    assert re.search(r"handler = ANY \(\$\d+\)", picked), picked
     (outer,) = [p for p in logged if "taskstatus_due(" in p]  # the claim's own statement
     assert "Seq Scan" not in outer and "Sort" not in outer, outer
     assert len(await store.claim(W1, 8, 30, ["noop"])) == 8

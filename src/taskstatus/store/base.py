@@ -236,7 +236,9 @@ class Store(Protocol):
     async def claim(
         self, worker_id: str, limit: int, lease_seconds: float, handlers: Sequence[str]
     ) -> list[Task]:
-        """Lease up to `limit` due queued tasks of the given handlers, by priority then due time."""
+        """Lease up to `limit` due queued tasks of the given handlers, by priority then due time.
+        The tasks as a run reads them: every field but the messages (none) and the definition
+        summary (the handler's bare one); `get` reads a whole task."""
 
     async def heartbeat(
         self, worker_id: str, task_ids: Sequence[str], lease_seconds: float

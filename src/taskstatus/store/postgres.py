@@ -444,12 +444,12 @@ class PostgresStore(PostgresSchedules):
 
     async def _lax(self, sql: str, params: Params) -> list[TupleRow]:
         """Run a worker's bookkeeping statement (a claim, a heartbeat, a progress report)
-        with a commit that does not wait for the disk, in one round trip. Were the server to
-        crash right after, the write would be lost and redone: a claim lost leaves the task
-        queued for another claim, a heartbeat or a report is sent again. Submissions and
-        outcomes keep their full durability."""
+        with a commit that does not wait for the disk (postgres.sql: ``lax``), in one round
+        trip. Were the server to crash right after, the write would be lost and redone: a
+        claim lost leaves the task queued for another claim, a heartbeat or a report is sent
+        again. Submissions and outcomes keep their full durability."""
         async with self._transaction() as conn:
-            await conn.execute("SET LOCAL synchronous_commit = off")
+            await conn.execute(QUERIES["lax"])
             cursor = await conn.execute(sql, params)
         return await cursor.fetchall() if cursor.description else []
 

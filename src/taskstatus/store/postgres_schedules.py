@@ -207,7 +207,7 @@ class PostgresSchedules:
         guess = {h: known[h] for h in handlers if h in known}
         listed = None
         async with self._transaction() as conn:
-            await conn.execute("SET LOCAL synchronous_commit = off")  # as PostgresStore._lax
+            await conn.execute(QUERIES["lax"])  # as PostgresStore._lax
             if time.monotonic() - read_at > LIMITED_TTL:
                 listed = await conn.execute(_Q["list_limits"])
             if not guess:

@@ -164,7 +164,8 @@ def task_to_params(task: Task, codec: Codec) -> dict[str, Any]:
 
 
 def task_from_row(row: Sequence[Any], codec: Codec) -> Task:
-    """A Task from a row in the order of the ``columns`` block."""
+    """A Task from a row in the order of the ``columns`` block (or ``run_columns``: no
+    definition summary, the handler's bare one then, and no messages)."""
     (
         id_, handler, definition, type_, unique_name, description, parent_name, launcher,
         target_id, target_type, target_name, created, modified, launched, completed,
@@ -200,7 +201,7 @@ def task_from_row(row: Sequence[Any], codec: Codec) -> Task:
                 locale=m[3],
                 parameters=None if m[4] is None else tuple(m[4]),
             )
-            for m in codec.json_out(messages)
+            for m in (codec.json_out(messages) if messages is not None else ())
         ),
         returns=tuple(ReturnDetail(r["name"], r["attributeName"]) for r in codec.json_out(returns)),
         attributes=codec.json_out(attributes),

@@ -1,7 +1,10 @@
 """Load a dialect's SQL: named blocks from ``sql/<dialect>.sql`` and ordered migrations.
 
 A block starts with a ``-- name: <name>`` line and runs to the next one. ``{columns}`` in a
-block is replaced by the ``columns`` block, the one place a dialect lists a task's columns.
+block is replaced by the ``columns`` block, the one place a dialect lists a task's columns;
+``{run_columns}`` by the same list with NULL where it reads a task's definition summary and
+its messages (``{column_definition}``, ``{column_messages}``): the columns a claim returns, as a
+run reads neither (rows.task_from_row then gives the bare summary and no messages).
 State lists come from the lifecycle in taskstatus.model, so SQL guards cannot drift from it:
 ``{from:STATE}`` is the states STATE may be entered from, ``{leased}``, ``{pending}`` and
 ``{terminal}`` the named groups.
@@ -17,6 +20,8 @@ from importlib import resources
 from taskstatus.model import LEASED_STATES, PENDING_STATES, TERMINAL_STATES, TaskState, sources
 
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+# The subqueries of the column list that a claim leaves out ({run_columns}).
+_LOOKUPS = ("column_definition", "column_messages")
 _GUARD = re.compile(r"\{(from:\w+|leased|pending|terminal)\}")
 
 
@@ -66,9 +71,19 @@ def load_queries(dialect: str) -> dict[str, str]:
     text = resources.files("taskstatus.store").joinpath(f"sql/{dialect}.sql").read_text()
     parts = _NAME.split(text)
     queries = {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
-    columns = queries.get("columns", "")
+    # compacted first: their comments must not carry a marker into the statements
+    lookups = {f"{{{name}}}": compact(queries.pop(name, "NULL")) for name in _LOOKUPS}
+    columns = run_columns = compact(queries.get("columns", ""))
+    for marker, lookup in lookups.items():
+        columns = columns.replace(marker, lookup)
+        run_columns = run_columns.replace(marker, "NULL")
+    queries["columns"] = columns
     return {
-        name: compact(_GUARD.sub(_guard, body.replace("{columns}", columns)))
+        name: compact(
+            _GUARD.sub(
+                _guard, body.replace("{columns}", columns).replace("{run_columns}", run_columns)
+            )
+        )
         for name, body in queries.items()
     }
 

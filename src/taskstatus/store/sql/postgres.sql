@@ -15,19 +15,25 @@
 
 -- name: columns
 -- The definition summary as text: every task of a handler has the same one, which
--- rows.summary_of parses once and caches.
-tasks.id, tasks.handler,
-(SELECT d.summary::text FROM definitions d WHERE d.name = tasks.handler) AS definition,
+-- rows.summary_of parses once and caches. {run_columns} is this list with NULL in place of
+-- {column_definition} and {column_messages} (sqlfiles.py): what a claim returns.
+tasks.id, tasks.handler, {column_definition} AS definition,
 tasks.type, tasks.unique_name, tasks.description, tasks.parent_name, tasks.launcher,
 tasks.target_id, tasks.target_type, tasks.target_name, tasks.created, tasks.modified,
 tasks.launched, tasks.completed, tasks.completion_status, tasks.returns, tasks.attributes,
 tasks.progress, tasks.percent_complete, tasks.state, tasks.arguments, tasks.parent_id,
 tasks.priority, tasks.run_at, tasks.attempts, tasks.max_attempts, tasks.timeout,
 tasks.lease_owner, tasks.lease_expires, tasks.idempotency_key, tasks.deleted_at, tasks.version,
+{column_messages} AS messages
+
+-- name: column_definition
+(SELECT d.summary::text FROM definitions d WHERE d.name = tasks.handler)
+
+-- name: column_messages
 (SELECT coalesce(
         json_agg(json_build_array(m.type, m.key, m.text, m.locale, m.parameters) ORDER BY m.seq),
         '[]')
-   FROM task_messages m WHERE m.task_id = tasks.id) AS messages
+   FROM task_messages m WHERE m.task_id = tasks.id)
 
 -- name: messages
 jsonb_to_recordset(%(messages)s::jsonb)
@@ -140,12 +146,18 @@ WITH claimed AS (
         version = version + 1
     WHERE tasks.id = ANY(ARRAY(SELECT taskstatus_due(%(handlers)s::text[], %(limit)s)))
       AND tasks.state IN ({from:running})  -- key lookups, never a join over tasks
-    RETURNING {columns}
+    RETURNING {run_columns}
 ),
 dequeued AS (
     DELETE FROM task_queue WHERE id = ANY(ARRAY(SELECT id FROM claimed))
 )
 SELECT * FROM claimed
+
+-- name: lax
+-- What a worker's bookkeeping transaction (a claim, a heartbeat, a report: PostgresStore._lax)
+-- sets first: a commit that does not wait for the disk. (Not generic plans for its statements:
+-- one made while `tasks` was small would be kept as it grows; the picks keep theirs, 0010.)
+SET LOCAL synchronous_commit = off
 
 -- name: vacuum_queue
 -- (postgres.py runs it after many claims; it needs a connection outside any transaction)
@@ -536,7 +548,7 @@ WITH claimed AS (
         progress = CASE WHEN progress LIKE 'waiting: limit of %%' THEN NULL ELSE progress END,
         version = version + 1
     WHERE tasks.id = ANY(%(ids)s::text[]) AND tasks.state IN ({from:running})
-    RETURNING {columns}
+    RETURNING {run_columns}
 ),
 dequeued AS (
     DELETE FROM task_queue WHERE id = ANY(ARRAY(SELECT id FROM claimed))
@@ -601,7 +613,7 @@ claimed AS (
         progress = CASE WHEN progress LIKE 'waiting: limit of %%' THEN NULL ELSE progress END,
         version = version + 1
     WHERE tasks.id = ANY(ARRAY(SELECT id FROM chosen)) AND tasks.state IN ({from:running})
-    RETURNING {columns}
+    RETURNING {run_columns}
 ),
 dequeued AS (
     DELETE FROM task_queue WHERE id = ANY(ARRAY(SELECT id FROM claimed))

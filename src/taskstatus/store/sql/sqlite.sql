@@ -4,16 +4,23 @@
 -- passed as one JSON array parameter and read with json_each, so each statement text is fixed.
 
 -- name: columns
-tasks.id, tasks.handler,
-(SELECT d.summary FROM definitions d WHERE d.name = tasks.handler) AS definition,
+-- {run_columns} is this list with NULL in place of {column_definition} and {column_messages}
+-- (sqlfiles.py): what a claim returns.
+tasks.id, tasks.handler, {column_definition} AS definition,
 tasks.type, tasks.unique_name, tasks.description, tasks.parent_name, tasks.launcher,
 tasks.target_id, tasks.target_type, tasks.target_name, tasks.created, tasks.modified,
 tasks.launched, tasks.completed, tasks.completion_status, tasks.returns, tasks.attributes,
 tasks.progress, tasks.percent_complete, tasks.state, tasks.arguments, tasks.parent_id,
 tasks.priority, tasks.run_at, tasks.attempts, tasks.max_attempts, tasks.timeout,
 tasks.lease_owner, tasks.lease_expires, tasks.idempotency_key, tasks.deleted_at, tasks.version,
+{column_messages} AS messages
+
+-- name: column_definition
+(SELECT d.summary FROM definitions d WHERE d.name = tasks.handler)
+
+-- name: column_messages
 (SELECT json_group_array(json_array(m.type, m.key, m.text, m.locale, json(m.parameters)))
-   FROM (SELECT * FROM task_messages m WHERE m.task_id = tasks.id ORDER BY m.seq) m) AS messages
+   FROM (SELECT * FROM task_messages m WHERE m.task_id = tasks.id ORDER BY m.seq) m)
 
 -- name: insert_task
 -- OR ROLLBACK: no statement journal per task (migrations/sqlite/0005_event_fast_paths.sql)
@@ -70,7 +77,7 @@ WHERE id IN (
       AND handler IN (SELECT value FROM json_each(:handlers))
     ORDER BY priority DESC, run_at
     LIMIT :limit)
-RETURNING {columns}
+RETURNING {run_columns}
 
 -- name: extend_leases
 UPDATE tasks SET lease_expires = :expires
@@ -340,7 +347,7 @@ UPDATE tasks SET
     progress = CASE WHEN progress LIKE 'waiting: limit of %' THEN NULL ELSE progress END,
     version = version + 1
 WHERE id = :id AND state = {from:running}
-RETURNING {columns}
+RETURNING {run_columns}
 
 -- name: insert_slot
 INSERT INTO limit_slots (handler, task_id, key) VALUES (:handler, :id, :key)
