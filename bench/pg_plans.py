@@ -358,7 +358,7 @@ async def queue_check(admin_url: str, queued: int) -> tuple[dict[str, float], bo
         logged = await nested_plans(url, claim)
         picked = next((p for p in logged if "FROM task_queue q" in p), "")
         text = next((p for p in logged if "taskstatus_due(" in p), "")
-        # an ordered index scan, and the generic plan kept for the session (migration 0010:
+        # an ordered index scan, and the generic plan kept for the session (migration 0009:
         # the handlers a parameter), not one planned anew at every claim
         fits = (
             "Index Scan using task_queue_due" in picked

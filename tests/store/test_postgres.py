@@ -422,7 +422,7 @@ async def test_the_claim_plan_needs_no_statistics(store: PostgresStore, queued: 
     assert "Index Scan using task_queue_due on task_queue" in picked, picked
     assert "Index Scan using tasks_pkey on tasks" in picked, picked
     assert "Sort" not in picked and "Seq Scan" not in picked, picked
-    # the plan kept for the session (0010): generic, the handlers a parameter, not planned anew
+    # the plan kept for the session (0009): generic, the handlers a parameter, not planned anew
     assert re.search(r"handler = ANY \(\$\d+\)", picked), picked
     (outer,) = [p for p in logged if "taskstatus_due(" in p]  # the claim's own statement
     assert "Seq Scan" not in outer and "Sort" not in outer, outer

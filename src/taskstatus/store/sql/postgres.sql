@@ -156,7 +156,7 @@ SELECT * FROM claimed
 -- name: lax
 -- What a worker's bookkeeping transaction (a claim, a heartbeat, a report: PostgresStore._lax)
 -- sets first: a commit that does not wait for the disk. (Not generic plans for its statements:
--- one made while `tasks` was small would be kept as it grows; the picks keep theirs, 0010.)
+-- one made while `tasks` was small would be kept as it grows; the picks keep theirs, 0009.)
 SET LOCAL synchronous_commit = off
 
 -- name: vacuum_queue
