@@ -22,7 +22,7 @@ import itertools
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from taskstatus.store.base import TERMINAL_EVENT, Store, TaskEvent
@@ -134,7 +134,7 @@ class EventHub:
 
     async def stream(
         self, task_id: str, after: int, heartbeat: float
-    ) -> AsyncIterator[list[TaskEvent]]:
+    ) -> AsyncGenerator[list[TaskEvent], None]:
         """The task's events after `after` as they come, in batches, until its terminal
         event; an empty batch once the replay has caught up, and after `heartbeat` seconds
         without any. A live follower more than BEHIND events behind (slow to read) gets

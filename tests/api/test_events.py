@@ -11,8 +11,8 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Generator, Iterator
+from typing import Any, TypeVar, cast
 
 import httpx
 import pytest
@@ -417,7 +417,7 @@ def raw_chunks(server: Server, path: str) -> list[bytes]:
             data += got
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200") and b"chunked" in head.lower(), head
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         size_line, _, body = body.partition(b"\r\n")
         size = int(size_line, 16)
@@ -446,7 +446,9 @@ def test_a_replay_goes_out_as_one_chunk(idle_server: Server) -> None:
 def test_a_server_shutting_down_ends_its_streams_properly(store_url: str, tmp_path: Any) -> None:
     """A server that shuts down ends an open stream with a proper end of its body (the
     client sees the stream end, not a broken connection) and does not wait for it."""
-    running = run_server(settings_for(store_url, tmp_path, concurrency=0))
+    running = cast(
+        Generator[Server, None, None], run_server(settings_for(store_url, tmp_path, concurrency=0))
+    )
     server = next(running)
     task_id = submit(server)
     with server.client() as c, stream(c, f"/v2024/task-status/{task_id}/events") as r:

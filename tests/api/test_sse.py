@@ -5,7 +5,7 @@ without filling the socket buffers."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import pytest
@@ -26,7 +26,7 @@ async def test_a_stream_whose_client_stopped_reading_ends(
     closed = asyncio.Event()
     never = asyncio.Event()
 
-    async def body() -> AsyncIterator[bytes]:
+    async def body() -> AsyncGenerator[bytes, None]:
         try:
             while True:
                 yield b"data: x\r\n\r\n"

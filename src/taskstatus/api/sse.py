@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import re
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 
 import anyio
 from sse_starlette.sse import AppStatus
@@ -73,7 +73,7 @@ class EventStream(Response):
     media_type = "text/event-stream"
 
     def __init__(
-        self, body: AsyncIterator[bytes], headers: Mapping[str, str] | None = None
+        self, body: AsyncGenerator[bytes, None], headers: Mapping[str, str] | None = None
     ) -> None:
         self.body_iterator = body
         self.status_code = 200
@@ -100,7 +100,7 @@ class EventStream(Response):
         await send({**start, "headers": self.raw_headers})
         body = self.body_iterator
         if scope["method"] == "HEAD":  # the headers alone: a HEAD must not open a stream
-            await body.aclose()  # type: ignore[attr-defined]
+            await body.aclose()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
         loop = asyncio.get_running_loop()
@@ -121,6 +121,6 @@ class EventStream(Response):
         finally:
             streams.discard(self)
             listener.cancel()
-            await body.aclose()  # type: ignore[attr-defined]
+            await body.aclose()
         if ended or self._graceful:
             await send({"type": "http.response.body", "body": b"", "more_body": False})

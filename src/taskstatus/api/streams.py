@@ -17,7 +17,7 @@ visibility rules as a GET apply before the stream starts (404 for another client
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -256,7 +256,7 @@ async def task_stream(
     hub = state.service.events
     heartbeat = state.settings.event_heartbeat
 
-    async def events() -> AsyncIterator[bytes]:
+    async def events() -> AsyncGenerator[bytes, None]:
         with streams.hold(caller.client_id):
             yield frame(orjson.dumps(dialect.snapshot(task, self_url)).decode(), "snapshot")
             caught_up = False
@@ -302,7 +302,7 @@ async def all_tasks_stream(
         )
         return {t.id for t in (await state.service.query(caller, query)).items}
 
-    async def events() -> AsyncIterator[bytes]:
+    async def events() -> AsyncGenerator[bytes, None]:
         seen: OrderedDict[str, int | None] = OrderedDict()  # task -> cursor (None: no match)
         with streams.hold(caller.client_id), hub.follow(None, heartbeat) as follower:
             while True:
