@@ -9,9 +9,10 @@
   `GET ?wait=30` waiting on it returns.
 - sse_streams_1000.*: 1,000 SSE streams on one API process (SQLite), each following a task
   that reports 10 times a second: missed events (each stream against the stored log), the API
-  process's RSS, and status_get_rps (wrk, as bench/status_get.py) with those streams open
-  against the mean of the same without them, before and after. The 1,000 clients run in this
-  process, on the same 2 cores as the server, the worker and wrk.
+  process's RSS and CPU, and status_get_rps (wrk, as bench/status_get.py) with those streams
+  open against the same without them, in alternating rounds while a task reports in both. The
+  streams are read by bench/sse_readers.py in a process of its own; the API process has CPU 0
+  to itself, the readers, the worker and wrk CPU 1 (bench/README.md says exactly how).
 - e2e_tasks_per_s.{kind}.events_on / .events_off: bench/e2e.py's run with the event log, and
   with its triggers dropped, alternating, median of 3 each.
 """
@@ -149,6 +150,12 @@ def wakeup(kind: str, rounds: int = 20) -> dict[str, float]:
     return figure
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process `pid` has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -157,7 +164,9 @@ def _rss_mb(pid: int) -> float:
 
 
 SERVER_CPU, LOAD_CPU = 0, 1  # the API process on one core; readers, worker and wrk on the other
-TICKS = 200  # a round's task reports 10 times a second for 20 s; wrk runs 10 s of them
+TICKS = 140  # a round's task reports 10 times a second for 14 s; wrk runs WRK_SECONDS of them
+QUIET_SECONDS = 3  # before wrk: the server's CPU with the streams alone
+WRK_SECONDS = 5  # short rounds, many of them: the machine's other load changes by the minute
 
 
 def _pin(pid: int, cpus: set[int]) -> None:
@@ -214,7 +223,7 @@ def _rss_sampler(pid: int, stop: threading.Event, peak: list[float]) -> threadin
 def _round(
     url: str, conn: Any, base: str, token: str, pid: int, count: int, target: str
 ) -> dict[str, Any]:
-    """One round: a task reporting 10 times a second for 20 s, followed by `count` streams
+    """One round: a task reporting 10 times a second for 12 s, followed by `count` streams
     (none when 0), and wrk against a GET while it reports. The worker starts once the streams
     are open, so every stream sees the task live from its first report."""
     headers = {"Authorization": f"Bearer {token}"}
@@ -226,10 +235,14 @@ def _round(
             readers.opened(120)
         with workers(url, 1, "--concurrency", "10"):
             wait_until(lambda: conn.get(task.id).launched is not None, 60, "the task to start")
-            time.sleep(2)
+            time.sleep(1)
+            logged_before, cpu_before = len(_all_events(url, task.id)), _cpu_s(pid)
+            time.sleep(QUIET_SECONDS)
+            quiet_cpu = _cpu_s(pid) - cpu_before
+            quiet_events = len(_all_events(url, task.id)) - logged_before
             stop, peak = threading.Event(), [_rss_mb(pid)]
             sampler = _rss_sampler(pid, stop, peak)
-            rps, _ = wrk(target, headers)
+            rps, _ = wrk(target, headers, WRK_SECONDS)
             stop.set()
             sampler.join()
             if conn.get(task.id).terminal:
@@ -244,6 +257,9 @@ def _round(
     return {
         "rps": rps,
         "rss_mb": peak[0],
+        "cpu_pct": 100 * quiet_cpu / QUIET_SECONDS,  # of one core, before wrk
+        # CPU per event sent on one stream (a with-round: `count` sends per logged event)
+        "us_per_send": 1e6 * quiet_cpu / max(1, quiet_events * count),
         "events": len(logged),
         "errors": found["errors"],
         # each stream must have every logged event once, in order
@@ -255,7 +271,7 @@ def _round(
     }
 
 
-def streams(count: int = STREAMS, rounds: int = 3) -> dict[str, float]:
+def streams(count: int = STREAMS, rounds: int = 5) -> dict[str, float]:
     """`rounds` pairs of rounds, alternating: without streams (the task reporting, nobody
     following it), then with `count` streams following it. The API process has one core to
     itself and everything else the other, in both, when the machine has two."""
@@ -282,6 +298,8 @@ def streams(count: int = STREAMS, rounds: int = 3) -> dict[str, float]:
                 print(
                     f"  without {without[-1]['rps']:.0f} rps, with {count} streams "
                     f"{with_[-1]['rps']:.0f} rps, RSS {with_[-1]['rss_mb']:.0f} MB, "
+                    f"server CPU without wrk {without[-1]['cpu_pct']:.0f}% / "
+                    f"{with_[-1]['cpu_pct']:.0f}% ({with_[-1]['us_per_send']:.0f} us per send), "
                     f"missed {with_[-1]['missed']}, repeated {with_[-1]['repeated']}, "
                     f"exact {with_[-1]['exact']}/{count}, errors {with_[-1]['errors'][:3]}, "
                     f"load {os.getloadavg()[0]:.2f}",
@@ -301,6 +319,9 @@ def streams(count: int = STREAMS, rounds: int = 3) -> dict[str, float]:
         "sse_streams_1000.status_get_rps_without": rps_without,
         "sse_streams_1000.status_get_ratio": rps_with / rps_without,
         "sse_streams_1000.events_per_stream": float(median([r["events"] for r in with_])),
+        "sse_streams_1000.server_cpu_pct": median([r["cpu_pct"] for r in with_]),
+        "sse_streams_1000.server_cpu_pct_without": median([r["cpu_pct"] for r in without]),
+        "sse_streams_1000.server_us_per_send": median([r["us_per_send"] for r in with_]),
     }
     print(f"  {count} streams ({'pinned' if pinned else 'not pinned'}): {figures}", flush=True)
     return figures

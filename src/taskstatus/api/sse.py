@@ -51,8 +51,12 @@ _watchdogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[No
 
 def end_all() -> None:
     """End every open stream of the running event loop (the server is shutting down)."""
-    for stream in list(_open.get(asyncio.get_running_loop(), ())):
-        stream.end(graceful=True)
+    streams = _open.get(asyncio.get_running_loop())
+    if streams:
+        ending = list(streams)
+        streams.clear()  # ended: a call for each connection of the server finds none again
+        for stream in ending:
+            stream.end(graceful=True)
 
 
 async def _watch(loop: asyncio.AbstractEventLoop, streams: set[EventStream]) -> None:
