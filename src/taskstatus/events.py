@@ -90,6 +90,7 @@ class EventHub:
         self._fetch_wake = asyncio.Event()
         self._fetcher: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self._period = IDLE_TICK  # the ticker's current period
 
     @property
     def followers(self) -> int:
@@ -108,7 +109,7 @@ class EventHub:
             self._everything.add(follower)
         else:
             self._topic(task_id).followers.add(follower)
-        self._signals()
+        self._signals(heartbeat)
         try:
             yield follower
         finally:
@@ -198,11 +199,18 @@ class EventHub:
         for task_id in idle:
             del self._topics[task_id]
 
-    def _signals(self) -> None:
+    def _signals(self, heartbeat: float | None) -> None:
         if self._stop_signals is None:
             self._stop_signals = self._store.on_events(self._on_news)
         if self._fetcher is None or self._fetcher.done():
             self._fetcher = asyncio.create_task(self._fetch(), name="taskstatus event hub")
+        if (
+            heartbeat is not None
+            and self._ticker is not None
+            and self._period > _period([heartbeat])
+        ):
+            self._ticker.cancel()  # a shorter heartbeat than it ticks for: start it again
+            self._ticker = None
         if self._ticker is None or self._ticker.done():
             self._ticker = asyncio.create_task(self._tick(), name="taskstatus event heartbeats")
 
@@ -285,8 +293,8 @@ class EventHub:
         those quiet for their heartbeat, which so comes after heartbeat to heartbeat *
         (1 + 1 / BEAT_TICKS) seconds of quiet."""
         while True:
-            beats = [f.heartbeat for f in self._followers() if f.heartbeat is not None]
-            await asyncio.sleep(max(MIN_TICK, min(beats) / BEAT_TICKS) if beats else IDLE_TICK)
+            self._period = _period([f.heartbeat for f in self._followers() if f.heartbeat])
+            await asyncio.sleep(self._period)
             now = time.monotonic()
             for follower in self._followers():
                 if follower.heartbeat is not None and now - follower.quiet_since >= (
@@ -303,6 +311,11 @@ class EventHub:
             for follower in self._everything:
                 follower.news.setdefault(topic.task_id, first)
                 follower.wake.set()
+
+
+def _period(heartbeats: list[float]) -> float:
+    """The ticker's period for followers with these heartbeats."""
+    return max(MIN_TICK, min(heartbeats) / BEAT_TICKS) if heartbeats else IDLE_TICK
 
 
 def _from_tail(topic: _Topic, after: int, limit: int) -> list[TaskEvent] | None:
