@@ -9,9 +9,10 @@
   `GET ?wait=30` waiting on it returns.
 - sse_streams_1000.*: 1,000 SSE streams on one API process (SQLite), each following a task
   that reports 10 times a second: missed events (each stream against the stored log), the API
-  process's RSS, and status_get_rps (wrk, as bench/status_get.py) with those streams open
-  against the mean of the same without them, before and after. The 1,000 clients run in this
-  process, on the same 2 cores as the server, the worker and wrk.
+  process's RSS and CPU, and status_get_rps (wrk, as bench/status_get.py) with those streams
+  open against the same without them, in alternating rounds while a task reports in both. The
+  streams are read by bench/sse_readers.py in a process of its own; the API process has CPU 0
+  to itself, the readers, the worker and wrk CPU 1 (bench/README.md says exactly how).
 - e2e_tasks_per_s.{kind}.events_on / .events_off: bench/e2e.py's run with the event log, and
   with its triggers dropped, alternating, median of 3 each.
 - event_log_cpu_us.sqlite.{submit,claim,finish}.{on,off} (BENCH_EVENTS=costs, not in the
@@ -26,6 +27,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import queue
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -37,7 +41,7 @@ import httpx
 
 import bench.handlers  # noqa: F401 - registers the handlers submitted here
 from bench import e2e
-from bench.common import database, median, percentile, server, workers
+from bench.common import ROOT, database, median, percentile, server, wait_until, workers
 from bench.status_get import wrk
 from taskstatus import connect
 
@@ -154,6 +158,12 @@ def wakeup(kind: str, rounds: int = 20) -> dict[str, float]:
     return figure
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process `pid` has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -161,82 +171,167 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def _open_streams(
-    base: str, token: str, path: str, count: int, opened: threading.Event
-) -> list[list[int]]:
-    """`count` streams of `path`; each one's event ids, until the terminal event."""
-    limits = httpx.Limits(max_connections=count + 10, max_keepalive_connections=0)
-    async with httpx.AsyncClient(
-        base_url=base, headers={"Authorization": f"Bearer {token}"}, limits=limits, timeout=TIMEOUT
-    ) as client:
-        ready = 0
-
-        async def one() -> list[int]:
-            nonlocal ready
-            ids: list[int] = []
-            async with client.stream("GET", path) as r:
-                r.raise_for_status()
-                async for line in r.aiter_lines():
-                    if line.startswith("event: snapshot"):
-                        ready += 1
-                        if ready == count:
-                            opened.set()
-                    elif line.startswith("id: "):
-                        ids.append(int(line[4:]))
-                    elif line.startswith("event: completed"):
-                        return ids
-            return ids
-
-        return await asyncio.gather(*(one() for _ in range(count)))
+SERVER_CPU, LOAD_CPU = 0, 1  # the API process on one core; readers, worker and wrk on the other
+TICKS = 140  # a round's task reports 10 times a second for 14 s; wrk runs WRK_SECONDS of them
+QUIET_SECONDS = 3  # before wrk: the server's CPU with the streams alone
+WRK_SECONDS = 5  # short rounds, many of them: the machine's other load changes by the minute
 
 
-def streams(count: int = STREAMS) -> dict[str, float]:
-    with (
-        database("sqlite") as url,
-        connect(url) as conn,
-        nodes(url, 1, "--max-streams-per-client", str(count + 10)) as api,
-    ):
-        base, token, pid = api[0]
-        probe = conn.submit("bench.noop", {}).id
-        target = f"{base}/v2024/task-status/{probe}"
-        headers = {"Authorization": f"Bearer {token}"}
-        rps_without, _ = wrk(target, headers)
-        rss_idle = _rss_mb(pid)
-        task = conn.submit("bench.ticks", {"n": 250, "every": 0.1})  # 25 s of reports
-        opened = threading.Event()
-        results: list[list[list[int]]] = []
-        follower = threading.Thread(
-            target=lambda: results.append(
-                asyncio.run(
-                    _open_streams(
-                        base, token, f"/v2024/task-status/{task.id}/events", count, opened
-                    )
-                )
-            )
+def _pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of process `pid` onto `cpus` (threads it starts later inherit)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(tid), cpus)
+
+
+class _Readers:
+    """bench/sse_readers.py in a process of its own: `count` streams of `path`."""
+
+    def __init__(self, base: str, token: str, path: str, count: int) -> None:
+        host, port = base.removeprefix("http://").split(":")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.sse_readers", host, port, path, str(count)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
-        follower.start()
-        if not opened.wait(120):
-            raise TimeoutError("the streams did not open")
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(token + "\n")
+        self.proc.stdin.close()
+        self.lines: queue.Queue[str] = queue.Queue()
+        out = self.proc.stdout
+        threading.Thread(target=lambda: [self.lines.put(x) for x in out], daemon=True).start()
+
+    def opened(self, timeout: float) -> None:
+        line = self.lines.get(timeout=timeout)
+        if line.strip() != "opened":
+            raise RuntimeError(f"the streams did not open: {line[:500]}")
+
+    def result(self, timeout: float) -> dict[str, Any]:
+        found: dict[str, Any] = json.loads(self.lines.get(timeout=timeout))
+        self.proc.wait(30)
+        return found
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _rss_sampler(pid: int, stop: threading.Event, peak: list[float]) -> threading.Thread:
+    def sample() -> None:
+        while not stop.wait(0.25):
+            peak[0] = max(peak[0], _rss_mb(pid))
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    return thread
+
+
+def _round(
+    url: str, conn: Any, base: str, token: str, pid: int, count: int, target: str
+) -> dict[str, Any]:
+    """One round: a task reporting 10 times a second for 12 s, followed by `count` streams
+    (none when 0), and wrk against a GET while it reports. The worker starts once the streams
+    are open, so every stream sees the task live from its first report."""
+    headers = {"Authorization": f"Bearer {token}"}
+    task = conn.submit("bench.ticks", {"n": TICKS, "every": 0.1})
+    path = f"/v2024/task-status/{task.id}/events"
+    readers = _Readers(base, token, path, count) if count else None
+    try:
+        if readers:
+            readers.opened(120)
         with workers(url, 1, "--concurrency", "10"):
-            time.sleep(3)
-            rss_open = _rss_mb(pid)
-            rps_with, _ = wrk(target, headers)
-            follower.join(120)
-        rps_without = (rps_without + wrk(target, headers)[0]) / 2  # before and after
-        assert results, "the streams did not end"
-        logged = [e.seq for e in _all_events(url, task.id)]
-        missed = sum(len(set(logged) - set(ids)) for ids in results[0])
-        doubled = sum(len(ids) - len(set(ids)) for ids in results[0])
+            wait_until(lambda: conn.get(task.id).launched is not None, 60, "the task to start")
+            time.sleep(1)
+            logged_before, cpu_before = len(_all_events(url, task.id)), _cpu_s(pid)
+            time.sleep(QUIET_SECONDS)
+            quiet_cpu = _cpu_s(pid) - cpu_before
+            quiet_events = len(_all_events(url, task.id)) - logged_before
+            stop, peak = threading.Event(), [_rss_mb(pid)]
+            sampler = _rss_sampler(pid, stop, peak)
+            rps, _ = wrk(target, headers, WRK_SECONDS)
+            stop.set()
+            sampler.join()
+            if conn.get(task.id).terminal:
+                raise RuntimeError("the task ended before wrk did: raise TICKS")
+            found = readers.result(120) if readers else {"ids": [], "errors": []}
+            wait_until(lambda: conn.get(task.id).terminal, 60, "the task to end")
+    finally:
+        if readers:
+            readers.close()
+    logged = [e.seq for e in _all_events(url, task.id)]
+    streams = found["ids"]
+    return {
+        "rps": rps,
+        "rss_mb": peak[0],
+        "cpu_pct": 100 * quiet_cpu / QUIET_SECONDS,  # of one core, before wrk
+        # CPU per event sent on one stream (a with-round: `count` sends per logged event)
+        "us_per_send": 1e6 * quiet_cpu / max(1, quiet_events * count),
+        "events": len(logged),
+        "errors": found["errors"],
+        # each stream must have every logged event once, in order
+        "missed": sum(len(set(logged) - set(ids)) for ids in streams)
+        + len(logged) * len(found["errors"]),  # a stream that failed missed them all
+        "repeated": sum(len(ids) - len(set(ids)) for ids in streams),
+        "disordered": sum(ids != sorted(ids) for ids in streams),
+        "exact": sum(ids == logged for ids in streams),
+    }
+
+
+def streams(count: int = STREAMS, rounds: int = 5) -> dict[str, float]:
+    """`rounds` pairs of rounds, alternating: without streams (the task reporting, nobody
+    following it), then with `count` streams following it. The API process has one core to
+    itself and everything else the other, in both, when the machine has two."""
+    pinned = (os.cpu_count() or 1) >= 2
+    mine = os.sched_getaffinity(0)
+    if pinned:
+        os.sched_setaffinity(0, {LOAD_CPU})  # inherited by wrk, the readers and the worker
+    try:
+        with (
+            database("sqlite") as url,
+            connect(url) as conn,
+            nodes(url, 1, "--max-streams-per-client", str(count + 10)) as api,
+        ):
+            base, token, pid = api[0]
+            if pinned:
+                _pin(pid, {SERVER_CPU})
+            target = f"{base}/v2024/task-status/{conn.submit('bench.noop', {}).id}"
+            rss_idle = _rss_mb(pid)
+            without: list[dict[str, Any]] = []
+            with_: list[dict[str, Any]] = []
+            for _ in range(rounds):
+                without.append(_round(url, conn, base, token, pid, 0, target))
+                with_.append(_round(url, conn, base, token, pid, count, target))
+                print(
+                    f"  without {without[-1]['rps']:.0f} rps, with {count} streams "
+                    f"{with_[-1]['rps']:.0f} rps, RSS {with_[-1]['rss_mb']:.0f} MB, "
+                    f"server CPU without wrk {without[-1]['cpu_pct']:.0f}% / "
+                    f"{with_[-1]['cpu_pct']:.0f}% ({with_[-1]['us_per_send']:.0f} us per send), "
+                    f"missed {with_[-1]['missed']}, repeated {with_[-1]['repeated']}, "
+                    f"exact {with_[-1]['exact']}/{count}, errors {with_[-1]['errors'][:3]}, "
+                    f"load {os.getloadavg()[0]:.2f}",
+                    flush=True,
+                )
+    finally:
+        os.sched_setaffinity(0, mine)
+    rps_with = median([r["rps"] for r in with_])
+    rps_without = median([r["rps"] for r in without])
     figures = {
-        "sse_streams_1000.missed_events": float(missed + doubled),
-        "sse_streams_1000.rss_mb": rss_open,
+        "sse_streams_1000.missed_events": float(
+            sum(r["missed"] + r["repeated"] + r["disordered"] for r in with_)
+        ),
+        "sse_streams_1000.rss_mb": max(r["rss_mb"] for r in with_),
         "sse_streams_1000.rss_idle_mb": rss_idle,
         "sse_streams_1000.status_get_rps": rps_with,
         "sse_streams_1000.status_get_rps_without": rps_without,
         "sse_streams_1000.status_get_ratio": rps_with / rps_without,
-        "sse_streams_1000.events_per_stream": float(len(logged)),
+        "sse_streams_1000.events_per_stream": float(median([r["events"] for r in with_])),
+        "sse_streams_1000.server_cpu_pct": median([r["cpu_pct"] for r in with_]),
+        "sse_streams_1000.server_cpu_pct_without": median([r["cpu_pct"] for r in without]),
+        "sse_streams_1000.server_us_per_send": median([r["us_per_send"] for r in with_]),
     }
-    print(f"  {count} streams: {figures}", flush=True)
+    print(f"  {count} streams ({'pinned' if pinned else 'not pinned'}): {figures}", flush=True)
     return figures
 
 

@@ -34,9 +34,9 @@ def ensure_wrk() -> str:
     return found
 
 
-def wrk(url: str, headers: dict[str, str]) -> tuple[float, float]:
+def wrk(url: str, headers: dict[str, str], seconds: int = SECONDS) -> tuple[float, float]:
     """(requests/s, p99 ms)."""
-    args = [ensure_wrk(), "-t2", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "--latency"]
+    args = [ensure_wrk(), "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency"]
     for name, value in headers.items():
         args += ["-H", f"{name}: {value}"]
     out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout

@@ -7,6 +7,11 @@ task's followers. A follower only holds a cursor and an `asyncio.Event`: it read
 not seen from the hub's tail (or from the store, when it is further behind, say replaying from
 the start), so a slow follower costs the writers and the other followers nothing, and what it
 missed while slow is read when it catches up. Nothing is pushed into a follower's buffer.
+
+Per event, the hub does one thing per follower of the task: set its `wake`. Heartbeats cost
+no timer per follower either: one ticker wakes, with `beat` set, the followers that have been
+quiet for their heartbeat (a thousand streams of one task are a thousand wake-ups per event
+and nothing more).
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from taskstatus.store.base import EVENT_KINDS, TERMINAL_EVENT, Store, TaskEvent
@@ -29,6 +35,9 @@ TAIL = 256  # events kept per followed task
 READ_LIMIT = 1000  # events read from the store per task and query
 BEHIND = 64  # a live follower with more events than this to send is behind: coalesce
 KNOWN_TOPICS = 4096  # tasks whose cursor the hub remembers without followers (for `everything`)
+BEAT_TICKS = 4  # the ticker looks this many times per (shortest) heartbeat
+MIN_TICK = 0.05  # seconds: the ticker's shortest period
+IDLE_TICK = 1.0  # seconds: the ticker's period when no follower wants heartbeats
 
 
 @dataclass(eq=False)
@@ -41,6 +50,14 @@ class Follower:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     news: dict[str, int] = field(default_factory=dict)
     lost: bool = False  # an everything-follower: news may have been missed (a lost listener)
+    heartbeat: float | None = None  # seconds of quiet after which the ticker wakes it
+    quiet_since: float = 0.0  # time.monotonic() of its last news (or beat): `quiet()` resets it
+    beat: bool = False  # woken by the ticker: `heartbeat` seconds without news
+
+    def quiet(self) -> None:
+        """The follower has just had news: its heartbeat counts from now."""
+        self.quiet_since = time.monotonic()
+        self.beat = False
 
 
 @dataclass(eq=False)
@@ -72,6 +89,8 @@ class EventHub:
         self._dirty: dict[str, int | None] = {}  # task -> first new seq (None: unknown)
         self._fetch_wake = asyncio.Event()
         self._fetcher: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._period = IDLE_TICK  # the ticker's current period
 
     @property
     def followers(self) -> int:
@@ -80,14 +99,17 @@ class EventHub:
     # --- following ------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def follow(self, task_id: str | None) -> Iterator[Follower]:
-        """Follow one task's events (or every task's, with None) for the `with` block."""
-        follower = Follower(task_id)
+    def follow(self, task_id: str | None, heartbeat: float | None = None) -> Iterator[Follower]:
+        """Follow one task's events (or every task's, with None) for the `with` block; with
+        `heartbeat`, the follower is also woken, with `beat` set, after that many seconds
+        without news (`Follower.quiet` says when it had some)."""
+        follower = Follower(task_id, heartbeat=heartbeat)
+        follower.quiet()
         if task_id is None:
             self._everything.add(follower)
         else:
             self._topic(task_id).followers.add(follower)
-        self._signals()
+        self._signals(heartbeat)
         try:
             yield follower
         finally:
@@ -103,32 +125,36 @@ class EventHub:
         """The task's events after `after`, in order: from the hub's tail when it has them,
         else from the store."""
         topic = self._topic(task_id)
-        if topic.cursor is not None and after >= topic.cursor:
-            return []
-        tail = topic.tail
-        if tail and tail[0].seq <= after + 1:  # contiguous: the index of seq is seq - first
-            start = after + 1 - tail[0].seq
-            return list(itertools.islice(tail, start, start + limit))
-        events = await self._store.events({task_id: after}, limit)
+        found = _from_tail(topic, after, limit)
+        return found if found is not None else await self._from_store(topic, after, limit)
+
+    async def _from_store(self, topic: _Topic, after: int, limit: int) -> list[TaskEvent]:
+        events = await self._store.events({topic.task_id: after}, limit)
         topic.merge(events)
         return events
 
     async def stream(
         self, task_id: str, after: int, heartbeat: float
-    ) -> AsyncIterator[list[TaskEvent]]:
+    ) -> AsyncGenerator[list[TaskEvent], None]:
         """The task's events after `after` as they come, in batches, until its terminal
         event; an empty batch once the replay has caught up, and after `heartbeat` seconds
         without any. A live follower more than BEHIND events behind (slow to read) gets
         their progress events coalesced into the last one; replays are never coalesced."""
         replaying = True
-        with self.follow(task_id) as follower:
+        with self.follow(task_id, heartbeat) as follower:
+            topic = self._topic(task_id)  # kept while followed: the same object throughout
             while True:
                 follower.wake.clear()
-                events = await self.read(task_id, after)
+                # what is in the tail is read without a coroutine: the common case, a
+                # live follower woken for the event the hub has just read
+                events = _from_tail(topic, after, READ_LIMIT)
+                if events is None:
+                    events = await self._from_store(topic, after, READ_LIMIT)
                 if events:
                     after = events[-1].seq
                     if not replaying and len(events) > BEHIND:
                         events = coalesce(events)
+                    follower.quiet_since, follower.beat = time.monotonic(), False  # quiet()
                     yield events
                     if events[-1].kind == TERMINAL_EVENT:
                         return
@@ -137,11 +163,11 @@ class EventHub:
                     replaying = False
                     yield []  # caught up: the caller may end a stream of a finished task
                     continue
-                try:
-                    async with asyncio.timeout(heartbeat):
-                        await follower.wake.wait()
-                except TimeoutError:
+                if follower.beat:
+                    follower.beat = False
                     yield []
+                    continue
+                await follower.wake.wait()
 
     async def wait(self, task_id: str, timeout: float) -> bool:
         """Return True at the next event of the task, False after `timeout` seconds."""
@@ -173,11 +199,20 @@ class EventHub:
         for task_id in idle:
             del self._topics[task_id]
 
-    def _signals(self) -> None:
+    def _signals(self, heartbeat: float | None) -> None:
         if self._stop_signals is None:
             self._stop_signals = self._store.on_events(self._on_news)
         if self._fetcher is None or self._fetcher.done():
             self._fetcher = asyncio.create_task(self._fetch(), name="taskstatus event hub")
+        if (
+            heartbeat is not None
+            and self._ticker is not None
+            and self._period > _period([heartbeat])
+        ):
+            self._ticker.cancel()  # a shorter heartbeat than it ticks for: start it again
+            self._ticker = None
+        if self._ticker is None or self._ticker.done():
+            self._ticker = asyncio.create_task(self._tick(), name="taskstatus event heartbeats")
 
     def _release(self) -> None:
         """Nobody follows anything: stop listening and forget the topics."""
@@ -186,9 +221,10 @@ class EventHub:
         if self._stop_signals is not None:
             self._stop_signals()
             self._stop_signals = None
-        if self._fetcher is not None:
-            self._fetcher.cancel()
-            self._fetcher = None
+        for task in (self._fetcher, self._ticker):
+            if task is not None:
+                task.cancel()
+        self._fetcher = self._ticker = None
         self._topics.clear()
         self._dirty.clear()
 
@@ -247,6 +283,27 @@ class EventHub:
                     self._fetch_wake.set()
                 self._wake(topic, first_new)
 
+    def _followers(self) -> Iterator[Follower]:
+        for topic in self._topics.values():
+            yield from topic.followers
+        yield from self._everything
+
+    async def _tick(self) -> None:
+        """The heartbeats of every follower, on one timer: each tick wakes, with `beat` set,
+        those quiet for their heartbeat, which so comes after heartbeat to heartbeat *
+        (1 + 1 / BEAT_TICKS) seconds of quiet."""
+        while True:
+            self._period = _period([f.heartbeat for f in self._followers() if f.heartbeat])
+            await asyncio.sleep(self._period)
+            now = time.monotonic()
+            for follower in self._followers():
+                if follower.heartbeat is not None and now - follower.quiet_since >= (
+                    follower.heartbeat
+                ):
+                    follower.quiet_since = now
+                    follower.beat = True
+                    follower.wake.set()
+
     def _wake(self, topic: _Topic, first: int | None) -> None:
         for follower in topic.followers:
             follower.wake.set()
@@ -254,6 +311,22 @@ class EventHub:
             for follower in self._everything:
                 follower.news.setdefault(topic.task_id, first)
                 follower.wake.set()
+
+
+def _period(heartbeats: list[float]) -> float:
+    """The ticker's period for followers with these heartbeats."""
+    return max(MIN_TICK, min(heartbeats) / BEAT_TICKS) if heartbeats else IDLE_TICK
+
+
+def _from_tail(topic: _Topic, after: int, limit: int) -> list[TaskEvent] | None:
+    """The topic's events after `after` from its tail; None when the tail lacks them."""
+    if topic.cursor is not None and after >= topic.cursor:
+        return []
+    tail = topic.tail
+    if tail and tail[0].seq <= after + 1:  # contiguous: the index of seq is seq - first
+        start = after + 1 - tail[0].seq
+        return list(itertools.islice(tail, start, start + limit))
+    return None
 
 
 def coalesce(events: Sequence[TaskEvent]) -> list[TaskEvent]:

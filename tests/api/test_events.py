@@ -8,10 +8,11 @@ PostgreSQL through NOTIFY)."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Generator, Iterator
+from typing import Any, TypeVar, cast
 
 import httpx
 import pytest
@@ -378,3 +379,84 @@ def claim_any(server: Server, n: int) -> None:
         assert len(await store.claim(WORKER, n, 60, ["Sleep"])) == n
 
     drive(server, run)
+
+
+@pytest.fixture
+def beating_server(store_url: str, tmp_path: Any) -> Iterator[Server]:
+    """A server without workers whose idle streams get a heartbeat every 0.3 s."""
+    yield from run_server(settings_for(store_url, tmp_path, concurrency=0, event_heartbeat=0.3))
+
+
+def test_an_idle_stream_gets_heartbeat_comments(beating_server: Server) -> None:
+    """A stream with nothing to send gets a comment line after event_heartbeat seconds of
+    quiet, again and again, and stays open."""
+    task_id = submit(beating_server)
+    comments: list[str] = []
+    with beating_server.client() as c, stream(c, f"/v2024/task-status/{task_id}/events") as r:
+        for line in r.iter_lines():
+            if line.startswith(":"):
+                comments.append(line)
+                if len(comments) == 3:
+                    break
+    assert comments == [": ping"] * 3
+
+
+def raw_chunks(server: Server, path: str) -> list[bytes]:
+    """The chunks of a chunked GET of `path` as they were framed on the wire, until the
+    body's end (a client that reads the transfer coding itself, not through httpx)."""
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {server.token()}"
+            "\r\n\r\n".encode()
+        )
+        data = b""
+        while b"\r\n0\r\n\r\n" not in data:
+            got = s.recv(65536)
+            assert got, "the connection closed before the body ended"
+            data += got
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"chunked" in head.lower(), head
+    chunks: list[bytes] = []
+    while True:
+        size_line, _, body = body.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            return chunks
+        chunks.append(body[:size])
+        body = body[size + 2 :]
+
+
+def test_a_replay_goes_out_as_one_chunk(idle_server: Server) -> None:
+    """A late client's replay of a finished task is one chunk after the snapshot's: the
+    events read together are sent together, each framed as its own SSE event."""
+    task_id = submit(idle_server)
+    claim(idle_server, task_id)
+    report(idle_server, task_id, 30, "half")
+    finish(idle_server, task_id)
+    snapshot, replay = raw_chunks(idle_server, f"/v2024/task-status/{task_id}/events")
+    assert snapshot.startswith(b"event: snapshot\r\ndata: {")
+    frames = replay.split(b"\r\n\r\n")
+    assert frames[-1] == b"" and len(frames) > 5
+    assert [f.split(b"\r\n")[0] for f in frames[:-1]] == [
+        b"id: %d" % n for n in range(1, len(frames))
+    ]
+
+
+def test_a_server_shutting_down_ends_its_streams_properly(store_url: str, tmp_path: Any) -> None:
+    """A server that shuts down ends an open stream with a proper end of its body (the
+    client sees the stream end, not a broken connection) and does not wait for it."""
+    running = cast(
+        Generator[Server, None, None], run_server(settings_for(store_url, tmp_path, concurrency=0))
+    )
+    server = next(running)
+    task_id = submit(server)
+    with server.client() as c, stream(c, f"/v2024/task-status/{task_id}/events") as r:
+        reader = events(r)
+        assert [next(reader).event, next(reader).event] == ["snapshot", "created"]
+        stopping = threading.Thread(target=running.close)  # should_exit, then join the server
+        stopping.start()
+        rest = list(reader)  # ends, without an error, once the server ends the stream
+    stopping.join(60)
+    assert not stopping.is_alive()
+    assert rest == []

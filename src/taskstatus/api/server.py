@@ -7,7 +7,9 @@ uvicorn's h11 protocol with what it lacks for clients that misbehave:
   Content-Length, NUL in a header) a 400; both as an ErrorResponseDto with ``Connection: close``;
 - a client gets ``header_timeout`` seconds from its first byte (or the end of the previous
   response) to the end of its headers; then a 408, and the connection is closed. uvicorn only
-  times out connections that send nothing at all (``timeout_keep_alive``).
+  times out connections that send nothing at all (``timeout_keep_alive``);
+- a server that shuts down ends its open event streams (api/sse.py), each with a proper end
+  of its body: uvicorn would otherwise wait for them, as for any response still being sent.
 
 The body's own deadline (``body_timeout``) is kept by the ASGI `RequestGuard`, which knows
 the path and so answers in its dialect.
@@ -23,6 +25,7 @@ import orjson
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from taskstatus.api import sse
 from taskstatus.api.errors import GENERIC, error_body
 from taskstatus.limits import limit
 from taskstatus.settings import Settings
@@ -75,6 +78,10 @@ class GuardedH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm()
+
+    def shutdown(self) -> None:
+        sse.end_all()  # the server is shutting down: once per connection, the first one acts
+        super().shutdown()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()

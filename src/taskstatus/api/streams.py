@@ -5,8 +5,10 @@ and no `id:`, so it leaves the client's Last-Event-ID alone), replays the task's
 after the client's cursor (`Last-Event-ID`, else `?after=`, else from the start), then sends
 events as they are committed, until the task's terminal event. `id:` is the event's seq,
 `event:` its kind, `data:` what changed, in the dialect's field names. Idle streams get a
-comment line every `event_heartbeat` seconds. sse-starlette writes the stream: it notices a
-client that went away (and a server that is shutting down) and frees the stream's state.
+comment line after `event_heartbeat` seconds without events (the hub's one ticker says when).
+api/sse.py's EventStream writes the stream: each event is encoded once however many streams
+send it, events that come together go out as one chunk, and a client that went away (or a
+server that is shutting down) ends the stream and frees what it held.
 
 Each client may hold `max_streams_per_client` streams at once (429 past that); the same
 visibility rules as a GET apply before the stream starts (404 for another client's task).
@@ -14,19 +16,18 @@ visibility rules as a GET apply before the stream starts (404 for another client
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
 from fastapi import Header, Query
-from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 
 from taskstatus.api.deps import ApiState
 from taskstatus.api.errors import ApiError
+from taskstatus.api.sse import HEARTBEAT, EventStream, frame
 from taskstatus.caller import Caller
 from taskstatus.events import EVENT_KINDS, TERMINAL_EVENT, TaskEvent
 from taskstatus.model import Task, TaskState
@@ -82,6 +83,7 @@ EVENT_SCHEMA: dict[str, Any] = {
         "retry": {"type": "integer", "minimum": 0},
     },
 }
+STREAM_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}  # and no proxy buffering
 STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "A text/event-stream: a `snapshot` event (the whole task), then the "
@@ -242,9 +244,7 @@ def _sse(event: TaskEvent, dialect: Dialect) -> bytes:
     key = (event.task_id, event.seq, event.version, dialect.name)
     found = _ENCODED.get(key)
     if found is None:
-        found = ServerSentEvent(
-            data=orjson.dumps(dialect.event(event)).decode(), id=str(event.seq), event=event.kind
-        ).encode()
+        found = frame(orjson.dumps(dialect.event(event)).decode(), event.kind, str(event.seq))
         _ENCODED[key] = found
         if len(_ENCODED) > _ENCODED_MAX:
             _ENCODED.popitem(last=False)
@@ -258,7 +258,7 @@ async def task_stream(
     task_id: str,
     dialect: Dialect,
     self_url: str = "",
-) -> EventSourceResponse:
+) -> EventStream:
     """The SSE response of one task's events (checks made before it starts: 404, 429)."""
     after = cursor_of(request)
     task = await state.service.get(caller, task_id)
@@ -267,15 +267,17 @@ async def task_stream(
     hub = state.service.events
     heartbeat = state.settings.event_heartbeat
 
-    async def events() -> AsyncIterator[ServerSentEvent | bytes]:
+    async def events() -> AsyncGenerator[bytes, None]:
         with streams.hold(caller.client_id):
-            yield ServerSentEvent(
-                data=orjson.dumps(dialect.snapshot(task, self_url)).decode(), event="snapshot"
-            )
+            yield frame(orjson.dumps(dialect.snapshot(task, self_url)).decode(), "snapshot")
             caught_up = False
             async for batch in hub.stream(task_id, after, heartbeat):
-                for event in batch:
-                    yield _sse(event, dialect)
+                if len(batch) == 1:
+                    yield _sse(batch[0], dialect)
+                elif batch:  # a replay, or a follower that was behind: one chunk
+                    yield b"".join(_sse(event, dialect) for event in batch)
+                elif caught_up:
+                    yield HEARTBEAT  # quiet for `heartbeat` seconds
                 if batch and batch[-1].kind == TERMINAL_EVENT:
                     return
                 if not batch and not caught_up:
@@ -283,12 +285,7 @@ async def task_stream(
                     if task.terminal:  # finished, and every event after the cursor sent
                         return
 
-    return EventSourceResponse(
-        events(),
-        ping=int(max(1, heartbeat)),
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-        send_timeout=30,
-    )
+    return EventStream(events(), headers=STREAM_HEADERS)
 
 
 SEEN_TASKS = 10_000  # tasks an all-tasks stream remembers (whether they match, its cursor)
@@ -300,7 +297,7 @@ async def all_tasks_stream(
     caller: Caller,
     where: Expr | None,
     dialect: Dialect,
-) -> EventSourceResponse:
+) -> EventStream:
     """The SSE response of the events of every task the caller may see that matches `where`
     (decided when the stream first hears of the task). Live only: it starts with what is
     committed after it opens, and `id:` is "task_id:seq" for information (a reconnect does
@@ -316,18 +313,17 @@ async def all_tasks_stream(
         )
         return {t.id for t in (await state.service.query(caller, query)).items}
 
-    async def events() -> AsyncIterator[ServerSentEvent]:
+    async def events() -> AsyncGenerator[bytes, None]:
         seen: OrderedDict[str, int | None] = OrderedDict()  # task -> cursor (None: no match)
-        with streams.hold(caller.client_id), hub.follow(None) as follower:
+        with streams.hold(caller.client_id), hub.follow(None, heartbeat) as follower:
             while True:
                 follower.wake.clear()
                 news, follower.news = follower.news, {}
                 if not news:
-                    try:
-                        async with asyncio.timeout(heartbeat):
-                            await follower.wake.wait()
-                    except TimeoutError:
-                        pass
+                    if follower.beat:
+                        follower.beat = False
+                        yield HEARTBEAT
+                    await follower.wake.wait()
                     continue
                 unknown = [task_id for task_id in news if task_id not in seen]
                 if unknown:
@@ -336,23 +332,24 @@ async def all_tasks_stream(
                         seen[task_id] = news[task_id] - 1 if task_id in found else None
                     while len(seen) > SEEN_TASKS:
                         seen.popitem(last=False)
+                chunks: list[bytes] = []
                 for task_id in news:
                     cursor = seen.get(task_id)
                     if cursor is None:
                         continue
                     batch = await hub.read(task_id, cursor)
-                    for event in batch:
-                        yield ServerSentEvent(
-                            data=orjson.dumps(dialect.event(event)).decode(),
-                            id=f"{task_id}:{event.seq}",
-                            event=event.kind,
+                    chunks.extend(
+                        frame(
+                            orjson.dumps(dialect.event(event)).decode(),
+                            event.kind,
+                            f"{task_id}:{event.seq}",
                         )
+                        for event in batch
+                    )
                     if batch:
                         seen[task_id] = batch[-1].seq
+                if chunks:
+                    follower.quiet()
+                    yield b"".join(chunks)
 
-    return EventSourceResponse(
-        events(),
-        ping=int(max(1, heartbeat)),
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-        send_timeout=30,
-    )
+    return EventStream(events(), headers=STREAM_HEADERS)
