@@ -250,7 +250,9 @@ def _round(
             quiet_events = len(_all_events(url, task.id)) - logged_before
             stop, peak = threading.Event(), [_rss_mb(pid)]
             sampler = _rss_sampler(pid, stop, peak)
+            cpu_before = _cpu_s(pid)
             rps, _ = wrk(target, headers, WRK_SECONDS)
+            wrk_cpu = _cpu_s(pid) - cpu_before
             stop.set()
             sampler.join()
             if conn.get(task.id).terminal:
@@ -266,6 +268,8 @@ def _round(
         "rps": rps,
         "rss_mb": peak[0],
         "cpu_pct": 100 * quiet_cpu / QUIET_SECONDS,  # of one core, before wrk
+        # of one core, during wrk: near 100 when the server (not wrk) limits the rps
+        "wrk_cpu_pct": 100 * wrk_cpu / WRK_SECONDS,
         # CPU per event sent on one stream (a with-round: `count` sends per logged event)
         "us_per_send": 1e6 * quiet_cpu / max(1, quiet_events * count),
         "events": len(logged),
@@ -308,6 +312,7 @@ def streams(count: int = STREAMS, rounds: int = 5) -> dict[str, float]:
                     f"{with_[-1]['rps']:.0f} rps, RSS {with_[-1]['rss_mb']:.0f} MB, "
                     f"server CPU without wrk {without[-1]['cpu_pct']:.0f}% / "
                     f"{with_[-1]['cpu_pct']:.0f}% ({with_[-1]['us_per_send']:.0f} us per send), "
+                    f"during wrk {without[-1]['wrk_cpu_pct']:.0f}% / {with_[-1]['wrk_cpu_pct']:.0f}%, "
                     f"missed {with_[-1]['missed']}, repeated {with_[-1]['repeated']}, "
                     f"exact {with_[-1]['exact']}/{count}, errors {with_[-1]['errors'][:3]}, "
                     f"load {os.getloadavg()[0]:.2f}",
@@ -330,6 +335,10 @@ def streams(count: int = STREAMS, rounds: int = 5) -> dict[str, float]:
         "sse_streams_1000.server_cpu_pct": median([r["cpu_pct"] for r in with_]),
         "sse_streams_1000.server_cpu_pct_without": median([r["cpu_pct"] for r in without]),
         "sse_streams_1000.server_us_per_send": median([r["us_per_send"] for r in with_]),
+        "sse_streams_1000.server_wrk_cpu_pct": median([r["wrk_cpu_pct"] for r in with_]),
+        "sse_streams_1000.server_wrk_cpu_pct_without": median(
+            [r["wrk_cpu_pct"] for r in without]
+        ),
     }
     print(f"  {count} streams ({'pinned' if pinned else 'not pinned'}): {figures}", flush=True)
     return figures
