@@ -312,7 +312,8 @@ def streams(count: int = STREAMS, rounds: int = 5) -> dict[str, float]:
                     f"{with_[-1]['rps']:.0f} rps, RSS {with_[-1]['rss_mb']:.0f} MB, "
                     f"server CPU without wrk {without[-1]['cpu_pct']:.0f}% / "
                     f"{with_[-1]['cpu_pct']:.0f}% ({with_[-1]['us_per_send']:.0f} us per send), "
-                    f"during wrk {without[-1]['wrk_cpu_pct']:.0f}% / {with_[-1]['wrk_cpu_pct']:.0f}%, "
+                    f"during wrk {without[-1]['wrk_cpu_pct']:.0f}% / "
+                    f"{with_[-1]['wrk_cpu_pct']:.0f}%, "
                     f"missed {with_[-1]['missed']}, repeated {with_[-1]['repeated']}, "
                     f"exact {with_[-1]['exact']}/{count}, errors {with_[-1]['errors'][:3]}, "
                     f"load {os.getloadavg()[0]:.2f}",
