@@ -226,6 +226,7 @@ class TaskService:
         """The definition of `handler`, and the local Handler when this process has it."""
         if isinstance(handler, Handler):
             return handler.definition, handler
+        check_text(handler, "handler")  # a NUL reaches no store: 400, not a driver error
         local = self.registry.get(handler)
         if local is not None:
             return local.definition, local

@@ -196,13 +196,16 @@ def test_another_clients_task_is_404_on_its_stream(idle_server: Server) -> None:
 
 
 def test_bad_cursors_are_400(idle_server: Server) -> None:
-    """A Last-Event-ID or after= that is not a non-negative integer is a 400."""
+    """A Last-Event-ID or after= that is not a non-negative integer, or is past the largest
+    seq a store holds, is a 400 (schemathesis found after=2**31 dropping the connection)."""
     task_id = submit(idle_server)
     with idle_server.client() as c:
         path = f"/v2024/task-status/{task_id}/events"
         assert c.get(path, params={"after": "x"}).status_code == 400
         assert c.get(path, params={"after": "-1"}).status_code == 400
         assert c.get(path, headers={"Last-Event-ID": "abc"}).status_code == 400
+        assert c.get(path, params={"after": str(2**31)}).status_code == 400
+        assert c.get(path, headers={"Last-Event-ID": str(2**31)}).status_code == 400
 
 
 def test_streams_per_client_are_limited_and_freed(limited_server: Server) -> None:

@@ -275,6 +275,7 @@ def test_nul_and_lone_surrogates_in_json_bodies(srv: Server, bad: str) -> None:
         ("POST", "/v2/task/create", f'{{"handler": "Sleep", "entity_id": "a{bad}"}}'),
         ("POST", "/v2/task/create", f'{{"handler": "Sleep", "request": {{"k{bad}": 1}}}}'),
         ("POST", "/v2/task/create", f'{{"handler": "Sl{bad}eep"}}'),
+        ("POST", "/taskstatus/v1/tasks", f'{{"handler": "Sl{bad}eep"}}'),  # schemathesis found
         ("PUT", f"/v2/task/update/{tid}", f'{{"response": {{"a": ["{bad}"]}}}}'),
         ("POST", "/v2/task/index", f'{{"filter": {{"task_id": "{bad}"}}}}'),
     ]

@@ -63,9 +63,14 @@ Wait = Annotated[
         f"state after this many seconds (at most {MAX_WAIT:g})",
     ),
 ]
+MAX_SEQ = 2**31 - 1  # the largest seq the stores' integer column holds
 After = Annotated[
     int | None,
-    Query(ge=0, description="Replay the events after this seq (the Last-Event-ID header wins)"),
+    Query(
+        ge=0,
+        le=MAX_SEQ,
+        description="Replay the events after this seq (the Last-Event-ID header wins)",
+    ),
 ]
 LastEventId = Annotated[
     str | None,
@@ -207,6 +212,8 @@ def cursor_of(request: Request) -> int:
             ) from None
         if cursor < 0:
             raise ApiError(400, [f"{name} must not be negative"])
+        if cursor > MAX_SEQ:  # seq is a 32-bit integer in the stores: no event comes after
+            raise ApiError(400, [f"{name} must be at most {MAX_SEQ}"])
         return cursor
     return 0
 
