@@ -36,6 +36,7 @@ from taskstatus.service import utcnow
 from taskstatus.views import CRUD_STATUS, JIRA_STATUS, crud_task, iso, jira_task, task_status
 
 __all__ = [
+    "ALL_STREAM_RESPONSES",
     "CRUD",
     "JIRA",
     "MAX_WAIT",
@@ -78,25 +79,35 @@ LastEventId = Annotated[
 ]
 
 
-EVENT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["data"],
-    "properties": {
-        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The event's seq"},
-        "event": {"type": "string", "enum": ["snapshot", *EVENT_KINDS]},
-        "data": {"type": "string", "contentMediaType": "application/json"},
-        "retry": {"type": "integer", "minimum": 0},
-    },
-}
+def _stream_responses(description: str, id_pattern: str, id_is: str) -> dict[int | str, Any]:
+    """The 200 of a stream: one event's shape (OpenAPI 3.2's itemSchema, which tools read
+    from `schema` in 3.1)."""
+    event = {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "id": {"type": "string", "pattern": id_pattern, "description": id_is},
+            "event": {"type": "string", "enum": ["snapshot", *EVENT_KINDS]},
+            "data": {"type": "string", "contentMediaType": "application/json"},
+            "retry": {"type": "integer", "minimum": 0},
+        },
+    }
+    return {200: {"description": description, "content": {"text/event-stream": {"schema": event}}}}
+
+
 STREAM_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}  # and no proxy buffering
-STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "A text/event-stream: a `snapshot` event (the whole task), then the "
-        "task's events (`id:` seq, `event:` kind, `data:` JSON) until its terminal event",
-        # One event's shape (OpenAPI 3.2's itemSchema, which tools read from `schema` in 3.1).
-        "content": {"text/event-stream": {"schema": EVENT_SCHEMA}},
-    },
-}
+STREAM_RESPONSES = _stream_responses(
+    "A text/event-stream: a `snapshot` event (the whole task), then the task's events (`id:` "
+    "seq, `event:` kind, `data:` JSON) until its terminal event",
+    "^[0-9]+$",
+    "The event's seq",
+)
+ALL_STREAM_RESPONSES = _stream_responses(
+    "A text/event-stream of the events of every task the caller may see, as they are committed "
+    "(`id:` task id and seq, `event:` kind, `data:` JSON); it does not end",
+    "^[^:]+:[0-9]+$",
+    "The task's id and the event's seq, for information: a reconnect does not resume it",
+)
 
 
 def _time(value: Any) -> datetime | None:

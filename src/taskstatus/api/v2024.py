@@ -23,6 +23,7 @@ from taskstatus.api.fastlane import FastRoute
 from taskstatus.api.responses import CasedResponse, json_response
 from taskstatus.api.schemas import ERRORS, JsonPatchOperation, TaskStatus
 from taskstatus.api.streams import (
+    ALL_STREAM_RESPONSES,
     STREAM_RESPONSES,
     V2024,
     After,
@@ -225,7 +226,7 @@ def router(prefix: str, resource: str = "/task-status", *, pending: bool = True)
         summary="Follow the events of every task (Server-Sent Events)",
         operation_id=f"get_task_status_all_events_{name}",
         response_class=Response,
-        responses=STREAM_RESPONSES,
+        responses=ALL_STREAM_RESPONSES,
     )
     async def get_all_task_events(
         request: Request, state: State, caller: Reader, filters: Filters = None
