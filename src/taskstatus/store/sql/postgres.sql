@@ -161,9 +161,10 @@ dequeued AS (
 events AS (
     -- the claim's one event (migration 0010): queued -> running changes nothing else
     INSERT INTO task_events (task_id, seq, kind, version, at, data)
-    SELECT c.id, taskstatus_last_seq(c.id) + 1, 'launched', c.version, c.modified,
+    SELECT c.id, l.last + 1, 'launched', c.version, c.modified,
            jsonb_build_object('attempt', c.attempts, 'launched', c.launched)
     FROM claimed c
+    JOIN taskstatus_last_seqs(ARRAY(SELECT id FROM claimed)) l ON l.task_id = c.id COLLATE "C"
     WHERE {event_log}
     RETURNING task_id, seq
 ),
@@ -276,8 +277,9 @@ added AS (
     ORDER BY m.ord
 ),
 numbered AS MATERIALIZED (
-    -- the last seq once per task, after its lock (taskstatus_last_seq)
-    SELECT f.*, taskstatus_last_seq(f.id) AS last FROM finished f
+    -- the last seqs, once the tasks are locked (taskstatus_last_seqs)
+    SELECT f.*, l.last FROM finished f
+    JOIN taskstatus_last_seqs(ARRAY(SELECT id FROM finished)) l ON l.task_id = f.id COLLATE "C"
     WHERE f.events_version IS NOT NULL AND f.event_kinds <> 0 AND {event_log}
 ),
 events AS (

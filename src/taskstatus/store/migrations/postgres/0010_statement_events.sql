@@ -14,11 +14,15 @@
 -- Both are plain columns of no index: the claim's and the finish's updates stay heap-only.
 ALTER TABLE tasks ADD COLUMN events_version integer, ADD COLUMN event_kinds integer;
 
--- The task's last seq, in a snapshot of its own (a VOLATILE function's query takes a fresh one):
--- called after the statement locked the task, it sees the events of a change that committed
--- while the statement waited for that lock, which the statement's own snapshot misses.
-CREATE FUNCTION taskstatus_last_seq(task text) RETURNS integer LANGUAGE sql VOLATILE AS $$
-    SELECT coalesce(max(e.seq), 0) FROM task_events e WHERE e.task_id = task COLLATE "C"
+-- The tasks' last seqs, in a snapshot of its own (a VOLATILE function's query takes a fresh
+-- one): called once the statement locked the tasks, it sees the events of a change that
+-- committed while the statement waited for a lock, which the statement's own snapshot misses.
+-- One call per statement, the lookups set-based (a call per task cost a task about 6 us).
+CREATE FUNCTION taskstatus_last_seqs(ids text[])
+RETURNS TABLE (task_id text, last integer) LANGUAGE sql VOLATILE AS $$
+    SELECT u.id, (SELECT coalesce(max(e.seq), 0) FROM task_events e
+                  WHERE e.task_id = u.id COLLATE "C")
+    FROM unnest(ids) AS u(id)
 $$;
 
 DROP TRIGGER tasks_events_updated ON tasks;
