@@ -385,7 +385,7 @@ async def test_a_postgres_database_migrated_with_events_keeps_them_and_numbers_o
         one, two = make_task(), make_task()
         with psycopg.connect(url, autocommit=True) as db:
             for migration in before:
-                db.execute(migration.sql)  # type: ignore[arg-type]
+                db.execute(migration.sql)
             db.execute(QUERIES["create_migrations_table"])
             for migration in before:
                 db.execute(
@@ -400,9 +400,7 @@ async def test_a_postgres_database_migrated_with_events_keeps_them_and_numbers_o
                 " modified = now(), version = version + 1 WHERE id = %s",
                 (W1, one.id),
             )
-            kept = db.execute(
-                "SELECT * FROM task_events ORDER BY task_id, seq"
-            ).fetchall()
+            kept = db.execute("SELECT * FROM task_events ORDER BY task_id, seq").fetchall()
         assert sorted((r[0], r[1], r[2]) for r in kept) == sorted(
             [(one.id, 1, "created"), (one.id, 2, "launched"), (two.id, 1, "created")]
         )
