@@ -159,15 +159,20 @@ dequeued AS (
     DELETE FROM task_queue WHERE id = ANY(ARRAY(SELECT id FROM claimed))
 ),
 events AS (
-    -- the claim's events (migration 0010: one `launched` each)
-    SELECT taskstatus_launched_events(array_agg(c.id), array_agg(c.version),
-                                      array_agg(c.modified), array_agg(c.attempts),
-                                      array_agg(c.launched))
+    -- the claim's one event (migration 0010): queued -> running changes nothing else
+    INSERT INTO task_events (task_id, seq, kind, version, at, data)
+    SELECT c.id, l.last + 1, 'launched', c.version, c.modified,
+           jsonb_build_object('attempt', c.attempts, 'launched', c.launched)
     FROM claimed c
+    JOIN taskstatus_last_seqs(ARRAY(SELECT id FROM claimed)) l ON l.task_id = c.id COLLATE "C"
     WHERE {event_log}
+    RETURNING task_id, seq
+),
+noted AS (
+    SELECT taskstatus_notify_events(array_agg(task_id || ':' || seq)) FROM events
     HAVING count(*) > 0
 )
-SELECT claimed.* FROM claimed LEFT JOIN events ON true
+SELECT claimed.* FROM claimed LEFT JOIN noted ON true
 
 -- name: lax
 -- What a worker's bookkeeping transaction (a claim, a heartbeat, a report: PostgresStore._lax)
@@ -258,26 +263,60 @@ finished AS (
     WHERE tasks.id = ANY(%(id)s::text[]) AND tasks.id = o.id AND tasks.lease_owner = %(worker)s
       AND tasks.state = ANY(string_to_array(o.sources, ','))
       AND (o.attempt IS NULL OR tasks.attempts = o.attempt)  -- a stale run never overwrites
-    RETURNING tasks.id, tasks.state, tasks.events_version, tasks.event_kinds, tasks AS task
+    RETURNING tasks.id, tasks.state, tasks.events_version, tasks.event_kinds, tasks.version,
+              tasks.modified, tasks.progress, tasks.percent_complete, tasks.attributes,
+              tasks.returns, tasks.attempts, tasks.run_at, tasks.completion_status,
+              tasks.completed
 ),
 added AS (
-    -- (their events: the messages' trigger, after the statement's, before `completed`)
+    -- (their events: the messages' trigger, after this statement's, before `completed`)
     INSERT INTO task_messages (task_id, type, key, text, locale, parameters)
     SELECT m.task_id, m.type, m.key, m.text, m.locale, m.parameters
     FROM {messages}
     WHERE m.task_id IN (SELECT id FROM finished)
     ORDER BY m.ord
 ),
-events AS (
-    -- the events of the changes it worked out (migration 0010), once all are made
-    SELECT taskstatus_ended_events(array_agg(f.task)) FROM finished f
+numbered AS MATERIALIZED (
+    -- the last seqs, once the tasks are locked (taskstatus_last_seqs)
+    SELECT f.*, l.last FROM finished f
+    JOIN taskstatus_last_seqs(ARRAY(SELECT id FROM finished)) l ON l.task_id = f.id COLLATE "C"
     WHERE f.events_version IS NOT NULL AND f.event_kinds <> 0 AND {event_log}
+),
+events AS (
+    INSERT INTO task_events (task_id, seq, kind, version, at, data)
+    SELECT n.id, n.last + row_number() OVER (PARTITION BY n.id ORDER BY k.ord), k.kind,
+           n.version, n.modified, k.data
+    FROM numbered n
+    CROSS JOIN LATERAL (
+        SELECT 1 AS ord, 'progress' AS kind,
+               jsonb_build_object('progress', n.progress,
+                                  'percentComplete', n.percent_complete) AS data
+        WHERE n.event_kinds & 1 <> 0
+        UNION ALL
+        SELECT 2, 'attributes',
+               jsonb_build_object('attributes', n.attributes, 'returns', n.returns)
+        WHERE n.event_kinds & 2 <> 0
+        UNION ALL
+        SELECT 5, 'retried', jsonb_build_object('attempt', n.attempts, 'runAt', n.run_at)
+        WHERE n.event_kinds & 16 <> 0
+        UNION ALL
+        SELECT 6, 'lease_lost', jsonb_build_object('attempt', n.attempts, 'state', n.state)
+        WHERE n.event_kinds & 32 <> 0
+        UNION ALL
+        SELECT 8, 'completed',
+               jsonb_build_object('state', n.state, 'completionStatus', n.completion_status,
+                                  'completed', n.completed)
+        WHERE n.event_kinds & 128 <> 0
+    ) k
+),
+noted AS (
+    SELECT taskstatus_notify_events(array_agg(n.id || ':' || (n.last + 1))) FROM numbered n
     HAVING count(*) > 0
 )
 SELECT id,
        (SELECT pg_notify('taskstatus_work', '')
         WHERE EXISTS (SELECT FROM finished WHERE state = 'queued')) AS woke
-FROM finished LEFT JOIN events ON true
+FROM finished LEFT JOIN noted ON true
 
 -- name: release
 WITH requeued AS (
