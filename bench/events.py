@@ -61,6 +61,10 @@ DROP_EVENT_LOG = {
         "DROP TRIGGER tasks_events_inserted ON tasks",
         "DROP TRIGGER tasks_events_updated ON tasks",
         "DROP TRIGGER task_messages_events ON task_messages",
+        # the claim and the finish write their events themselves (migration 0010) unless this
+        # is off (postgres.sql: event_log); new connections read it, the workers' all are
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET taskstatus.event_log = off', "
+        "current_database()); END $$",
     ],
 }
 

@@ -7,9 +7,10 @@ import asyncio
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from taskstatus.model import (
@@ -22,9 +23,11 @@ from taskstatus.model import (
 )
 from taskstatus.store import Outcome, Progress, Store, make_store
 from taskstatus.store.base import TaskEvent
+from taskstatus.store.postgres import QUERIES, RECORD, _doc, _messages
 from taskstatus.store.rows import task_to_params
 from taskstatus.store.sqlfiles import load_migrations
 from taskstatus.store.sqlite import _Q, CODEC, _statements
+from tests import pg
 from tests.conftest import make_task, now
 from tests.store.test_contract import W1, W2, seeded
 
@@ -158,42 +161,153 @@ async def test_followers_hear_of_commits_from_another_store(store: Store) -> Non
         await other.close()
 
 
+async def common_changes(store: Store) -> dict[str, list[TaskEvent]]:
+    """The changes most tasks make, each on a task of its own, and every task's events by the
+    change's name: a claim; ends with their last progress, with a message and no progress,
+    with progress and messages; a retry with a message; the cancel of a queued task; and the
+    cancel of a running one, which its worker then ends."""
+    tasks = await seeded(store, *(make_task(max_attempts=2) for _ in range(6)))
+    names = ["claimed", "done", "failed", "failed_messages", "retried", "cancelled_running"]
+    ids = dict(zip(names, (t.id for t in tasks), strict=True))
+    assert len(await store.claim(W1, 6, 30, ["noop"])) == 6
+    [queued] = await seeded(store, make_task())
+    ids["cancelled_queued"] = queued.id
+    await store.update(ids["cancelled_running"], lambda t: cancel(t, now()))
+    note = Message(MessageType.ERROR, "boom")
+    outcomes = [
+        Outcome(ids["done"], TaskState.SUCCEEDED, CompletionStatus.SUCCESS, percent_complete=100),
+        Outcome(
+            ids["failed"],
+            TaskState.FAILED,
+            CompletionStatus.ERROR,
+            messages=(note,),
+            attributes={},
+            returns=[],
+        ),
+        Outcome(
+            ids["failed_messages"],
+            TaskState.FAILED,
+            CompletionStatus.ERROR,
+            progress="step 2",
+            percent_complete=40,
+            messages=(Message(MessageType.INFO, "step 1 done"), note),
+            attributes={"step": 2},
+        ),
+        Outcome(
+            ids["retried"],
+            TaskState.QUEUED,
+            None,
+            messages=(Message(MessageType.WARN, "attempt 1 of 2 failed"),),
+            run_at=datetime(2030, 1, 1, tzinfo=UTC),
+        ),
+        Outcome(
+            ids["cancelled_running"],
+            TaskState.CANCELLED,
+            CompletionStatus.TERMINATED,
+            messages=(Message(MessageType.INFO, "the task was cancelled while running"),),
+        ),
+    ]
+    assert await store.finish(W1, outcomes) == {o.task_id for o in outcomes}
+    await store.update(ids["cancelled_queued"], lambda t: cancel(t, now()))
+    return {name: await history(store, task_id) for name, task_id in ids.items()}
+
+
 async def test_the_common_changes_have_the_events_any_change_would(store: Store) -> None:
-    """A claim, an end with its last progress, an end with a message and no progress, and the
-    cancel of a queued task (SQLite writes these with triggers of their own) give the same
-    events, numbered on, as the general rules: `completed` last, after the end's message."""
-    a, b, c = await seeded(store, make_task(), make_task(), make_task())
-    await store.claim(W1, 2, 30, ["noop"])
-    done = Outcome(a.id, TaskState.SUCCEEDED, CompletionStatus.SUCCESS, percent_complete=100)
-    failed = Outcome(
-        b.id,
-        TaskState.FAILED,
-        CompletionStatus.ERROR,
-        messages=(Message(MessageType.ERROR, "boom"),),
-        attributes={},
-        returns=[],
-    )
-    assert await store.finish(W1, [done, failed]) == {a.id, b.id}
-    await store.update(c.id, lambda t: cancel(t, now()))
-    events = {t.id: await history(store, t.id) for t in (a, b, c)}
-    assert kinds(events[a.id]) == ["created", "launched", "progress", "completed"]
-    assert kinds(events[b.id]) == ["created", "launched", "message", "completed"]
-    assert kinds(events[c.id]) == ["created", "completed"]
+    """The common changes (SQLite writes them with triggers of their own, PostgreSQL's claim
+    and finish in the statements) give the events of the general rules, numbered on:
+    `completed` last, after the end's messages."""
+    events = await common_changes(store)
+    assert {name: kinds(got) for name, got in events.items()} == {
+        "claimed": ["created", "launched"],
+        "done": ["created", "launched", "progress", "completed"],
+        "failed": ["created", "launched", "message", "completed"],
+        "failed_messages": [
+            "created", "launched", "progress", "attributes", "message", "message", "completed"
+        ],
+        "retried": ["created", "launched", "retried", "message"],
+        "cancelled_running": [
+            "created", "launched", "cancel_requested", "message", "completed"
+        ],
+        "cancelled_queued": ["created", "completed"],
+    }  # fmt: skip
     for got in events.values():
         assert [e.seq for e in got] == list(range(1, len(got) + 1))
-    launched, progress, completed = events[a.id][1:]
+    launched, progress, completed = events["done"][1:]
     assert launched.data["attempt"] == 1 and launched.data["launched"]
     assert progress.data == {"progress": None, "percentComplete": 100}
     assert completed.data["state"] == "succeeded"
     assert completed.data["completionStatus"] == "SUCCESS" and completed.data["completed"]
-    assert events[b.id][-1].data["completionStatus"] == "ERROR"
-    assert events[c.id][-1].data["state"] == "cancelled"
-    stored = await store.get(a.id)
+    stored = await store.get(events["done"][0].task_id)
     assert stored is not None and progress.version == completed.version == stored.version
-    created = events[c.id][0].data
+    assert events["failed"][-1].data["completionStatus"] == "ERROR"
+    failed = events["failed_messages"]
+    assert failed[2].data == {"progress": "step 2", "percentComplete": 40}
+    assert failed[3].data == {"attributes": {"step": 2}, "returns": failed[3].data["returns"]}
+    assert [e.data["text"] for e in failed[4:6]] == ["step 1 done", "boom"]
+    assert len({e.version for e in failed[2:]}) == 1
+    retried = events["retried"][2]
+    assert retried.data["attempt"] == 1
+    assert datetime.fromisoformat(retried.data["runAt"]) == datetime(2030, 1, 1, tzinfo=UTC)
+    assert events["cancelled_running"][-1].data["state"] == "cancelled"
+    assert events["cancelled_running"][-1].data["completionStatus"] == "TERMINATED"
+    assert events["cancelled_queued"][-1].data["state"] == "cancelled"
+    created = events["cancelled_queued"][0].data
     # PostgreSQL's jsonb trims a fraction's trailing zeros (…04.31757): compare instants
     assert created["state"] == "queued" and set(created) == {"state", "runAt"}
-    assert datetime.fromisoformat(created["runAt"]) == c.created
+    queued = await store.get(events["cancelled_queued"][0].task_id)
+    assert queued is not None and datetime.fromisoformat(created["runAt"]) == queued.created
+
+
+# The event data that are times of the change: equal in two runs only in being set.
+_TIMES = {"launched", "completed", "modified", "deleted", "runAt"}
+
+
+def _comparable(events: Sequence[TaskEvent]) -> list[tuple[int, str, int, dict[str, object]]]:
+    """What two runs of the same changes share of `events`: all but the times of the run."""
+    return [
+        (
+            e.seq,
+            e.kind,
+            e.version,
+            {k: (v is not None if k in _TIMES else v) for k, v in e.data.items()},
+        )
+        for e in events
+    ]
+
+
+@pytest.mark.postgres
+async def test_the_statements_write_the_events_the_general_trigger_would(
+    postgres: pg.PgServer,
+) -> None:
+    """PostgreSQL's claim and finish write their events in the statements (migration 0010):
+    the same events, numbers, versions and data as the general row trigger gives the same
+    changes on a database where it writes every change's (as before 0010)."""
+    general = postgres.create_database()
+    fast = postgres.create_database()
+    try:
+        with psycopg.connect(postgres.url(general), autocommit=True) as db:
+            db.execute("DROP TRIGGER tasks_events_updated ON tasks")
+            db.execute(
+                "CREATE TRIGGER tasks_events_updated AFTER UPDATE ON tasks FOR EACH ROW"
+                " WHEN (OLD.version IS DISTINCT FROM NEW.version)"
+                " EXECUTE FUNCTION taskstatus_task_changed()"
+            )
+            db.execute(f'ALTER DATABASE "{general}" SET taskstatus.event_log = off')
+        got: dict[str, dict[str, list[TaskEvent]]] = {}
+        for name in (general, fast):
+            store = make_store(postgres.url(name))
+            await store.open()
+            try:
+                got[name] = await common_changes(store)
+            finally:
+                await store.close()
+    finally:
+        postgres.drop_database(general)
+        postgres.drop_database(fast)
+    assert got[general].keys() == got[fast].keys()
+    for change, events in got[fast].items():
+        assert _comparable(events) == _comparable(got[general][change]), change
+    assert sum(len(events) for events in got[fast].values()) == 28
 
 
 async def test_a_task_stored_ended_has_created_then_completed(store: Store) -> None:
@@ -254,3 +368,66 @@ async def test_a_database_migrated_with_events_keeps_them_and_numbers_on(tmp_pat
         (version,) = db.execute("PRAGMA user_version").fetchone()
     assert rows[:2] == kept and rows[2][0] > kept[-1][0]
     assert version == len(load_migrations("sqlite"))
+
+
+@pytest.mark.postgres
+async def test_a_postgres_database_migrated_with_events_keeps_them_and_numbers_on(
+    postgres: pg.PgServer,
+) -> None:
+    """A PostgreSQL database whose tasks got events from the general trigger alone (before
+    0010) keeps them as they were; the statements number the next ones on, a claim after the
+    migration and an end of a task claimed before it, with its messages before `completed`."""
+    name = postgres.create_database(template="template0")
+    url = postgres.url(name)
+    try:
+        before = [m for m in load_migrations("postgres") if m.version < 10]
+        assert before[-1].name == "pick_plan_once"
+        one, two = make_task(), make_task()
+        with psycopg.connect(url, autocommit=True) as db:
+            for migration in before:
+                db.execute(migration.sql)
+            db.execute(QUERIES["create_migrations_table"])
+            for migration in before:
+                db.execute(
+                    QUERIES["record_migration"],
+                    {"version": migration.version, "name": migration.name},
+                )
+            rows = [task_to_params(t, RECORD) | {"ord": i} for i, t in enumerate((one, two))]
+            db.execute(QUERIES["create_tasks"], {"tasks": _doc(rows), **_messages([])})
+            db.execute(  # the claim of `one`, as the statement before 0010 was
+                "UPDATE tasks SET state = 'running', attempts = 1, lease_owner = %s,"
+                " lease_expires = now() + interval '30 seconds', launched = now(),"
+                " modified = now(), version = version + 1 WHERE id = %s",
+                (W1, one.id),
+            )
+            kept = db.execute("SELECT * FROM task_events ORDER BY task_id, seq").fetchall()
+        assert sorted((r[0], r[1], r[2]) for r in kept) == sorted(
+            [(one.id, 1, "created"), (one.id, 2, "launched"), (two.id, 1, "created")]
+        )
+        store = make_store(url)
+        await store.open()
+        try:
+            [claimed] = await store.claim(W2, 1, 30, ["noop"])
+            assert claimed.id == two.id
+            done = Outcome(
+                one.id,
+                TaskState.SUCCEEDED,
+                CompletionStatus.SUCCESS,
+                percent_complete=100,
+                messages=(Message(MessageType.INFO, "done"),),
+            )
+            assert await store.finish(W1, [done]) == {one.id}
+            events = {t.id: await history(store, t.id) for t in (one, two)}
+        finally:
+            await store.close()
+        assert kinds(events[one.id]) == ["created", "launched", "progress", "message", "completed"]
+        assert kinds(events[two.id]) == ["created", "launched"]
+        for got in events.values():
+            assert [e.seq for e in got] == list(range(1, len(got) + 1))
+        with psycopg.connect(url, autocommit=True) as db:
+            now_rows = db.execute("SELECT * FROM task_events ORDER BY task_id, seq").fetchall()
+            (version,) = db.execute("SELECT max(version) FROM schema_migrations").fetchone() or (0,)
+        assert [r for r in now_rows if (r[0], r[1]) in {(k[0], k[1]) for k in kept}] == kept
+        assert version == len(load_migrations("postgres"))
+    finally:
+        postgres.drop_database(name)

@@ -103,7 +103,11 @@ _NOT_OPEN = "the PostgreSQL store is not open: call open() first"
 def _load() -> dict[str, str]:
     queries = load_queries("postgres")
     messages = queries.pop("messages")
-    return {name: sql.replace("{messages}", messages) for name, sql in queries.items()}
+    event_log = queries.pop("event_log")
+    return {
+        name: sql.replace("{messages}", messages).replace("{event_log}", event_log)
+        for name, sql in queries.items()
+    }
 
 
 QUERIES = _load()

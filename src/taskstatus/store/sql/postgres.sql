@@ -35,6 +35,13 @@ tasks.lease_owner, tasks.lease_expires, tasks.idempotency_key, tasks.deleted_at,
         '[]')
    FROM task_messages m WHERE m.task_id = tasks.id)
 
+-- name: event_log
+-- {event_log}: whether the statements that write their own events (`claim`, `finish`) write
+-- them: always, unless the setting taskstatus.event_log is 'off' (bench/events.py measures the
+-- store without its event log so: it drops the triggers and turns this off). No row is read to
+-- decide it: the planner makes it a one-time filter.
+current_setting('taskstatus.event_log', true) IS DISTINCT FROM 'off'
+
 -- name: messages
 jsonb_to_recordset(%(messages)s::jsonb)
     AS m(task_id text, type text, key text, text text, locale text, parameters jsonb, ord integer)
@@ -143,15 +150,29 @@ WITH claimed AS (
         state = 'running', lease_owner = %(worker)s,
         lease_expires = now() + %(lease)s * interval '1 second',
         attempts = attempts + 1, launched = coalesce(launched, now()), modified = now(),
-        version = version + 1
+        version = version + 1, events_version = version + 1
     WHERE tasks.id = ANY(ARRAY(SELECT taskstatus_due(%(handlers)s::text[], %(limit)s)))
       AND tasks.state IN ({from:running})  -- key lookups, never a join over tasks
     RETURNING {run_columns}
 ),
 dequeued AS (
     DELETE FROM task_queue WHERE id = ANY(ARRAY(SELECT id FROM claimed))
+),
+events AS (
+    -- the claim's one event (migration 0010): queued -> running changes nothing else
+    INSERT INTO task_events (task_id, seq, kind, version, at, data)
+    SELECT c.id, l.last + 1, 'launched', c.version, c.modified,
+           jsonb_build_object('attempt', c.attempts, 'launched', c.launched)
+    FROM claimed c
+    JOIN taskstatus_last_seqs(ARRAY(SELECT id FROM claimed)) l ON l.task_id = c.id COLLATE "C"
+    WHERE {event_log}
+    RETURNING task_id, seq
+),
+noted AS (
+    SELECT taskstatus_notify_events(array_agg(task_id || ':' || seq)) FROM events
+    HAVING count(*) > 0
 )
-SELECT * FROM claimed
+SELECT claimed.* FROM claimed LEFT JOIN noted ON true
 
 -- name: lax
 -- What a worker's bookkeeping transaction (a claim, a heartbeat, a report: PostgresStore._lax)
@@ -211,26 +232,91 @@ finished AS (
         attributes = coalesce(o.attributes, tasks.attributes),
         returns = coalesce(o.returns, tasks.returns),
         run_at = coalesce(o.run_at, tasks.run_at), lease_owner = NULL, lease_expires = NULL,
-        modified = now(), version = tasks.version + 1
+        modified = now(), version = tasks.version + 1,
+        -- The statement writes the change's events itself (below; migration 0010) when a
+        -- leased task ends or goes back to the queue, all a worker's outcomes do: such a
+        -- change has only these kinds of taskstatus_task_changed's (launched,
+        -- cancel_requested and updated need a leased target; released fewer attempts, deleted
+        -- a deletion), worked out by its rules. `tasks.` is the row before the change. Any
+        -- other change leaves them to the trigger.
+        events_version = CASE WHEN o.state IN ('queued', 'succeeded', 'failed', 'cancelled', 'dead')
+                               AND tasks.state IN ('running', 'cancel_requested')
+                              THEN tasks.version + 1 END,
+        event_kinds =
+            CASE WHEN coalesce(o.progress, tasks.progress) IS DISTINCT FROM tasks.progress
+                   OR coalesce(o.percent_complete, tasks.percent_complete)
+                      <> tasks.percent_complete THEN 1 ELSE 0 END
+          + CASE WHEN coalesce(o.attributes, tasks.attributes) IS DISTINCT FROM tasks.attributes
+                   OR coalesce(o.returns, tasks.returns) IS DISTINCT FROM tasks.returns
+                 THEN 2 ELSE 0 END
+          + CASE WHEN o.state = 'queued'
+                  AND coalesce(o.run_at, tasks.run_at) IS DISTINCT FROM tasks.run_at
+                 THEN 16 ELSE 0 END
+          + CASE WHEN o.state IN ('queued', 'dead')
+                  AND coalesce(o.run_at, tasks.run_at) IS NOT DISTINCT FROM tasks.run_at
+                  AND tasks.lease_expires < now() THEN 32 ELSE 0 END
+          + CASE WHEN o.completion_status IS NOT NULL AND tasks.completion_status IS NULL
+                 THEN 128 ELSE 0 END
     FROM o
     -- id = ANY(...) lets the planner look the rows up by key; a join alone got a
     -- sequential scan of every task, history included
     WHERE tasks.id = ANY(%(id)s::text[]) AND tasks.id = o.id AND tasks.lease_owner = %(worker)s
       AND tasks.state = ANY(string_to_array(o.sources, ','))
       AND (o.attempt IS NULL OR tasks.attempts = o.attempt)  -- a stale run never overwrites
-    RETURNING tasks.id, tasks.state
+    RETURNING tasks.id, tasks.state, tasks.events_version, tasks.event_kinds, tasks.version,
+              tasks.modified, tasks.progress, tasks.percent_complete, tasks.attributes,
+              tasks.returns, tasks.attempts, tasks.run_at, tasks.completion_status,
+              tasks.completed
 ),
 added AS (
+    -- (their events: the messages' trigger, after this statement's, before `completed`)
     INSERT INTO task_messages (task_id, type, key, text, locale, parameters)
     SELECT m.task_id, m.type, m.key, m.text, m.locale, m.parameters
     FROM {messages}
     WHERE m.task_id IN (SELECT id FROM finished)
     ORDER BY m.ord
+),
+numbered AS MATERIALIZED (
+    -- the last seqs, once the tasks are locked (taskstatus_last_seqs)
+    SELECT f.*, l.last FROM finished f
+    JOIN taskstatus_last_seqs(ARRAY(SELECT id FROM finished)) l ON l.task_id = f.id COLLATE "C"
+    WHERE f.events_version IS NOT NULL AND f.event_kinds <> 0 AND {event_log}
+),
+events AS (
+    INSERT INTO task_events (task_id, seq, kind, version, at, data)
+    SELECT n.id, n.last + row_number() OVER (PARTITION BY n.id ORDER BY k.ord), k.kind,
+           n.version, n.modified, k.data
+    FROM numbered n
+    CROSS JOIN LATERAL (
+        SELECT 1 AS ord, 'progress' AS kind,
+               jsonb_build_object('progress', n.progress,
+                                  'percentComplete', n.percent_complete) AS data
+        WHERE n.event_kinds & 1 <> 0
+        UNION ALL
+        SELECT 2, 'attributes',
+               jsonb_build_object('attributes', n.attributes, 'returns', n.returns)
+        WHERE n.event_kinds & 2 <> 0
+        UNION ALL
+        SELECT 5, 'retried', jsonb_build_object('attempt', n.attempts, 'runAt', n.run_at)
+        WHERE n.event_kinds & 16 <> 0
+        UNION ALL
+        SELECT 6, 'lease_lost', jsonb_build_object('attempt', n.attempts, 'state', n.state)
+        WHERE n.event_kinds & 32 <> 0
+        UNION ALL
+        SELECT 8, 'completed',
+               jsonb_build_object('state', n.state, 'completionStatus', n.completion_status,
+                                  'completed', n.completed)
+        WHERE n.event_kinds & 128 <> 0
+    ) k
+),
+noted AS (
+    SELECT taskstatus_notify_events(array_agg(n.id || ':' || (n.last + 1))) FROM numbered n
+    HAVING count(*) > 0
 )
 SELECT id,
        (SELECT pg_notify('taskstatus_work', '')
         WHERE EXISTS (SELECT FROM finished WHERE state = 'queued')) AS woke
-FROM finished
+FROM finished LEFT JOIN noted ON true
 
 -- name: release
 WITH requeued AS (
