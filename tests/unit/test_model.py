@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -200,6 +202,21 @@ def test_ids_are_32_lowercase_hex() -> None:
     ids = {new_id() for _ in range(1000)}
     assert len(ids) == 1000
     assert all(len(i) == 32 and i == i.lower() and int(i, 16) >= 0 for i in ids)
+
+
+def test_ids_are_uuid7_that_sort_by_the_millisecond_they_were_made() -> None:
+    """A task id is a UUIDv7 (version 7, the RFC's variant) whose first 48 bits are its
+    creation time in ms: an id made a millisecond later sorts after every earlier one."""
+    before = int(time.time() * 1000)
+    first = [new_id() for _ in range(200)]
+    time.sleep(0.002)
+    later = new_id()
+    after = int(time.time() * 1000)
+    for task_id in [*first, later]:
+        parsed = uuid.UUID(hex=task_id)
+        assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
+        assert before <= int(task_id[:12], 16) <= after
+    assert later > max(first)
 
 
 def _status_for(state: TaskState) -> CompletionStatus:
