@@ -11,6 +11,11 @@ uvicorn's h11 protocol with what it lacks for clients that misbehave:
 - a server that shuts down ends its open event streams (api/sse.py), each with a proper end
   of its body: uvicorn would otherwise wait for them, as for any response still being sent.
 
+A chunk of a chunked body (the bulk of what an event stream sends, a thousand times per
+event with a thousand streams) is framed by `_Connection.send` in one step instead of through
+h11's state machine and writer: in SEND_BODY a Data event changes no state, so the bytes and
+the connection's state are h11's own (tests/unit/test_server_framing.py compares them).
+
 The body's own deadline (``body_timeout``) is kept by the ASGI `RequestGuard`, which knows
 the path and so answers in its dialect.
 """
@@ -23,6 +28,7 @@ from typing import Any
 import h11
 import orjson
 import uvicorn
+from h11._writers import ChunkedWriter
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from taskstatus.api import sse
@@ -34,7 +40,8 @@ __all__ = ["GuardedH11Protocol", "uvicorn_config"]
 
 
 class _Connection(h11.Connection):
-    """h11's connection, remembering the protocol error it raised (its status hint)."""
+    """h11's connection, remembering the protocol error it raised (its status hint), and
+    framing the chunks of a chunked body in one step."""
 
     last_error: h11.RemoteProtocolError | None = None
 
@@ -51,6 +58,19 @@ class _Connection(h11.Connection):
         except h11.RemoteProtocolError as e:
             self.last_error = e
             raise
+
+    def send(self, event: Any) -> Any:
+        # h11 would pass a Data event through its state machine (no change in SEND_BODY) and
+        # its ChunkedWriter (these very bytes: the size in hex, the data, CRLF; nothing for
+        # an empty chunk, which would read as the end)
+        if (
+            type(event) is h11.Data
+            and type(self._writer) is ChunkedWriter
+            and self._cstate.states[h11.SERVER] is h11.SEND_BODY
+        ):
+            data = event.data
+            return b"%x\r\n%b\r\n" % (len(data), data) if data else b""
+        return super().send(event)
 
 
 class GuardedH11Protocol(H11Protocol):
