@@ -264,3 +264,45 @@ def _open() -> asyncio.Event:
     gate = asyncio.Event()
     gate.set()
     return gate
+
+
+async def test_chunks_go_through_the_server_s_writer_when_it_takes_them() -> None:
+    """With the WRITE_CHUNK extension, the body's chunks and pushed ones are written with
+    it, and the ones it turns down go the ASGI way, in order; the head and the end always
+    go the ASGI way."""
+    more = asyncio.Event()
+
+    async def body() -> AsyncGenerator[bytes, None]:
+        yield b"a"
+        yield b"b"
+        await more.wait()
+        yield b"d"
+
+    out: list[tuple[str, bytes]] = []  # (which way, body) in the order they went
+
+    def write(chunk: bytes) -> bool:
+        if chunk in (b"b", b"c2"):
+            return False  # as when the client is slow: the ASGI send waits
+        out.append(("write", chunk))
+        return True
+
+    async def send(message: Any) -> None:
+        out.append(("send", message.get("body", b"<head>")))
+
+    scope = {"type": "http", "method": "GET", "extensions": {sse.WRITE_CHUNK: {"write": write}}}
+    stream = EventStream(body())
+    call = asyncio.create_task(stream(scope, _never, send))
+    await _until(lambda: len(out) == 3, "the first chunks")
+    assert stream.push(b"c1")
+    assert stream.push(b"c2")
+    more.set()
+    await asyncio.wait_for(call, 30)
+    assert out == [
+        ("send", b"<head>"),
+        ("write", b"a"),
+        ("send", b"b"),
+        ("write", b"c1"),
+        ("send", b"c2"),
+        ("write", b"d"),
+        ("send", b""),
+    ]

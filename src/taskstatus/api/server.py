@@ -12,9 +12,12 @@ uvicorn's h11 protocol with what it lacks for clients that misbehave:
   of its body: uvicorn would otherwise wait for them, as for any response still being sent.
 
 A chunk of a chunked body (the bulk of what an event stream sends, a thousand times per
-event with a thousand streams) is framed by `_Connection.send` in one step instead of through
+event with a thousand streams) is framed by `_Connection.chunk` in one step instead of through
 h11's state machine and writer: in SEND_BODY a Data event changes no state, so the bytes and
-the connection's state are h11's own (tests/unit/test_server_framing.py compares them).
+the connection's state are h11's own (tests/unit/test_server_framing.py compares them). Each
+request's scope also has the `taskstatus.write_chunk` extension (api/sse.py, `_ChunkWriter`),
+with which an event stream writes a chunk straight to the socket when that can be done at
+once, without an ASGI send through every middleware.
 
 The body's own deadline (``body_timeout``) is kept by the ASGI `RequestGuard`, which knows
 the path and so answers in its dialect.
@@ -29,7 +32,7 @@ import h11
 import orjson
 import uvicorn
 from h11._writers import ChunkedWriter
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
 
 from taskstatus.api import sse
 from taskstatus.api.errors import GENERIC, error_body
@@ -59,18 +62,52 @@ class _Connection(h11.Connection):
             self.last_error = e
             raise
 
-    def send(self, event: Any) -> Any:
-        # h11 would pass a Data event through its state machine (no change in SEND_BODY) and
-        # its ChunkedWriter (these very bytes: the size in hex, the data, CRLF; nothing for
-        # an empty chunk, which would read as the end)
-        if (
-            type(event) is h11.Data
-            and type(self._writer) is ChunkedWriter
-            and self._cstate.states[h11.SERVER] is h11.SEND_BODY
-        ):
-            data = event.data
+    def chunk(self, data: bytes) -> bytes | None:
+        """What h11 would send for Data(`data`) in a chunked body being sent (no state
+        changes then); None when no chunked body is being sent."""
+        # h11's ChunkedWriter writes these very bytes: the size in hex, the data, CRLF, and
+        # nothing for an empty chunk (which would read as the end)
+        if type(self._writer) is ChunkedWriter and self._cstate.states[h11.SERVER] is h11.SEND_BODY:
             return b"%x\r\n%b\r\n" % (len(data), data) if data else b""
+        return None
+
+    def send(self, event: Any) -> Any:
+        if type(event) is h11.Data:
+            framed = self.chunk(event.data)
+            if framed is not None:
+                return framed
         return super().send(event)
+
+
+class _ChunkWriter:
+    """The `taskstatus.write_chunk` extension of one request: `write(chunk)` writes a chunk
+    of its response's chunked body straight to the socket when the cycle's ASGI send would
+    write it at once, and says whether it did. It does not when the send would have to wait
+    or do more (the client slow to read, the connection gone or closing, no chunked body
+    being sent, a HEAD): the caller sends the chunk the ASGI way then."""
+
+    __slots__ = ("_cycle",)
+
+    def __init__(self, cycle: RequestResponseCycle) -> None:
+        self._cycle = cycle
+
+    def __call__(self, chunk: bytes) -> bool:
+        cycle = self._cycle
+        if (
+            cycle.disconnected
+            or cycle.response_complete
+            or not cycle.response_started
+            or cycle.flow.write_paused
+            or cycle.transport.is_closing()
+            or cycle.scope["method"] == "HEAD"
+        ):
+            return False
+        conn = cycle.conn
+        framed = conn.chunk(chunk) if isinstance(conn, _Connection) else None
+        if framed is None:
+            return False
+        cycle.transport.write(framed)
+        return True
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -98,6 +135,14 @@ class GuardedH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm()
+
+    def handle_events(self) -> None:
+        cycle = self.cycle
+        super().handle_events()
+        if self.cycle is not cycle and self.cycle is not None:  # a request came: before the
+            # app sees its scope (its task has not run yet), give it the chunk writer
+            extensions = self.cycle.scope.setdefault("extensions", {})
+            extensions[sse.WRITE_CHUNK] = {"write": _ChunkWriter(self.cycle)}
 
     def shutdown(self) -> None:
         sse.end_all()  # the server is shutting down: once per connection, the first one acts

@@ -16,6 +16,13 @@ event hub writes a new event to each live stream of its task there and then, wak
 (api/streams.py). The ASGI send is driven on the spot and completes at once unless the
 client is slow to read (flow control); then it goes on in a task of its own, and the body's
 next chunk waits for it, so chunks go out in order whichever way they came.
+
+Under taskstatus's server (api/server.py) a request's scope has the WRITE_CHUNK extension,
+`write(chunk) -> bool`: it writes a chunk of the chunked body straight to the socket when the
+ASGI send would write it at once, and says no otherwise. The stream sends its chunks with it
+first, and the ASGI way when it says no: the middleware in between sees the response's start
+and its end, not each chunk (none of taskstatus's looks at body messages; one that must
+would take the extension out of the scope).
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import asyncio
 import re
 import types
 import weakref
-from collections.abc import AsyncGenerator, Generator, Mapping
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from typing import Any
 
 import anyio
@@ -32,7 +39,9 @@ from sse_starlette.sse import AppStatus
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-__all__ = ["HEARTBEAT", "SEND_TIMEOUT", "EventStream", "end_all", "frame"]
+__all__ = ["HEARTBEAT", "SEND_TIMEOUT", "WRITE_CHUNK", "EventStream", "end_all", "frame"]
+
+WRITE_CHUNK = "taskstatus.write_chunk"  # the ASGI extension: {"write": write(chunk) -> bool}
 
 SEND_TIMEOUT = 30.0  # seconds a send may wait on a client that does not read
 WATCH_EVERY = 0.5  # seconds between the watchdog's looks
@@ -95,6 +104,7 @@ class EventStream(Response):
         self._scope = anyio.CancelScope()
         self._graceful = False
         self._send: Send | None = None  # while the body is being sent: what `push` sends with
+        self._write: Callable[[bytes], bool] | None = None  # the server's WRITE_CHUNK, if any
         self._pending: asyncio.Task[None] | None = None  # a pushed send waiting for the client
         self._failed: Exception | None = None  # what a pushed send raised
 
@@ -112,12 +122,15 @@ class EventStream(Response):
             or self._scope.cancel_called
         ):
             return False
-        message = {"type": "http.response.body", "body": chunk, "more_body": True}
-        sending = send(message).__await__()  # driven here, as a task would drive it
+        write = self._write
         try:
+            if write is not None and write(chunk):
+                return True  # written: the common case
+            message = {"type": "http.response.body", "body": chunk, "more_body": True}
+            sending = send(message).__await__()  # driven here, as a task would drive it
             waiting = sending.send(None)
         except StopIteration:
-            return True  # sent: the common case
+            return True  # sent
         except Exception as exc:
             self._fail(exc)
             return True
@@ -170,11 +183,14 @@ class EventStream(Response):
         listener = loop.create_task(self._listen(receive), name="event stream listener")
         ended = False
         self._send = send
+        write = self._write = scope.get("extensions", {}).get(WRITE_CHUNK, {}).get("write")
         try:
             with self._scope:
                 async for chunk in body:
                     if self._pending is not None:
                         await self._pending  # a pushed chunk goes first
+                    if write is not None and write(chunk):
+                        continue
                     self.sending_since = loop.time()
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                     self.sending_since = None
@@ -182,7 +198,7 @@ class EventStream(Response):
                     await self._pending
                 ended = not self._scope.cancel_called
         finally:
-            self._send = None
+            self._send = self._write = None
             streams.discard(self)
             listener.cancel()
             if self._pending is not None:  # waiting for a client that is gone or too slow
