@@ -6,9 +6,11 @@ ASGI send would write them at once, and only into its own request's response."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any, cast
@@ -82,6 +84,10 @@ def test_data_out_of_a_body_is_refused() -> None:
         ours.send(h11.Data(data=b"early"))
 
 
+class _Cycle(SimpleNamespace):
+    """A stand-in for uvicorn's RequestResponseCycle (weakly referable, as it is)."""
+
+
 class _Transport:
     def __init__(self) -> None:
         self.written: list[bytes] = []
@@ -100,7 +106,7 @@ def test_the_chunk_writer_writes_only_what_the_send_would_write_at_once() -> Non
     writing is paused (the ASGI send would wait)."""
     _, conn = _pair(HTTP11)
     transport = _Transport()
-    cycle: Any = SimpleNamespace(
+    cycle: Any = _Cycle(
         disconnected=False,
         response_complete=False,
         response_started=False,
@@ -132,6 +138,24 @@ def test_the_chunk_writer_writes_only_what_the_send_would_write_at_once() -> Non
     cycle.response_complete = True
     assert not write(b"x")
     assert transport.written == [b"b\r\ndata: 1\r\n\r\n\r\n"]
+    cycle.response_complete = False
+    del cycle
+    gc.collect()
+    assert not write(b"x")  # the cycle is gone (the writer does not keep it)
+
+
+def test_a_request_s_scope_and_cycle_are_freed_without_the_cyclic_collector() -> None:
+    """The writer in a request's scope does not make the scope and its cycle a reference
+    cycle: they are freed as soon as the last reference goes (the GET path's garbage)."""
+    cycle: Any = _Cycle(scope={"method": "GET"})
+    cycle.scope["extensions"] = {WRITE_CHUNK: {"write": _ChunkWriter(cycle)}}
+    gone = weakref.ref(cycle)
+    gc.disable()
+    try:
+        del cycle
+        assert gone() is None
+    finally:
+        gc.enable()
 
 
 async def _chunked_app(scope: Any, receive: Any, send: Any) -> None:

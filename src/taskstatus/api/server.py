@@ -26,6 +26,7 @@ the path and so answers in its dialect.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import Any
 
 import h11
@@ -89,12 +90,15 @@ class _ChunkWriter:
     __slots__ = ("_cycle",)
 
     def __init__(self, cycle: RequestResponseCycle) -> None:
-        self._cycle = cycle
+        # weakly: the cycle holds the scope, which holds this; a strong reference would make
+        # every request's scope and cycle garbage for the cyclic collector, not freed at once
+        self._cycle = weakref.ref(cycle)
 
     def __call__(self, chunk: bytes) -> bool:
-        cycle = self._cycle
+        cycle = self._cycle()
         if (
-            cycle.disconnected
+            cycle is None
+            or cycle.disconnected
             or cycle.response_complete
             or not cycle.response_started
             or cycle.flow.write_paused
