@@ -8,10 +8,12 @@ not seen from the hub's tail (or from the store, when it is further behind, say 
 the start), so a slow follower costs the writers and the other followers nothing, and what it
 missed while slow is read when it catches up. Nothing is pushed into a follower's buffer.
 
-Per event, the hub does one thing per follower of the task: set its `wake`. Heartbeats cost
-no timer per follower either: one ticker wakes, with `beat` set, the followers that have been
-quiet for their heartbeat (a thousand streams of one task are a thousand wake-ups per event
-and nothing more).
+Per event, the hub does one thing per follower of the task: hand the new events to the
+follower's `push`, when it has one (a live stream that has caught up and waits: it writes
+them to its client there and then, and no task is woken), else set its `wake`. Heartbeats
+cost no timer per follower either: one ticker wakes, with `beat` set, the followers that have
+been quiet for their heartbeat (a thousand streams of one task are a thousand writes per
+event and nothing more).
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ class Follower:
     heartbeat: float | None = None  # seconds of quiet after which the ticker wakes it
     quiet_since: float = 0.0  # time.monotonic() of its last news (or beat): `quiet()` resets it
     beat: bool = False  # woken by the ticker: `heartbeat` seconds without news
+    after: int = 0  # `EventHub.stream`: the last seq the follower has had
+    # `EventHub.stream`, while the follower waits, live: takes its new events (True) or not
+    push: Callable[[list[TaskEvent]], bool] | None = None
 
     def quiet(self) -> None:
         """The follower has just had news: its heartbeat counts from now."""
@@ -134,24 +139,36 @@ class EventHub:
         return events
 
     async def stream(
-        self, task_id: str, after: int, heartbeat: float
+        self,
+        task_id: str,
+        after: int,
+        heartbeat: float,
+        push: Callable[[list[TaskEvent]], bool] | None = None,
     ) -> AsyncGenerator[list[TaskEvent], None]:
         """The task's events after `after` as they come, in batches, until its terminal
         event; an empty batch once the replay has caught up, and after `heartbeat` seconds
         without any. A live follower more than BEHIND events behind (slow to read) gets
-        their progress events coalesced into the last one; replays are never coalesced."""
+        their progress events coalesced into the last one; replays are never coalesced.
+
+        With `push`, new events of a live follower that waits for them (caught up, the
+        caller asking for the next batch) are handed to `push(events)` by the hub as soon as
+        it reads them, in the hub's task: no task is woken for them. It returns True when it
+        has taken them (they are then not yielded: each event goes to one of the two, once,
+        in order), False when it cannot now (they are yielded as usual). A batch with the
+        terminal event, or one that would be coalesced, is always yielded."""
         replaying = True
         with self.follow(task_id, heartbeat) as follower:
+            follower.after = after  # the hub advances it for what `push` takes
             topic = self._topic(task_id)  # kept while followed: the same object throughout
             while True:
                 follower.wake.clear()
                 # what is in the tail is read without a coroutine: the common case, a
                 # live follower woken for the event the hub has just read
-                events = _from_tail(topic, after, READ_LIMIT)
+                events = _from_tail(topic, follower.after, READ_LIMIT)
                 if events is None:
-                    events = await self._from_store(topic, after, READ_LIMIT)
+                    events = await self._from_store(topic, follower.after, READ_LIMIT)
                 if events:
-                    after = events[-1].seq
+                    follower.after = events[-1].seq
                     if not replaying and len(events) > BEHIND:
                         events = coalesce(events)
                     follower.quiet_since, follower.beat = time.monotonic(), False  # quiet()
@@ -167,7 +184,11 @@ class EventHub:
                     follower.beat = False
                     yield []
                     continue
-                await follower.wake.wait()
+                follower.push = push
+                try:
+                    await follower.wake.wait()
+                finally:
+                    follower.push = None
 
     async def wait(self, task_id: str, timeout: float) -> bool:
         """Return True at the next event of the task, False after `timeout` seconds."""
@@ -305,12 +326,41 @@ class EventHub:
                     follower.wake.set()
 
     def _wake(self, topic: _Topic, first: int | None) -> None:
-        for follower in topic.followers:
-            follower.wake.set()
+        """Tell the topic's followers of news (`first`: the first new seq; None: unknown,
+        each reads the store): the events themselves to those that push them, else `wake`."""
+        if first is None:
+            for follower in topic.followers:
+                follower.wake.set()
+        else:
+            self._push(topic)
         if first is not None:
             for follower in self._everything:
                 follower.news.setdefault(topic.task_id, first)
                 follower.wake.set()
+
+    @staticmethod
+    def _push(topic: _Topic) -> None:
+        now = time.monotonic()
+        cursor, found = -1, None  # followers at one cursor (the common case) share one batch
+        # a copy: a push runs a stream's send, which must not be able to change the set
+        for follower in list(topic.followers):
+            push = follower.push
+            if push is not None:
+                if follower.after != cursor:
+                    cursor, found = follower.after, _from_tail(topic, follower.after, READ_LIMIT)
+                if found == []:
+                    continue  # nothing it has not had
+                if found is not None and len(found) <= BEHIND and found[-1].kind != TERMINAL_EVENT:
+                    try:
+                        taken = push(found)
+                    except Exception:  # the follower's own failure: it reads them itself
+                        log.exception("pushing events to a follower failed")
+                        taken = False
+                    if taken:
+                        follower.after = found[-1].seq
+                        follower.quiet_since, follower.beat = now, False  # quiet()
+                        continue
+            follower.wake.set()
 
 
 def _period(heartbeats: list[float]) -> float:

@@ -11,6 +11,14 @@ uvicorn's h11 protocol with what it lacks for clients that misbehave:
 - a server that shuts down ends its open event streams (api/sse.py), each with a proper end
   of its body: uvicorn would otherwise wait for them, as for any response still being sent.
 
+A chunk of a chunked body (the bulk of what an event stream sends, a thousand times per
+event with a thousand streams) is framed by `_Connection.chunk` in one step instead of through
+h11's state machine and writer: in SEND_BODY a Data event changes no state, so the bytes and
+the connection's state are h11's own (tests/unit/test_server_framing.py compares them). Each
+request's scope also has the `taskstatus.write_chunk` extension (api/sse.py, `_ChunkWriter`),
+with which an event stream writes a chunk straight to the socket when that can be done at
+once, without an ASGI send through every middleware.
+
 The body's own deadline (``body_timeout``) is kept by the ASGI `RequestGuard`, which knows
 the path and so answers in its dialect.
 """
@@ -18,12 +26,14 @@ the path and so answers in its dialect.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import Any
 
 import h11
 import orjson
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from h11._writers import ChunkedWriter
+from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
 
 from taskstatus.api import sse
 from taskstatus.api.errors import GENERIC, error_body
@@ -34,7 +44,8 @@ __all__ = ["GuardedH11Protocol", "uvicorn_config"]
 
 
 class _Connection(h11.Connection):
-    """h11's connection, remembering the protocol error it raised (its status hint)."""
+    """h11's connection, remembering the protocol error it raised (its status hint), and
+    framing the chunks of a chunked body in one step."""
 
     last_error: h11.RemoteProtocolError | None = None
 
@@ -51,6 +62,56 @@ class _Connection(h11.Connection):
         except h11.RemoteProtocolError as e:
             self.last_error = e
             raise
+
+    def chunk(self, data: bytes) -> bytes | None:
+        """What h11 would send for Data(`data`) in a chunked body being sent (no state
+        changes then); None when no chunked body is being sent."""
+        # h11's ChunkedWriter writes these very bytes: the size in hex, the data, CRLF, and
+        # nothing for an empty chunk (which would read as the end)
+        if type(self._writer) is ChunkedWriter and self._cstate.states[h11.SERVER] is h11.SEND_BODY:
+            return b"%x\r\n%b\r\n" % (len(data), data) if data else b""
+        return None
+
+    def send(self, event: Any) -> Any:
+        if type(event) is h11.Data:
+            framed = self.chunk(event.data)
+            if framed is not None:
+                return framed
+        return super().send(event)
+
+
+class _ChunkWriter:
+    """The `taskstatus.write_chunk` extension of one request: `write(chunk)` writes a chunk
+    of its response's chunked body straight to the socket when the cycle's ASGI send would
+    write it at once, and says whether it did. It does not when the send would have to wait
+    or do more (the client slow to read, the connection gone or closing, no chunked body
+    being sent, a HEAD): the caller sends the chunk the ASGI way then."""
+
+    __slots__ = ("_cycle",)
+
+    def __init__(self, cycle: RequestResponseCycle) -> None:
+        # weakly: the cycle holds the scope, which holds this; a strong reference would make
+        # every request's scope and cycle garbage for the cyclic collector, not freed at once
+        self._cycle = weakref.ref(cycle)
+
+    def __call__(self, chunk: bytes) -> bool:
+        cycle = self._cycle()
+        if (
+            cycle is None
+            or cycle.disconnected
+            or cycle.response_complete
+            or not cycle.response_started
+            or cycle.flow.write_paused
+            or cycle.transport.is_closing()
+            or cycle.scope["method"] == "HEAD"
+        ):
+            return False
+        conn = cycle.conn
+        framed = conn.chunk(chunk) if isinstance(conn, _Connection) else None
+        if framed is None:
+            return False
+        cycle.transport.write(framed)
+        return True
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -78,6 +139,14 @@ class GuardedH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm()
+
+    def handle_events(self) -> None:
+        cycle = self.cycle
+        super().handle_events()
+        if self.cycle is not cycle and self.cycle is not None:  # a request came: before the
+            # app sees its scope (its task has not run yet), give it the chunk writer
+            extensions = self.cycle.scope.setdefault("extensions", {})
+            extensions[sse.WRITE_CHUNK] = {"write": _ChunkWriter(self.cycle)}
 
     def shutdown(self) -> None:
         sse.end_all()  # the server is shutting down: once per connection, the first one acts

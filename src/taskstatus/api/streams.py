@@ -8,7 +8,9 @@ events as they are committed, until the task's terminal event. `id:` is the even
 comment line after `event_heartbeat` seconds without events (the hub's one ticker says when).
 api/sse.py's EventStream writes the stream: each event is encoded once however many streams
 send it, events that come together go out as one chunk, and a client that went away (or a
-server that is shutting down) ends the stream and frees what it held.
+server that is shutting down) ends the stream and frees what it held. A live stream that has
+caught up has its new events written by the event hub as soon as it reads them (`push`): a
+thousand streams of one task cost a thousand writes per event, and no task is woken for them.
 
 Each client may hold `max_streams_per_client` streams at once (429 past that); the same
 visibility rules as a GET apply before the stream starts (404 for another client's task).
@@ -269,6 +271,13 @@ def _sse(event: TaskEvent, dialect: Dialect) -> bytes:
     return found
 
 
+def _chunk(batch: list[TaskEvent], dialect: Dialect) -> bytes:
+    """The events as one chunk (a replay, or a follower that was behind, has several)."""
+    if len(batch) == 1:
+        return _sse(batch[0], dialect)
+    return b"".join(_sse(event, dialect) for event in batch)
+
+
 async def task_stream(
     request: Request,
     state: ApiState,
@@ -285,15 +294,16 @@ async def task_stream(
     hub = state.service.events
     heartbeat = state.settings.event_heartbeat
 
+    def push(batch: list[TaskEvent]) -> bool:
+        return response.push(_chunk(batch, dialect))
+
     async def events() -> AsyncGenerator[bytes, None]:
         with streams.hold(caller.client_id):
             yield frame(orjson.dumps(dialect.snapshot(task, self_url)).decode(), "snapshot")
             caught_up = False
-            async for batch in hub.stream(task_id, after, heartbeat):
-                if len(batch) == 1:
-                    yield _sse(batch[0], dialect)
-                elif batch:  # a replay, or a follower that was behind: one chunk
-                    yield b"".join(_sse(event, dialect) for event in batch)
+            async for batch in hub.stream(task_id, after, heartbeat, push):
+                if batch:
+                    yield _chunk(batch, dialect)
                 elif caught_up:
                     yield HEARTBEAT  # quiet for `heartbeat` seconds
                 if batch and batch[-1].kind == TERMINAL_EVENT:
@@ -303,7 +313,8 @@ async def task_stream(
                     if task.terminal:  # finished, and every event after the cursor sent
                         return
 
-    return EventStream(events(), headers=STREAM_HEADERS)
+    response = EventStream(events(), headers=STREAM_HEADERS)
+    return response
 
 
 SEEN_TASKS = 10_000  # tasks an all-tasks stream remembers (whether they match, its cursor)

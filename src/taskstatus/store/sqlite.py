@@ -740,9 +740,15 @@ class SQLiteStore(SQLiteSchedules):
         self._event_callbacks[key] = callback
         if self._event_watch is None or self._event_watch.done():
             self._event_poke = asyncio.Event()
+            # Both now, the version first: a commit from here on changes the version, and its
+            # events come after the cursor. (Read when the watch first runs, the version
+            # could already count a commit made meanwhile, whose events would then wait for
+            # the next commit to be seen.)
+            version = self._point(_data_version)
             cursor = self._point(lambda conn: int(conn.execute(_Q["last_event_id"]).fetchone()[0]))
             self._event_watch = asyncio.create_task(
-                self._watch_events(self._event_poke, cursor), name="taskstatus event watch"
+                self._watch_events(self._event_poke, version, cursor),
+                name="taskstatus event watch",
             )
 
         def stop() -> None:
@@ -750,8 +756,7 @@ class SQLiteStore(SQLiteSchedules):
 
         return stop
 
-    async def _watch_events(self, poke: asyncio.Event, cursor: int) -> None:
-        version = self._point(_data_version)
+    async def _watch_events(self, poke: asyncio.Event, version: int, cursor: int) -> None:
         while self._event_callbacks:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(EVENT_POLL):
