@@ -61,7 +61,16 @@ SUITES: dict[str, Callable[[], dict[str, Any]]] = {
     "limits": schedules_limits.run,
 }
 DEFAULT = (
-    "e2e", "claim", "stored", "pickup", "status", "lists", "rss", "events", "ui", "limits",
+    "e2e",
+    "claim",
+    "stored",
+    "pickup",
+    "status",
+    "lists",
+    "rss",
+    "events",
+    "ui",
+    "limits",
 )
 
 Check = Callable[[float, dict[str, Any]], bool]
@@ -85,8 +94,16 @@ TARGETS: dict[str, tuple[str, Check]] = {
     **{
         f"ui_ms_p95.{who}.{page}": ("< 300", lambda v, f: v < 300)
         for who in ("admin", "reader")
-        for page in ("overview", "tasks", "tasks_pending", "tasks_filter", "tasks_search", "task",
-                     "handlers", "workers")
+        for page in (
+            "overview",
+            "tasks",
+            "tasks_pending",
+            "tasks_filter",
+            "tasks_search",
+            "task",
+            "handlers",
+            "workers",
+        )
     },
     "event_latency_ms_p50.postgres": ("<= 20", lambda v, f: v <= 20),
     "event_latency_ms_p99.postgres": ("<= 100", lambda v, f: v <= 100),
@@ -142,9 +159,13 @@ def _git(*args: str) -> str:
     return run.stdout.strip()
 
 
-def machine() -> str:
+def _dirty() -> bool:
+    return bool(_git("status", "--porcelain", "--untracked-files=no"))
+
+
+def machine(dirty: bool) -> str:
+    """The commit measured (`dirty`: with uncommitted changes), the CPU, Python, the load."""
     commit = _git("rev-parse", "--short", "HEAD")
-    dirty = _git("status", "--porcelain", "--untracked-files=no")
     cpu = next(
         (
             line.split(":", 1)[1].strip()
@@ -184,19 +205,22 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown suites: {', '.join(sorted(unknown))}")
     figures: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    dirty = _dirty()  # before this run rewrites bench/results.json
     started = time.monotonic()
+    this_run: dict[str, Any] = {}  # results.json keeps earlier runs' figures too; this not
     for name in chosen:
         print(f"[bench] {name} ...", flush=True)
         measured = SUITES[name]()
-        figures.update({k: v if isinstance(v, str) else round(v, 3) for k, v in measured.items()})
+        this_run.update({k: v if isinstance(v, str) else round(v, 3) for k, v in measured.items()})
+        figures.update(this_run)
         RESULTS.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
-    shown = table(figures)
+    shown = table(this_run)
     print(shown)
     print(f"[bench] {time.monotonic() - started:.0f} s; figures in {RESULTS.relative_to(ROOT)}")
     if args.record:
         stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         with RECORD.open("a") as out:
-            out.write(f"\n## Run of {stamp}: {', '.join(chosen)}\n\n{machine()}\n\n{shown}\n")
+            out.write(f"\n## Run of {stamp}: {', '.join(chosen)}\n\n{machine(dirty)}\n\n{shown}\n")
         print(f"[bench] recorded in {RECORD.relative_to(ROOT)}")
     return 0
 
