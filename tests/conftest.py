@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import uvicorn
 
 from taskstatus.handlers import Registry
 from taskstatus.model import Task, TaskDefinition, TaskDefinitionSummary, new_task
@@ -87,3 +92,25 @@ def make_task(handler: str = "noop", **options: object) -> Task:
         now=options.pop("now", None) or now(),  # type: ignore[arg-type]
         **options,  # type: ignore[arg-type]
     )
+
+
+class _ThreadServer(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # the test process keeps its own
+        pass
+
+
+@contextmanager
+def serving(config: uvicorn.Config) -> Iterator[int]:
+    """A uvicorn server of `config` in a thread, started; yields its port, and stops it."""
+    server = _ThreadServer(config)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.01)
+    try:
+        yield int(server.servers[0].sockets[0].getsockname()[1])
+    finally:
+        server.should_exit = True
+        thread.join(30)

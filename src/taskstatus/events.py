@@ -331,12 +331,11 @@ class EventHub:
         if first is None:
             for follower in topic.followers:
                 follower.wake.set()
-        else:
-            self._push(topic)
-        if first is not None:
-            for follower in self._everything:
-                follower.news.setdefault(topic.task_id, first)
-                follower.wake.set()
+            return
+        self._push(topic)
+        for follower in self._everything:
+            follower.news.setdefault(topic.task_id, first)
+            follower.wake.set()
 
     @staticmethod
     def _push(topic: _Topic) -> None:

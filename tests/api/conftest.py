@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,7 +14,6 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-import uvicorn
 
 import taskstatus.demo  # noqa: F401 - the demo handlers, as `serve` has them
 from taskstatus.api import create_app
@@ -26,6 +23,7 @@ from taskstatus.credentials import IssuedClient, new_client
 from taskstatus.service import utcnow
 from taskstatus.settings import Settings
 from taskstatus.store import make_store
+from tests.conftest import serving
 
 
 @dataclass
@@ -97,11 +95,6 @@ class Server:
         return issued.client.id, issued.secret
 
 
-class _ThreadServer(uvicorn.Server):
-    def install_signal_handlers(self) -> None:  # the test process keeps its own
-        pass
-
-
 def run_server(settings: Settings, **app_options: Any) -> Iterator[Server]:
     """A uvicorn server of `create_app(settings, **app_options)` in a thread, until the
     generator is closed."""
@@ -109,16 +102,8 @@ def run_server(settings: Settings, **app_options: Any) -> Iterator[Server]:
     config = uvicorn_config(
         app, settings, host="127.0.0.1", port=0, access_log=False, lifespan="on"
     )
-    server = _ThreadServer(config)
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    creds = json.loads(settings.credentials_file.read_text())
-    try:
+    with serving(config) as port:
+        creds = json.loads(settings.credentials_file.read_text())
         yield Server(
             f"http://127.0.0.1:{port}",
             settings.database,
@@ -127,9 +112,6 @@ def run_server(settings: Settings, **app_options: Any) -> Iterator[Server]:
             settings,
             app,
         )
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 def settings_for(store_url: str, tmp_path: Path, **overrides: Any) -> Settings:

@@ -82,21 +82,22 @@ async def _until(predicate: Any, what: str) -> None:
         await asyncio.sleep(0.01)
 
 
+async def _a_then_c(more: asyncio.Event) -> AsyncGenerator[bytes, None]:
+    """A body that yields b"a", waits for `more`, then yields b"c"."""
+    yield b"a"
+    await more.wait()
+    yield b"c"
+
+
 async def test_a_push_is_sent_at_once_between_the_body_s_chunks() -> None:
     """A push while the body waits is sent before push returns (no task runs for it),
     between the chunks the body yields; none is taken before the body is being sent or
     after the stream ended."""
     more = asyncio.Event()
-
-    async def body() -> AsyncGenerator[bytes, None]:
-        yield b"a"
-        await more.wait()
-        yield b"c"
-
     sent: list[dict[str, Any]] = []
     open_gate = asyncio.Event()
     open_gate.set()
-    stream = EventStream(body())
+    stream = EventStream(_a_then_c(more))
     assert not stream.push(b"early")  # not started
     call = asyncio.create_task(
         stream({"type": "http", "method": "GET"}, _never, _gate(sent, open_gate, 0))
@@ -116,12 +117,6 @@ async def test_a_pushed_send_that_waits_goes_before_the_next_chunk() -> None:
     meanwhile other pushes are turned down, and the body's next chunk waits for it: the
     client gets the chunks in order, each once."""
     more = asyncio.Event()
-
-    async def body() -> AsyncGenerator[bytes, None]:
-        yield b"a"
-        await more.wait()
-        yield b"c"
-
     sent: list[dict[str, Any]] = []
     gate = asyncio.Event()
 
@@ -130,7 +125,7 @@ async def test_a_pushed_send_that_waits_goes_before_the_next_chunk() -> None:
             await gate.wait()
         sent.append(message)
 
-    stream = EventStream(body())
+    stream = EventStream(_a_then_c(more))
     call = asyncio.create_task(stream({"type": "http", "method": "GET"}, _never, send))
     await _until(lambda: _bodies(sent) == [b"a"], "the first chunk")
     assert stream.push(b"b")  # taken, waiting for the client

@@ -5,15 +5,12 @@ ASGI send would write them at once, and only into its own request's response."""
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import socket
-import threading
-import time
 import weakref
 from collections.abc import Iterator
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import h11
 import pytest
@@ -21,6 +18,7 @@ import uvicorn
 
 from taskstatus.api.server import GuardedH11Protocol, _ChunkWriter, _Connection
 from taskstatus.api.sse import WRITE_CHUNK
+from tests.conftest import serving
 
 
 def _pair(request: bytes) -> tuple[h11.Connection, _Connection]:
@@ -184,18 +182,8 @@ def chunked_server() -> Iterator[int]:
     config = uvicorn.Config(
         _chunked_app, host="127.0.0.1", port=0, http=GuardedH11Protocol, lifespan="off"
     )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.01)
-    try:
-        yield cast(int, server.servers[0].sockets[0].getsockname()[1])
-    finally:
-        server.should_exit = True
-        thread.join(30)
+    with serving(config) as port:
+        yield port
 
 
 def _response(sock: socket.socket) -> bytes:
