@@ -54,7 +54,6 @@ DROP_EVENT_LOG = {
         "DROP TRIGGER task_events_changed",
         "DROP TRIGGER task_events_launched",
         "DROP TRIGGER task_events_ended",
-        "DROP TRIGGER task_events_ended_progress",
         "DROP TRIGGER task_events_message",
     ],
     "postgres": [

@@ -305,7 +305,8 @@ def test_wait_returns_on_completion_and_on_timeout(idle_server: Server) -> None:
 
 def test_v2_and_jira_streams_use_their_field_names(idle_server: Server) -> None:
     """/v2/task/events/{id} and /rest/api/{2,3}/task/{id}/events replay the same log with
-    each dialect's field names: v2 task_id/status/percent_complete, Jira id/status/progress."""
+    each dialect's field names: v2 task_id/status/percent_complete, Jira id/status/progress,
+    `completed` with the task's final progress in them too."""
     task_id = submit(idle_server)
     claim(idle_server, task_id)
     report(idle_server, task_id, 40)
@@ -322,11 +323,13 @@ def test_v2_and_jira_streams_use_their_field_names(idle_server: Server) -> None:
     assert by_kind["progress"]["percent_complete"] == 40
     assert by_kind["launched"]["status"] == "running"
     assert by_kind["completed"]["status"] == "completed"
+    assert by_kind["completed"]["percent_complete"] == 40
     assert by_kind["attributes"]["response"] == {"ok": True}
     assert jira[0].data["status"] == "COMPLETE" and jira[0].data["self"].endswith(task_id)
     by_kind = {e.event: e.data for e in jira}
     assert by_kind["progress"]["progress"] == 40
     assert by_kind["completed"]["status"] == "COMPLETE"
+    assert by_kind["completed"]["progress"] == 40
     assert isinstance(by_kind["completed"]["finished"], int)
     assert [e.id for e in jira3[1:]] == [e.id for e in jira[3:]]
     assert [e.event for e in crud[1:]] == [e.event for e in jira[1:]]

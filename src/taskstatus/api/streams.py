@@ -165,9 +165,9 @@ def _crud_event(event: TaskEvent) -> dict[str, Any]:
     if state is not None:
         data["status"] = CRUD_STATUS[state]
     d = event.data
-    if event.kind == "progress":
+    if "percentComplete" in d:  # a progress event, or the end's `completed`, which has it
         data.update(progress=d["progress"], percent_complete=d["percentComplete"])
-    elif event.kind == "attributes":
+    if event.kind == "attributes":
         data["response"] = d["attributes"]
     elif event.kind == "message":
         data.update(type=d["type"], key=d["key"], message=d["text"])
@@ -189,11 +189,11 @@ def _jira_event(event: TaskEvent) -> dict[str, Any]:
     if state is not None:
         data["status"] = JIRA_STATUS[state]
     d = event.data
-    if event.kind == "progress":
+    if "percentComplete" in d:  # a progress event, or the end's `completed`, which has it
         data["progress"] = d["percentComplete"]
         if d["progress"]:
             data["message"] = d["progress"]
-    elif event.kind == "attributes":
+    if event.kind == "attributes":
         data["result"] = d["attributes"]
     elif event.kind == "message":
         data["message"] = d["text"]

@@ -278,7 +278,7 @@ def watch(
             with Live(Group(bar, messages), console=out, refresh_per_second=10):
                 async for batch in _changes(conn, task_id, interval):
                     for kind, data in batch:
-                        if kind == "progress":
+                        if "percentComplete" in data:  # progress, or the end's completed
                             bar.update(
                                 row,
                                 completed=data["percentComplete"],

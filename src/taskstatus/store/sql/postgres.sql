@@ -291,7 +291,7 @@ events AS (
         SELECT 1 AS ord, 'progress' AS kind,
                jsonb_build_object('progress', n.progress,
                                   'percentComplete', n.percent_complete) AS data
-        WHERE n.event_kinds & 1 <> 0
+        WHERE n.event_kinds & 129 = 1  -- an end's progress rides on its `completed`
         UNION ALL
         SELECT 2, 'attributes',
                jsonb_build_object('attributes', n.attributes, 'returns', n.returns)
@@ -305,7 +305,8 @@ events AS (
         UNION ALL
         SELECT 8, 'completed',
                jsonb_build_object('state', n.state, 'completionStatus', n.completion_status,
-                                  'completed', n.completed)
+                                  'completed', n.completed, 'progress', n.progress,
+                                  'percentComplete', n.percent_complete)
         WHERE n.event_kinds & 128 <> 0
     ) k
 ),
