@@ -14,7 +14,8 @@
   streams are read by bench/sse_readers.py in a process of its own; the API process has CPU 0
   to itself, the readers, the worker and wrk CPU 1 (bench/README.md says exactly how).
 - e2e_tasks_per_s.{kind}.events_on / .events_off: bench/e2e.py's run with the event log, and
-  with its triggers dropped, alternating, median of 3 each.
+  with its triggers dropped, in 5 pairs (which goes first alternates), median of each;
+  .events_pair_ratio, the median of the pairs' ratios.
 - event_log_cpu_us.sqlite.{submit,claim,finish}.{on,off} (BENCH_EVENTS=costs, not in the
   default run): the CPU time of this process per task of the SQLite store's submit (batches of
   1,000), claim and finish (batches of 100, outcomes as the worker sends them), with the log
@@ -362,15 +363,26 @@ def _all_events(url: str, task_id: str) -> list[Any]:
     return asyncio.run(read())
 
 
-def overhead(kind: str, runs: int = 3) -> dict[str, float]:
-    on, off = [], []
-    for _ in range(runs):
-        on.append(e2e.one_run(kind)[0])
-        off.append(e2e.one_run(kind, prepare=lambda url: _sql(url, DROP_EVENT_LOG[kind]))[0])
+def overhead(kind: str, runs: int = 5) -> dict[str, float]:
+    """Pairs of e2e runs with the log and without; which of a pair goes first alternates, so
+    that a machine drifting during the run favours neither."""
+    on: list[float] = []
+    off: list[float] = []
+    for i in range(runs):
+        for events in (True, False) if i % 2 == 0 else (False, True):
+            if events:
+                on.append(e2e.one_run(kind)[0])
+            else:
+                drop = DROP_EVENT_LOG[kind]
+                off.append(e2e.one_run(kind, prepare=lambda url: _sql(url, drop))[0])
         print(f"  e2e {kind}: with events {on[-1]:.0f}/s, without {off[-1]:.0f}/s", flush=True)
     return {
         f"e2e_tasks_per_s.{kind}.events_on": median(on),
         f"e2e_tasks_per_s.{kind}.events_off": median(off),
+        # the median of the pairs' ratios: what the drift of a shared machine moves least
+        f"e2e_tasks_per_s.{kind}.events_pair_ratio": median(
+            [a / b for a, b in zip(on, off, strict=True)]
+        ),
     }
 
 
