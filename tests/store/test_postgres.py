@@ -555,6 +555,23 @@ async def test_counts_by_status_stay_exact_through_every_write(store: PostgresSt
         await check()
 
 
+async def test_bookkeeping_transactions_skip_the_count_trigger(store: PostgresStore) -> None:
+    """A worker's bookkeeping transaction (`lax`: claims, heartbeats, reports) says it changes
+    no count, and the counts' update trigger is skipped there (migration 0011); the setting
+    ends with that transaction, so any other update is counted."""
+    await store.create_many([make_task(), make_task()])
+    pending = "SELECT sum(n) FROM task_counts WHERE status = ''"
+    done = "UPDATE tasks SET state = 'failed', completion_status = 'ERROR' WHERE id = %s"
+    first, second = [r[0] for r in await fetch(store.url, "SELECT id FROM tasks ORDER BY id")]
+    async with await psycopg.AsyncConnection.connect(store.url, autocommit=True) as conn:
+        async with conn.transaction():
+            await conn.execute(QUERIES["lax"])
+            await conn.execute(done, [first])  # no bookkeeping statement does this: a probe
+        assert (await (await conn.execute(pending)).fetchall())[0][0] == 2  # not counted
+        await conn.execute(done, [second])
+        assert (await (await conn.execute(pending)).fetchall())[0][0] == 1  # counted
+
+
 async def test_count_writers_spread_over_shards(store: PostgresStore) -> None:
     """Each statement adds its counts to one of 16 shard rows of its status and day, picked
     at random, so concurrent finishes and submits rarely wait for each other's row lock; a

@@ -3,7 +3,7 @@
 -- `progress` event before it (issue 13: a no-op task wrote 4 events, now 3; the event log cost
 -- SQLite's end-to-end rate 12 % where 10 % is the budget). The general trigger follows the
 -- same rule, so which trigger writes a change still does not change its events; PostgreSQL's
--- migration 0011 makes the same change.
+-- migration 0012 makes the same change.
 -- A task inserted already ended keeps its `completed` as it was: the created trigger builds
 -- its JSON by concatenation (0005), which cannot escape a progress text, and any function call
 -- there would cost every submitted task a statement journal (measured with callgrind: 452 k
