@@ -21,15 +21,14 @@ import subprocess
 import sys
 
 from bench.common import ROOT, database
-from bench.events import DROP_EVENT_LOG, _sql
+from bench.events import DROP_EVENT_LOG, _sql, noop_outcomes
 
 
 def child(events: bool, n: int) -> None:
     """The counted work: submit, claim and finish `n` no-op tasks."""
     import bench.handlers  # noqa: F401 - registers bench.noop
     from taskstatus import connect
-    from taskstatus.model import CompletionStatus, TaskState
-    from taskstatus.store import Outcome, make_store
+    from taskstatus.store import make_store
 
     with database("sqlite") as url, connect(url) as conn:
         if not events:
@@ -42,18 +41,7 @@ def child(events: bool, n: int) -> None:
             await store.open()
             try:
                 while got := await store.claim("bench-worker", 100, 60, ["bench.noop"]):
-                    done = [
-                        Outcome(
-                            t.id,
-                            TaskState.SUCCEEDED,
-                            CompletionStatus.SUCCESS,
-                            percent_complete=100,
-                            attributes={},
-                            returns=[],
-                        )
-                        for t in got
-                    ]
-                    await store.finish("bench-worker", done)
+                    await store.finish("bench-worker", noop_outcomes(got))
             finally:
                 await store.close()
 

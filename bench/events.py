@@ -33,7 +33,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,8 @@ from bench import e2e
 from bench.common import ROOT, database, median, percentile, server, wait_until, workers
 from bench.status_get import wrk
 from taskstatus import connect
+from taskstatus.model import CompletionStatus, Task, TaskState
+from taskstatus.store import Outcome
 
 STREAMS = 1000
 TIMEOUT = httpx.Timeout(60, read=60)
@@ -386,10 +388,24 @@ def overhead(kind: str, runs: int = 5) -> dict[str, float]:
     }
 
 
+def noop_outcomes(tasks: Sequence[Task]) -> list[Outcome]:
+    """What a worker sends when no-op `tasks` end: success at 100 %, empty attributes."""
+    return [
+        Outcome(
+            t.id,
+            TaskState.SUCCEEDED,
+            CompletionStatus.SUCCESS,
+            percent_complete=100,
+            attributes={},
+            returns=[],
+        )
+        for t in tasks
+    ]
+
+
 def _store_cpu(events: bool, n: int = 5000) -> dict[str, float]:
     """CPU microseconds per task of submit, claim and finish on a fresh SQLite file."""
-    from taskstatus.model import CompletionStatus, TaskState
-    from taskstatus.store import Outcome, make_store
+    from taskstatus.store import make_store
 
     with database("sqlite") as url, connect(url) as conn:
         if not events:
@@ -410,18 +426,7 @@ def _store_cpu(events: bool, n: int = 5000) -> dict[str, float]:
                     b = time.process_time()
                     if not got:
                         return claim, finish
-                    done = [
-                        Outcome(
-                            t.id,
-                            TaskState.SUCCEEDED,
-                            CompletionStatus.SUCCESS,
-                            percent_complete=100,
-                            attributes={},
-                            returns=[],
-                        )
-                        for t in got
-                    ]
-                    await store.finish("bench-worker", done)
+                    await store.finish("bench-worker", noop_outcomes(got))
                     claim += b - a
                     finish += time.process_time() - b
             finally:
