@@ -375,8 +375,7 @@ def overhead(kind: str, runs: int = 5) -> dict[str, float]:
             if events:
                 on.append(e2e.one_run(kind)[0])
             else:
-                drop = DROP_EVENT_LOG[kind]
-                off.append(e2e.one_run(kind, prepare=lambda url: _sql(url, drop))[0])
+                off.append(e2e.one_run(kind, prepare=lambda url: _sql(url, DROP_EVENT_LOG[kind]))[0])
         print(f"  e2e {kind}: with events {on[-1]:.0f}/s, without {off[-1]:.0f}/s", flush=True)
     return {
         f"e2e_tasks_per_s.{kind}.events_on": median(on),
