@@ -406,6 +406,7 @@ def workers(system: System, setting: Setting) -> Iterator[list[subprocess.Popen[
 
 
 def one_run(system: System, setting: Setting, n: int) -> dict[str, Any]:
+    SCRATCH_DIR.mkdir(parents=True, exist_ok=True)  # bench/stored.py calls this on its own
     run_driver(system, "setup")
     try:
         with workers(system, setting):
