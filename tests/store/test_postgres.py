@@ -533,6 +533,19 @@ async def test_a_claimer_vacuums_the_queue_it_drains(
     assert await vacuums() == before + 1
 
 
+async def test_a_claim_of_whole_pages_keeps_every_task_on_its_page(store: PostgresStore) -> None:
+    """A claim that takes every task of its pages at once finds room on those pages for all
+    their new row versions (the fillfactor of migration 0013): each claimed task keeps its
+    page, as a heap-only update does, and none moves to another page (where VACUUM would later
+    offer the room it left to new tasks)."""
+    await store.create_many([make_task() for _ in range(400)])
+    page = "SELECT id, (ctid::text::point)[0] FROM tasks"
+    before = dict(await fetch(store.url, page))
+    assert len(await store.claim(W1, 400, 30, ["noop"])) == 400
+    after = dict(await fetch(store.url, page))
+    assert [i for i in before if after[i] != before[i]] == []
+
+
 # --- counts --------------------------------------------------------------------------------------
 
 
