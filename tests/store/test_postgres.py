@@ -535,7 +535,7 @@ async def test_a_claimer_vacuums_the_queue_it_drains(
 
 async def test_a_claim_of_whole_pages_keeps_every_task_on_its_page(store: PostgresStore) -> None:
     """A claim that takes every task of its pages at once finds room on those pages for all
-    their new row versions (the fillfactor of migration 0013): each claimed task keeps its
+    their new row versions (the fillfactor of migration 0014): each claimed task keeps its
     page, as a heap-only update does, and none moves to another page (where VACUUM would later
     offer the room it left to new tasks)."""
     await store.create_many([make_task() for _ in range(400)])
