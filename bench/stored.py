@@ -1,7 +1,7 @@
 """e2e_stored_1m_vs_empty: the harness's taskstatus PostgreSQL run on a database that already
 holds 1,000,000 finished tasks (bench/pg_plans.py's mix less its pending tasks: finished over
 120 days, messages, deleted history; vacuumed and analyzed once, as a long-lived database
-is), against the same run on an empty database. The two
+is), against the same run on an empty database, both created with STRATEGY FILE_COPY. The two
 alternate, 3 runs each, at the best setting of the last harness run in bench/results.json
 (2 processes x concurrency 500 when there is none); medians.
 """
@@ -42,6 +42,8 @@ def run() -> dict[str, float]:
     (empty,) = harness.systems(["taskstatus_postgres"], "", "stored_empty")
     (full,) = harness.systems(["taskstatus_postgres"], "", "stored_1m")
     full.env["BENCH_TASKSTATUS_TEMPLATE"] = TEMPLATE
+    for system in (empty, full):  # both copied alike, neither inheriting a checkpoint
+        system.env["BENCH_TASKSTATUS_CREATE_STRATEGY"] = "FILE_COPY"
     setting = _setting(empty)
     rates: dict[str, list[float]] = {"empty": [], "1m": []}
     try:
