@@ -14,8 +14,9 @@ dropped (bench/events.py DROP_EVENT_LOG), for two N; (count at the larger N - co
 smaller) / (difference of N) is a task's cost without connection start-up and migrations.
 The workers' client CPU is not counted (bench/event_log_cost.py counts SQLite's in-process).
 `--keep DIR` keeps the callgrind files (cg.<pid>, one per backend; named per phase in
-DIR/phases.json) for `callgrind_annotate`. Needs valgrind; runs as root (the cluster runs as
-the `postgres` user) or as a user who may run PostgreSQL. About 3 minutes.
+DIR/phases.json) for `callgrind_annotate`. The task ids come from a counter (IDS, below).
+Needs valgrind; runs as root (the cluster runs as the `postgres` user) or as a user who may
+run PostgreSQL. About 3 minutes (5 when two run at once).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import glob
+import itertools
 import json
 import os
 import pwd
@@ -37,12 +39,18 @@ from typing import Any
 
 import psycopg
 
+import taskstatus.model
 from bench.events import DROP_EVENT_LOG, _sql, noop_outcomes
 from taskstatus import Connection, connect
 from taskstatus.model import Task
 from taskstatus.store import Store, StoreLimits, make_store
 
 PHASES = ("submit", "claim", "finish")
+# The tasks' ids: a counter laid out as the store's (a UUIDv7 of a fixed millisecond), so that
+# every run lays its indexes out alike. With the store's ids (random within a millisecond)
+# the count of a phase moved by up to ~10 k instructions a task between runs of one tree
+# (page splits, B-tree deduplication and bottom-up deletion passes differ).
+IDS = (0x018F_0000_0000 << 80) | (0x7 << 76) | (0b10 << 62)
 BATCH = 500
 
 
@@ -179,9 +187,12 @@ def run(
     """One run on a fresh database: the callgrind files of each phase's backends."""
     import bench.handlers  # noqa: F401 - registers bench.noop
 
+    counter = itertools.count(1)
+    taskstatus.model.new_id = lambda: f"{IDS | next(counter):032x}"
+
     db = f"pgcost_{'on' if events else 'off'}_{n}"
-    admin.execute(f'DROP DATABASE IF EXISTS "{db}"')  # type: ignore[arg-type]
-    admin.execute(f'CREATE DATABASE "{db}"')  # type: ignore[arg-type]
+    admin.execute(f'DROP DATABASE IF EXISTS "{db}"')
+    admin.execute(f'CREATE DATABASE "{db}"')
     url = cluster.url.rsplit("/", 1)[0] + "/" + db
     limits = StoreLimits(connect_timeout=60, pool_timeout=120, statement_timeout=600)
 
