@@ -14,7 +14,7 @@ dropped (bench/events.py DROP_EVENT_LOG), for two N; (count at the larger N - co
 smaller) / (difference of N) is a task's cost without connection start-up and migrations.
 The workers' client CPU is not counted (bench/event_log_cost.py counts SQLite's in-process).
 `--keep DIR` keeps the callgrind files (cg.<pid>, one per backend; named per phase in
-DIR/phases.json) for `callgrind_annotate`. The task ids come from a counter (IDS, below).
+DIR/phases.json) for `callgrind_annotate`. The task ids come from a seeded generator (seeded_ids).
 Needs valgrind; runs as root (the cluster runs as the `postgres` user) or as a user who may
 run PostgreSQL. About 3 minutes (5 when two run at once).
 """
@@ -28,12 +28,14 @@ import itertools
 import json
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +48,25 @@ from taskstatus.model import Task
 from taskstatus.store import Store, StoreLimits, make_store
 
 PHASES = ("submit", "claim", "finish")
-# The tasks' ids: a counter laid out as the store's (a UUIDv7 of a fixed millisecond), so that
-# every run lays its indexes out alike. With the store's ids (random within a millisecond)
-# the count of a phase moved by up to ~10 k instructions a task between runs of one tree
-# (page splits, B-tree deduplication and bottom-up deletion passes differ).
-IDS = (0x018F_0000_0000 << 80) | (0x7 << 76) | (0b10 << 62)
 BATCH = 500
+
+
+# The tasks' ids, laid out as the store's (model.new_id: UUIDv7, a millisecond then random
+# bits), 50 a millisecond as a submitter makes them, from a seeded generator: every run of a
+# tree lays its indexes out alike (with the store's own ids a phase's count moved by up to
+# ~10 k instructions a task between runs: page splits, B-tree deduplication and bottom-up
+# deletion differ), and a batch's ids are in no order within a millisecond, as they are.
+def seeded_ids() -> Callable[[], str]:
+    rng = random.Random(13)
+    counter = itertools.count()
+
+    def new_id() -> str:
+        millis = 0x018F_0000_0000 + next(counter) // 50
+        rand = rng.getrandbits(74)
+        value = (millis << 80) | (0x7 << 76) | ((rand >> 62) << 64) | (0b10 << 62)
+        return f"{value | (rand & ((1 << 62) - 1)):032x}"
+
+    return new_id
 
 
 def _bin() -> Path:
@@ -187,8 +202,7 @@ def run(
     """One run on a fresh database: the callgrind files of each phase's backends."""
     import bench.handlers  # noqa: F401 - registers bench.noop
 
-    counter = itertools.count(1)
-    taskstatus.model.new_id = lambda: f"{IDS | next(counter):032x}"
+    taskstatus.model.new_id = seeded_ids()
 
     db = f"pgcost_{'on' if events else 'off'}_{n}"
     admin.execute(f'DROP DATABASE IF EXISTS "{db}"')
