@@ -66,13 +66,17 @@ inserted AS (
         target_type, target_name, created, modified, launched, completed, completion_status,
         returns, attributes, progress, percent_complete, state, arguments, parent_id, priority,
         run_at, attempts, max_attempts, timeout, lease_owner, lease_expires, idempotency_key,
-        deleted_at, version)
+        deleted_at, version, last_seq)
     SELECT
         id, handler, type, unique_name, description, parent_name, launcher, target_id,
         target_type, target_name, created, modified, launched, completed, completion_status,
         returns, attributes, progress, percent_complete, state, arguments, parent_id, priority,
         run_at, attempts, max_attempts, timeout, lease_owner, lease_expires, idempotency_key,
-        deleted_at, version
+        deleted_at, version,
+        -- (migration 0014) NULL: `created` is its one event (the insert trigger, 0004), with no
+        -- byte stored; else -1, look it up (`completed` too, or its messages' events after)
+        CASE WHEN version = 1 AND completion_status IS NULL
+                  AND id <> ALL(%(with_messages)s::text[]) THEN NULL ELSE -1 END
     FROM batch
     -- keyed rows in one order in every batch, so two batches sharing keys cannot deadlock
     ORDER BY launcher, idempotency_key, ord
@@ -150,21 +154,25 @@ WITH claimed AS (
         state = 'running', lease_owner = %(worker)s,
         lease_expires = now() + %(lease)s * interval '1 second',
         attempts = attempts + 1, launched = coalesce(launched, now()), modified = now(),
-        version = version + 1, events_version = version + 1
+        version = version + 1, events_version = version + 1,
+        -- the launched event's number (migration 0014)
+        last_seq = CASE WHEN events_version = version THEN last_seq
+                        WHEN last_seq IS NULL AND version = 1 THEN 1
+                        ELSE taskstatus_last_seq(id) END + 1
     WHERE tasks.id = ANY(ARRAY(SELECT taskstatus_due(%(handlers)s::text[], %(limit)s)))
       AND tasks.state IN ({from:running})  -- key lookups, never a join over tasks
-    RETURNING {run_columns}
+    RETURNING {run_columns}, tasks.last_seq
 ),
 dequeued AS (
     DELETE FROM task_queue WHERE id = ANY(ARRAY(SELECT id FROM claimed))
 ),
 events AS (
-    -- the claim's one event (migration 0010): queued -> running changes nothing else
+    -- the claim's one event (migration 0010): queued -> running changes nothing else; its
+    -- number is the row's last seq, which the claim moved one on (migration 0014)
     INSERT INTO task_events (task_id, seq, kind, version, at, data)
-    SELECT c.id, l.last + 1, 'launched', c.version, c.modified,
+    SELECT c.id, c.last_seq, 'launched', c.version, c.modified,
            jsonb_build_object('attempt', c.attempts, 'launched', c.launched)
     FROM claimed c
-    JOIN taskstatus_last_seqs(ARRAY(SELECT id FROM claimed)) l ON l.task_id = c.id COLLATE "C"
     WHERE {event_log}
     RETURNING task_id, seq
 ),
@@ -172,7 +180,14 @@ noted AS (
     SELECT taskstatus_notify_events(array_agg(task_id || ':' || seq)) FROM events
     HAVING count(*) > 0
 )
-SELECT claimed.* FROM claimed LEFT JOIN noted ON true
+-- the task columns ({run_columns}' names), not last_seq
+SELECT c.id, c.handler, c.definition, c.type, c.unique_name, c.description, c.parent_name,
+       c.launcher, c.target_id, c.target_type, c.target_name, c.created, c.modified, c.launched,
+       c.completed, c.completion_status, c.returns, c.attributes, c.progress, c.percent_complete,
+       c.state, c.arguments, c.parent_id, c.priority, c.run_at, c.attempts, c.max_attempts,
+       c.timeout, c.lease_owner, c.lease_expires, c.idempotency_key, c.deleted_at, c.version,
+       c.messages
+FROM claimed c LEFT JOIN noted ON true
 
 -- name: lax
 -- What a worker's bookkeeping transaction (a claim, a heartbeat, a report: PostgresStore._lax)
@@ -225,7 +240,7 @@ WITH o AS (
     SELECT * FROM jsonb_to_recordset(%(outcomes)s::jsonb)
         AS o(id text, state text, completion_status text, progress text,
              percent_complete integer, attributes jsonb, returns jsonb, run_at timestamptz,
-             sources text, attempt integer)
+             sources text, attempt integer, messages integer)
 ),
 finished AS (
     UPDATE tasks SET
@@ -242,7 +257,32 @@ finished AS (
         -- change has only these kinds of taskstatus_task_changed's (launched,
         -- cancel_requested and updated need a leased target; released fewer attempts, deleted
         -- a deletion), worked out by its rules. `tasks.` is the row before the change. Any
-        -- other change leaves them to the trigger.
+        -- other change leaves them to the trigger. last_seq (migration 0014) moves on by the
+        -- number of events written here, one per kind below but an end's progress, which
+        -- rides on its `completed`, and by its messages, whose trigger numbers theirs after.
+        last_seq = CASE WHEN o.state IN ('queued', 'succeeded', 'failed', 'cancelled', 'dead')
+                          AND tasks.state IN ('running', 'cancel_requested') THEN
+                CASE WHEN tasks.events_version = tasks.version THEN tasks.last_seq
+                     WHEN tasks.last_seq IS NULL AND tasks.version = 1 THEN 1
+                     ELSE taskstatus_last_seq(tasks.id) END
+              + coalesce(o.messages, 0)
+              + CASE WHEN (coalesce(o.progress, tasks.progress) IS DISTINCT FROM tasks.progress
+                           OR coalesce(o.percent_complete, tasks.percent_complete)
+                              <> tasks.percent_complete)
+                          AND NOT (o.completion_status IS NOT NULL
+                                   AND tasks.completion_status IS NULL) THEN 1 ELSE 0 END
+              + CASE WHEN coalesce(o.attributes, tasks.attributes) IS DISTINCT FROM tasks.attributes
+                       OR coalesce(o.returns, tasks.returns) IS DISTINCT FROM tasks.returns
+                     THEN 1 ELSE 0 END
+              + CASE WHEN o.state = 'queued'
+                      AND coalesce(o.run_at, tasks.run_at) IS DISTINCT FROM tasks.run_at
+                     THEN 1 ELSE 0 END
+              + CASE WHEN o.state IN ('queued', 'dead')
+                      AND coalesce(o.run_at, tasks.run_at) IS NOT DISTINCT FROM tasks.run_at
+                      AND tasks.lease_expires < now() THEN 1 ELSE 0 END
+              + CASE WHEN o.completion_status IS NOT NULL AND tasks.completion_status IS NULL
+                     THEN 1 ELSE 0 END
+            ELSE tasks.last_seq END,
         events_version = CASE WHEN o.state IN ('queued', 'succeeded', 'failed', 'cancelled', 'dead')
                                AND tasks.state IN ('running', 'cancel_requested')
                               THEN tasks.version + 1 END,
@@ -270,7 +310,7 @@ finished AS (
     RETURNING tasks.id, tasks.state, tasks.events_version, tasks.event_kinds, tasks.version,
               tasks.modified, tasks.progress, tasks.percent_complete, tasks.attributes,
               tasks.returns, tasks.attempts, tasks.run_at, tasks.completion_status,
-              tasks.completed
+              tasks.completed, tasks.last_seq, coalesce(o.messages, 0) AS messages
 ),
 added AS (
     -- (their events: the messages' trigger, after this statement's, before `completed`)
@@ -281,9 +321,13 @@ added AS (
     ORDER BY m.ord
 ),
 numbered AS MATERIALIZED (
-    -- the last seqs, once the tasks are locked (taskstatus_last_seqs)
-    SELECT f.*, l.last FROM finished f
-    JOIN taskstatus_last_seqs(ARRAY(SELECT id FROM finished)) l ON l.task_id = f.id COLLATE "C"
+    -- the seq before this change's events: the row's new last seq less their number
+    SELECT f.*, f.last_seq - f.messages - (CASE WHEN f.event_kinds & 129 = 1 THEN 1 ELSE 0 END
+                              + CASE WHEN f.event_kinds & 2 <> 0 THEN 1 ELSE 0 END
+                              + CASE WHEN f.event_kinds & 16 <> 0 THEN 1 ELSE 0 END
+                              + CASE WHEN f.event_kinds & 32 <> 0 THEN 1 ELSE 0 END
+                              + CASE WHEN f.event_kinds & 128 <> 0 THEN 1 ELSE 0 END) AS last
+    FROM finished f
     WHERE f.events_version IS NOT NULL AND f.event_kinds <> 0 AND {event_log}
 ),
 events AS (
