@@ -400,9 +400,7 @@ async def test_a_postgres_database_migrated_with_events_keeps_them_and_numbers_o
             # today's insert also sets events_version (0010) and last_seq (0014): columns
             # here for the insert only
             db.execute("ALTER TABLE tasks ADD events_version integer, ADD last_seq integer")
-            db.execute(
-                QUERIES["create_tasks"], {"tasks": _doc(rows), "with_messages": [], **_messages([])}
-            )
+            db.execute(QUERIES["create_tasks"], {"tasks": _doc(rows), **_messages([])})
             db.execute("ALTER TABLE tasks DROP events_version, DROP last_seq")
             db.execute(  # the claim of `one`, as the statement before 0010 was
                 "UPDATE tasks SET state = 'running', attempts = 1, lease_owner = %s,"

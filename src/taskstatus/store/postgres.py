@@ -509,11 +509,15 @@ class PostgresStore(PostgresSchedules):
         rows = [task_to_params(t, RECORD) | {"ord": i} for i, t in enumerate(tasks)]
         params = {
             "tasks": _doc(rows),
-            "with_messages": [t.id for t in tasks if t.messages],  # (their last seq, 0014)
             **_messages((t.id, m) for t in tasks for m in t.messages),
         }
-        async with self._db.connection() as conn:
+        with_messages = [t.id for t in tasks if t.messages]
+        # tasks with messages: the insert and their seqs_unknown (0014) commit together
+        opened = self._transaction() if with_messages else self._db.connection()
+        async with opened as conn:
             answers = await (await conn.execute(QUERIES["create_tasks"], params)).fetchall()
+            if with_messages:
+                await conn.execute(QUERIES["seqs_unknown"], {"ids": with_messages})
             out: list[Task] = []
             for task, (stored, _woke) in zip(tasks, answers, strict=True):
                 if stored:

@@ -170,7 +170,7 @@ class PostgresSchedules:
                 rows = [task_to_params(t, record) | {"ord": i} for i, t in enumerate(tasks)]
                 await conn.execute(
                     QUERIES["create_tasks"],
-                    {"tasks": _doc(rows), "with_messages": [], **_messages([])},
+                    {"tasks": _doc(rows), **_messages([])},
                 )
                 last_fire = max(when for when, tid in recorded if tid is not None)
                 await conn.execute(

@@ -66,17 +66,13 @@ inserted AS (
         target_type, target_name, created, modified, launched, completed, completion_status,
         returns, attributes, progress, percent_complete, state, arguments, parent_id, priority,
         run_at, attempts, max_attempts, timeout, lease_owner, lease_expires, idempotency_key,
-        deleted_at, version, last_seq)
+        deleted_at, version)
     SELECT
         id, handler, type, unique_name, description, parent_name, launcher, target_id,
         target_type, target_name, created, modified, launched, completed, completion_status,
         returns, attributes, progress, percent_complete, state, arguments, parent_id, priority,
         run_at, attempts, max_attempts, timeout, lease_owner, lease_expires, idempotency_key,
-        deleted_at, version,
-        -- (migration 0014) NULL: `created` is its one event (the insert trigger, 0004), with no
-        -- byte stored; else -1, look it up (`completed` too, or its messages' events after)
-        CASE WHEN version = 1 AND completion_status IS NULL
-                  AND id <> ALL(%(with_messages)s::text[]) THEN NULL ELSE -1 END
+        deleted_at, version
     FROM batch
     -- keyed rows in one order in every batch, so two batches sharing keys cannot deadlock
     ORDER BY launcher, idempotency_key, ord
@@ -102,6 +98,10 @@ SELECT inserted.id IS NOT NULL AS stored,
 FROM batch
 LEFT JOIN inserted ON inserted.id = batch.id
 ORDER BY batch.ord
+
+-- name: seqs_unknown
+-- The new tasks that have messages: their messages' events follow `created` (0014).
+UPDATE tasks SET last_seq = -1 WHERE id = ANY(%(ids)s::text[])
 
 -- name: get_task
 SELECT {columns} FROM tasks

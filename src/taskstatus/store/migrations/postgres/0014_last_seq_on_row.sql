@@ -2,17 +2,19 @@
 -- events from the row they update rather than by a lookup of max(seq) per task
 -- (taskstatus_last_seqs, 0010: a third of what the log cost a claim, in callgrind's count of
 -- the backend's instructions, bench/pg_event_log_cost.py). A plain column of no index, NULL
--- (no byte) on a new task: the claim's update, heap-only whenever the page has room, loses
--- none of it to wider rows (a value at the insert, 8 bytes more with events_version, made
--- 10 % of the claims leave the page and cost more than the lookups saved).
+-- (no byte) on a new task: a claim's update is heap-only when the page has room for the new
+-- version, and bytes cost it that room (8 bytes more at the insert, a value here and
+-- events_version, made 10 % of the claims leave their page, which cost more than the lookups
+-- saved; the 4 bytes the claim adds cost 5 %).
 --
 -- What the row says of the task's last seq (postgres.sql):
 --  - events_version = version: `last_seq`. The statement that made the row's version wrote
 --    its events itself and set it: the claim (+ 1, `launched`) and the finish (+ its events
 --    + the messages it adds, whose events its messages' trigger writes in the same statement);
 --  - else last_seq NULL and version 1: 1, a task as the insert left it, `created` its one
---    event (create_tasks stores -1 for a task inserted at another version, ended, or with
---    messages);
+--    event (the store marks the tasks inserted with messages -1 in the insert's transaction,
+--    postgres.sql seqs_unknown; a task inserted ended is never claimed nor finished before a
+--    change that moves its version);
 --  - else nothing: the claim and the finish look it up for that task (taskstatus_last_seq).
 -- Every other change moves the version without setting events_version (the general trigger
 -- writes its events), and messages come only with a change that moves the version (an update,
