@@ -155,10 +155,14 @@ WITH claimed AS (
         lease_expires = now() + %(lease)s * interval '1 second',
         attempts = attempts + 1, launched = coalesce(launched, now()), modified = now(),
         version = version + 1, events_version = version + 1,
-        -- the launched event's number (migration 0014)
-        last_seq = CASE WHEN events_version = version THEN last_seq
+        -- the launched event's number (migration 0014); no kinds of a finish's to count on
+        last_seq = CASE WHEN events_version = version THEN last_seq + coalesce(
+                            (event_kinds & 129 = 1)::int + (event_kinds & 2 <> 0)::int
+                            + (event_kinds & 16 <> 0)::int + (event_kinds & 32 <> 0)::int
+                            + (event_kinds & 128 <> 0)::int, 0)
                         WHEN last_seq IS NULL AND version = 1 THEN 1
-                        ELSE taskstatus_last_seq(id) END + 1
+                        ELSE taskstatus_last_seq(id) END + 1,
+        event_kinds = NULL
     WHERE tasks.id = ANY(ARRAY(SELECT taskstatus_due(%(handlers)s::text[], %(limit)s)))
       AND tasks.state IN ({from:running})  -- key lookups, never a join over tasks
     RETURNING {run_columns}, tasks.last_seq
@@ -257,31 +261,20 @@ finished AS (
         -- change has only these kinds of taskstatus_task_changed's (launched,
         -- cancel_requested and updated need a leased target; released fewer attempts, deleted
         -- a deletion), worked out by its rules. `tasks.` is the row before the change. Any
-        -- other change leaves them to the trigger. last_seq (migration 0014) moves on by the
-        -- number of events written here, one per kind below but an end's progress, which
-        -- rides on its `completed`, and by its messages, whose trigger numbers theirs after.
+        -- other change leaves them to the trigger. last_seq (migration 0014): the last seq
+        -- before this change's events, and its messages (their trigger numbers theirs after
+        -- the statement's); the events of event_kinds (one per kind, but an end's progress,
+        -- which rides on its `completed`) come on top.
         last_seq = CASE WHEN o.state IN ('queued', 'succeeded', 'failed', 'cancelled', 'dead')
                           AND tasks.state IN ('running', 'cancel_requested') THEN
-                CASE WHEN tasks.events_version = tasks.version THEN tasks.last_seq
+                CASE WHEN tasks.events_version = tasks.version THEN tasks.last_seq + coalesce(
+                            (tasks.event_kinds & 129 = 1)::int + (tasks.event_kinds & 2 <> 0)::int
+                            + (tasks.event_kinds & 16 <> 0)::int
+                            + (tasks.event_kinds & 32 <> 0)::int
+                            + (tasks.event_kinds & 128 <> 0)::int, 0)
                      WHEN tasks.last_seq IS NULL AND tasks.version = 1 THEN 1
                      ELSE taskstatus_last_seq(tasks.id) END
               + coalesce(o.messages, 0)
-              + CASE WHEN (coalesce(o.progress, tasks.progress) IS DISTINCT FROM tasks.progress
-                           OR coalesce(o.percent_complete, tasks.percent_complete)
-                              <> tasks.percent_complete)
-                          AND NOT (o.completion_status IS NOT NULL
-                                   AND tasks.completion_status IS NULL) THEN 1 ELSE 0 END
-              + CASE WHEN coalesce(o.attributes, tasks.attributes) IS DISTINCT FROM tasks.attributes
-                       OR coalesce(o.returns, tasks.returns) IS DISTINCT FROM tasks.returns
-                     THEN 1 ELSE 0 END
-              + CASE WHEN o.state = 'queued'
-                      AND coalesce(o.run_at, tasks.run_at) IS DISTINCT FROM tasks.run_at
-                     THEN 1 ELSE 0 END
-              + CASE WHEN o.state IN ('queued', 'dead')
-                      AND coalesce(o.run_at, tasks.run_at) IS NOT DISTINCT FROM tasks.run_at
-                      AND tasks.lease_expires < now() THEN 1 ELSE 0 END
-              + CASE WHEN o.completion_status IS NOT NULL AND tasks.completion_status IS NULL
-                     THEN 1 ELSE 0 END
             ELSE tasks.last_seq END,
         events_version = CASE WHEN o.state IN ('queued', 'succeeded', 'failed', 'cancelled', 'dead')
                                AND tasks.state IN ('running', 'cancel_requested')
@@ -321,13 +314,8 @@ added AS (
     ORDER BY m.ord
 ),
 numbered AS MATERIALIZED (
-    -- the seq before this change's events: the row's new last seq less their number
-    SELECT f.*, f.last_seq - f.messages - (CASE WHEN f.event_kinds & 129 = 1 THEN 1 ELSE 0 END
-                              + CASE WHEN f.event_kinds & 2 <> 0 THEN 1 ELSE 0 END
-                              + CASE WHEN f.event_kinds & 16 <> 0 THEN 1 ELSE 0 END
-                              + CASE WHEN f.event_kinds & 32 <> 0 THEN 1 ELSE 0 END
-                              + CASE WHEN f.event_kinds & 128 <> 0 THEN 1 ELSE 0 END) AS last
-    FROM finished f
+    -- the seq before this change's events (0014)
+    SELECT f.*, f.last_seq - f.messages AS last FROM finished f
     WHERE f.events_version IS NOT NULL AND f.event_kinds <> 0 AND {event_log}
 ),
 events AS (

@@ -8,9 +8,13 @@
 -- saved; the 4 bytes the claim adds cost 5 %).
 --
 -- What the row says of the task's last seq (postgres.sql):
---  - events_version = version: `last_seq`. The statement that made the row's version wrote
---    its events itself and set it: the claim (+ 1, `launched`) and the finish (+ its events
---    + the messages it adds, whose events its messages' trigger writes in the same statement);
+--  - events_version = version: `last_seq` and the events of `event_kinds` (0010: one per
+--    kind, but an end's progress, which rides on its `completed`). The statement that made
+--    the row's version wrote its events itself and set both: the claim (last_seq + 1 for
+--    `launched`, event_kinds NULL) and the finish (last_seq: the last seq before its events
+--    and the messages it adds, whose events its messages' trigger writes in the same
+--    statement, after its own; its kinds on top). The finish so counts its events from the
+--    kinds it stores anyway, not a second time from the columns in its SET;
 --  - else last_seq NULL and version 1: 1, a task as the insert left it, `created` its one
 --    event (the store marks the tasks inserted with messages -1 in the insert's transaction,
 --    postgres.sql seqs_unknown; a task inserted ended is never claimed nor finished before a
