@@ -314,40 +314,44 @@ added AS (
     ORDER BY m.ord
 ),
 numbered AS MATERIALIZED (
-    -- the seq before this change's events (0014)
-    SELECT f.*, f.last_seq - f.messages AS last FROM finished f
+    -- the first seq of this change's events (0014), and which kinds the change has (0 or 1
+    -- each) in the documented order: each present kind takes the next seq, so its seq is the
+    -- first one plus the present kinds before it (set-based below, one filtered scan per
+    -- kind: no lateral subquery per row, no window sort; about 7 k instructions a task
+    -- fewer, bench/pg_event_log_cost.py)
+    SELECT f.*, f.last_seq - f.messages + 1 AS seq1,
+           (f.event_kinds & 129 = 1)::int AS p,  -- an end's progress rides on its `completed`
+           (f.event_kinds & 2 <> 0)::int AS a, (f.event_kinds & 16 <> 0)::int AS r,
+           (f.event_kinds & 32 <> 0)::int AS x
+    FROM finished f
     WHERE f.events_version IS NOT NULL AND f.event_kinds <> 0 AND {event_log}
 ),
 events AS (
     INSERT INTO task_events (task_id, seq, kind, version, at, data)
-    SELECT n.id, n.last + row_number() OVER (PARTITION BY n.id ORDER BY k.ord), k.kind,
-           n.version, n.modified, k.data
-    FROM numbered n
-    CROSS JOIN LATERAL (
-        SELECT 1 AS ord, 'progress' AS kind,
-               jsonb_build_object('progress', n.progress,
-                                  'percentComplete', n.percent_complete) AS data
-        WHERE n.event_kinds & 129 = 1  -- an end's progress rides on its `completed`
-        UNION ALL
-        SELECT 2, 'attributes',
-               jsonb_build_object('attributes', n.attributes, 'returns', n.returns)
-        WHERE n.event_kinds & 2 <> 0
-        UNION ALL
-        SELECT 5, 'retried', jsonb_build_object('attempt', n.attempts, 'runAt', n.run_at)
-        WHERE n.event_kinds & 16 <> 0
-        UNION ALL
-        SELECT 6, 'lease_lost', jsonb_build_object('attempt', n.attempts, 'state', n.state)
-        WHERE n.event_kinds & 32 <> 0
-        UNION ALL
-        SELECT 8, 'completed',
-               jsonb_build_object('state', n.state, 'completionStatus', n.completion_status,
-                                  'completed', n.completed, 'progress', n.progress,
-                                  'percentComplete', n.percent_complete)
-        WHERE n.event_kinds & 128 <> 0
-    ) k
+    SELECT id, seq1, 'progress', version, modified,
+           jsonb_build_object('progress', progress, 'percentComplete', percent_complete)
+    FROM numbered WHERE p = 1
+    UNION ALL
+    SELECT id, seq1 + p, 'attributes', version, modified,
+           jsonb_build_object('attributes', attributes, 'returns', returns)
+    FROM numbered WHERE a = 1
+    UNION ALL
+    SELECT id, seq1 + p + a, 'retried', version, modified,
+           jsonb_build_object('attempt', attempts, 'runAt', run_at)
+    FROM numbered WHERE r = 1
+    UNION ALL
+    SELECT id, seq1 + p + a + r, 'lease_lost', version, modified,
+           jsonb_build_object('attempt', attempts, 'state', state)
+    FROM numbered WHERE x = 1
+    UNION ALL
+    SELECT id, seq1 + p + a + r + x, 'completed', version, modified,
+           jsonb_build_object('state', state, 'completionStatus', completion_status,
+                              'completed', completed, 'progress', progress,
+                              'percentComplete', percent_complete)
+    FROM numbered WHERE event_kinds & 128 <> 0
 ),
 noted AS (
-    SELECT taskstatus_notify_events(array_agg(n.id || ':' || (n.last + 1))) FROM numbered n
+    SELECT taskstatus_notify_events(array_agg(n.id || ':' || n.seq1)) FROM numbered n
     HAVING count(*) > 0
 )
 SELECT id,
