@@ -397,7 +397,11 @@ async def test_a_postgres_database_migrated_with_events_keeps_them_and_numbers_o
                     {"version": migration.version, "name": migration.name},
                 )
             rows = [task_to_params(t, RECORD) | {"ord": i} for i, t in enumerate((one, two))]
+            # today's insert also sets events_version (0010) and last_seq (0014): columns
+            # here for the insert only
+            db.execute("ALTER TABLE tasks ADD events_version integer, ADD last_seq integer")
             db.execute(QUERIES["create_tasks"], {"tasks": _doc(rows), **_messages([])})
+            db.execute("ALTER TABLE tasks DROP events_version, DROP last_seq")
             db.execute(  # the claim of `one`, as the statement before 0010 was
                 "UPDATE tasks SET state = 'running', attempts = 1, lease_owner = %s,"
                 " lease_expires = now() + interval '30 seconds', launched = now(),"
@@ -433,5 +437,61 @@ async def test_a_postgres_database_migrated_with_events_keeps_them_and_numbers_o
             (version,) = db.execute("SELECT max(version) FROM schema_migrations").fetchone() or (0,)
         assert [r for r in now_rows if (r[0], r[1]) in {(k[0], k[1]) for k in kept}] == kept
         assert version == len(load_migrations("postgres"))
+    finally:
+        postgres.drop_database(name)
+
+
+@pytest.mark.postgres
+async def test_postgres_numbers_on_from_the_row_or_a_lookup(postgres: pg.PgServer) -> None:
+    """PostgreSQL's claim and finish number their events from the task's last_seq (0014) when
+    its version was made by a statement that set it (insert, claim, finish, with the finish's
+    messages), and look the last seq up when other events came last (messages at the insert, a
+    report, a hold note, recovery): every task's seqs stay 1..n, `completed` last, through
+    retries with messages, and last_seq is the task's last seq whenever the row vouches."""
+    name = postgres.create_database()
+    url = postgres.url(name)
+    note = Message(MessageType.INFO, "note")
+    try:
+        store = make_store(url)
+        await store.open()
+        try:
+            t1 = replace(make_task(max_attempts=3), messages=(note,))
+            t2 = make_task(max_attempts=3)
+            await seeded(store, t1, t2)
+            await store.claim(W1, 2, 30, ["noop"])
+            await store.report(W1, [Progress(t1.id, "half", 50, (note,))])
+            soon = now() - timedelta(seconds=1)
+            retries = [
+                Outcome(t1.id, TaskState.QUEUED, None, run_at=soon, messages=(note,)),
+                Outcome(t2.id, TaskState.QUEUED, None, run_at=soon, messages=(note, note)),
+            ]
+            assert await store.finish(W1, retries) == {t1.id, t2.id}
+            assert len(await store.claim(W2, 2, 30, ["noop"])) == 2
+            ends = [
+                Outcome(t.id, TaskState.SUCCEEDED, CompletionStatus.SUCCESS, messages=(note,))
+                for t in (t1, t2)
+            ]
+            assert await store.finish(W2, ends) == {t1.id, t2.id}
+            for t in (t1, t2):
+                events = await history(store, t.id)
+                assert [e.seq for e in events] == list(range(1, len(events) + 1))
+                assert events[-1].kind == "completed"
+            assert kinds(await history(store, t2.id)) == [
+                "created", "launched", "retried", "message", "message", "launched", "message",
+                "completed",
+            ]  # fmt: skip
+        finally:
+            await store.close()
+        with psycopg.connect(url) as db:
+            rows = db.execute(
+                # what the row says: last_seq and the events of a finish's kinds
+                "SELECT t.id, t.last_seq + coalesce((t.event_kinds & 129 = 1)::int"
+                " + (t.event_kinds & 2 <> 0)::int + (t.event_kinds & 16 <> 0)::int"
+                " + (t.event_kinds & 32 <> 0)::int + (t.event_kinds & 128 <> 0)::int, 0),"
+                " (SELECT max(seq) FROM task_events e WHERE e.task_id = t.id)"
+                " FROM tasks t WHERE t.events_version = t.version"
+            ).fetchall()
+        assert sorted(r[0] for r in rows) == sorted([t1.id, t2.id])
+        assert all(r[1] == r[2] for r in rows), rows
     finally:
         postgres.drop_database(name)

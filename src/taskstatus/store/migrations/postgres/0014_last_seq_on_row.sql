@@ -1,0 +1,46 @@
+-- The task's last event seq on its row (issue 13): the claim and the finish number their
+-- events from the row they update rather than by a lookup of max(seq) per task
+-- (taskstatus_last_seqs, 0010: a third of what the log cost a claim, in callgrind's count of
+-- the backend's instructions, bench/pg_event_log_cost.py). A plain column of no index, NULL
+-- (no byte) on a new task: a claim's update is heap-only when the page has room for the new
+-- version, and bytes cost it that room (8 bytes more at the insert, a value here and
+-- events_version, made 10 % of the claims leave their page, which cost more than the lookups
+-- saved; the 4 bytes the claim adds cost 5 %).
+--
+-- What the row says of the task's last seq (postgres.sql):
+--  - events_version = version: `last_seq` and the events of `event_kinds` (0010: one per
+--    kind, but an end's progress, which rides on its `completed`). The statement that made
+--    the row's version wrote its events itself and set both: the claim (last_seq + 1 for
+--    `launched`, event_kinds NULL) and the finish (last_seq: the last seq before its events
+--    and the messages it adds, whose events its messages' trigger writes in the same
+--    statement, after its own; its kinds on top). The finish so counts its events from the
+--    kinds it stores anyway, not a second time from the columns in its SET;
+--  - else last_seq NULL and version 1: 1, a task as the insert left it, `created` its one
+--    event (the store marks the tasks inserted with messages -1 in the insert's transaction,
+--    postgres.sql seqs_unknown; a task inserted ended is never claimed nor finished before a
+--    change that moves its version);
+--  - else nothing: the claim and the finish look it up for that task (taskstatus_last_seq).
+-- Every other change moves the version without setting events_version (the general trigger
+-- writes its events), and messages come only with a change that moves the version (an update,
+-- a report, a finish, recovery's notes after its update), so after any other event the row
+-- says nothing.
+-- No writer reads a stale value: the claim and the finish read it from the row they update,
+-- under its lock; under READ COMMITTED an UPDATE that waited for another's lock evaluates its
+-- SET again on the newest committed version of the row, with what that writer left there;
+-- and the lookup is a VOLATILE function, whose query takes a fresh snapshot, which sees the
+-- events of a change that committed while the statement waited. The primary key (task_id,
+-- seq) still turns any miscount into an error, never into a lost event. (A task inserted by
+-- hand, not by create_tasks, at version 1 with more events than `created` would be one.)
+-- Existing tasks: those whose last change wrote its events itself get their last seq, those
+-- at version 1 are looked up.
+ALTER TABLE tasks ADD COLUMN last_seq integer;
+UPDATE tasks t SET last_seq = e.last
+FROM (SELECT task_id, max(seq) AS last FROM task_events GROUP BY task_id) e
+WHERE t.id = e.task_id COLLATE "C" AND t.events_version = t.version;
+UPDATE tasks SET last_seq = -1 WHERE version = 1 AND last_seq IS NULL;
+
+CREATE FUNCTION taskstatus_last_seq(task text) RETURNS integer LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    RETURN (SELECT coalesce(max(e.seq), 0) FROM task_events e WHERE e.task_id = task COLLATE "C");
+END
+$$;
