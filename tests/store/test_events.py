@@ -397,7 +397,7 @@ async def test_a_postgres_database_migrated_with_events_keeps_them_and_numbers_o
                     {"version": migration.version, "name": migration.name},
                 )
             rows = [task_to_params(t, RECORD) | {"ord": i} for i, t in enumerate((one, two))]
-            # today's insert also sets events_version (0010) and last_seq (0014): columns
+            # today's insert also sets events_version (0010) and last_seq (0015): columns
             # here for the insert only
             db.execute("ALTER TABLE tasks ADD events_version integer, ADD last_seq integer")
             db.execute(QUERIES["create_tasks"], {"tasks": _doc(rows), **_messages([])})
@@ -443,7 +443,7 @@ async def test_a_postgres_database_migrated_with_events_keeps_them_and_numbers_o
 
 @pytest.mark.postgres
 async def test_postgres_numbers_on_from_the_row_or_a_lookup(postgres: pg.PgServer) -> None:
-    """PostgreSQL's claim and finish number their events from the task's last_seq (0014) when
+    """PostgreSQL's claim and finish number their events from the task's last_seq (0015) when
     its version was made by a statement that set it (insert, claim, finish, with the finish's
     messages), and look the last seq up when other events came last (messages at the insert, a
     report, a hold note, recovery): every task's seqs stay 1..n, `completed` last, through

@@ -512,7 +512,7 @@ class PostgresStore(PostgresSchedules):
             **_messages((t.id, m) for t in tasks for m in t.messages),
         }
         with_messages = [t.id for t in tasks if t.messages]
-        # tasks with messages: the insert and their seqs_unknown (0014) commit together
+        # tasks with messages: the insert and their seqs_unknown (0015) commit together
         opened = self._transaction() if with_messages else self._db.connection()
         async with opened as conn:
             answers = await (await conn.execute(QUERIES["create_tasks"], params)).fetchall()
@@ -713,7 +713,7 @@ class PostgresStore(PostgresSchedules):
                         "sources": _SOURCES[o.state],
                         "attempt": o.attempt,
                     }
-                    # the finish counts their events (0014); a key costs the server's JSON
+                    # the finish counts their events (0015); a key costs the server's JSON
                     # parse ~5 k instructions a task, none when there are none
                     | ({"messages": len(o.messages)} if o.messages else {})
                     | results

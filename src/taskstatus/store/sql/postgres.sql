@@ -100,7 +100,7 @@ LEFT JOIN inserted ON inserted.id = batch.id
 ORDER BY batch.ord
 
 -- name: seqs_unknown
--- The new tasks that have messages: their messages' events follow `created` (0014).
+-- The new tasks that have messages: their messages' events follow `created` (0015).
 UPDATE tasks SET last_seq = -1 WHERE id = ANY(%(ids)s::text[])
 
 -- name: get_task
@@ -155,7 +155,7 @@ WITH claimed AS (
         lease_expires = now() + %(lease)s * interval '1 second',
         attempts = attempts + 1, launched = coalesce(launched, now()), modified = now(),
         version = version + 1, events_version = version + 1,
-        -- the launched event's number (migration 0014); no kinds of a finish's to count on
+        -- the launched event's number (migration 0015); no kinds of a finish's to count on
         last_seq = CASE WHEN events_version = version THEN last_seq + coalesce(
                             (event_kinds & 129 = 1)::int + (event_kinds & 2 <> 0)::int
                             + (event_kinds & 16 <> 0)::int + (event_kinds & 32 <> 0)::int
@@ -172,7 +172,7 @@ dequeued AS (
 ),
 events AS (
     -- the claim's one event (migration 0010): queued -> running changes nothing else; its
-    -- number is the row's last seq, which the claim moved one on (migration 0014)
+    -- number is the row's last seq, which the claim moved one on (migration 0015)
     INSERT INTO task_events (task_id, seq, kind, version, at, data)
     SELECT c.id, c.last_seq, 'launched', c.version, c.modified,
            jsonb_build_object('attempt', c.attempts, 'launched', c.launched)
@@ -261,7 +261,7 @@ finished AS (
         -- change has only these kinds of taskstatus_task_changed's (launched,
         -- cancel_requested and updated need a leased target; released fewer attempts, deleted
         -- a deletion), worked out by its rules. `tasks.` is the row before the change. Any
-        -- other change leaves them to the trigger. last_seq (migration 0014): the last seq
+        -- other change leaves them to the trigger. last_seq (migration 0015): the last seq
         -- before this change's events, and its messages (their trigger numbers theirs after
         -- the statement's); the events of event_kinds (one per kind, but an end's progress,
         -- which rides on its `completed`) come on top.
@@ -314,7 +314,7 @@ added AS (
     ORDER BY m.ord
 ),
 numbered AS MATERIALIZED (
-    -- the first seq of this change's events (0014), and which kinds the change has (0 or 1
+    -- the first seq of this change's events (0015), and which kinds the change has (0 or 1
     -- each) in the documented order: each present kind takes the next seq, so its seq is the
     -- first one plus the present kinds before it (set-based below, one filtered scan per
     -- kind: no lateral subquery per row, no window sort; about 7 k instructions a task
