@@ -495,3 +495,36 @@ async def test_postgres_numbers_on_from_the_row_or_a_lookup(postgres: pg.PgServe
         assert all(r[1] == r[2] for r in rows), rows
     finally:
         postgres.drop_database(name)
+
+
+@pytest.mark.postgres
+async def test_postgres_tasks_from_before_0015_are_numbered_by_a_lookup(
+    postgres: pg.PgServer,
+) -> None:
+    """A task whose last change a statement wrote before migration 0015 has no last_seq (the
+    migration leaves such rows as they are rather than rewrite the history): its next claim
+    and finish look its last seq up, so a retried task's events go on 1..n, `completed` last."""
+    name = postgres.create_database()
+    url = postgres.url(name)
+    try:
+        store = make_store(url)
+        await store.open()
+        try:
+            task = make_task(max_attempts=3)
+            await seeded(store, task)
+            await store.claim(W1, 1, 30, ["noop"])
+            soon = now() - timedelta(seconds=1)
+            retry = Outcome(task.id, TaskState.QUEUED, None, run_at=soon)
+            assert await store.finish(W1, [retry]) == {task.id}
+            with psycopg.connect(url, autocommit=True) as db:  # as 0015 leaves such a row
+                db.execute("UPDATE tasks SET last_seq = NULL WHERE id = %s", [task.id])
+            assert len(await store.claim(W2, 1, 30, ["noop"])) == 1
+            end = Outcome(task.id, TaskState.SUCCEEDED, CompletionStatus.SUCCESS)
+            assert await store.finish(W2, [end]) == {task.id}
+            events = await history(store, task.id)
+            assert [e.seq for e in events] == list(range(1, len(events) + 1))
+            assert kinds(events) == ["created", "launched", "retried", "launched", "completed"]
+        finally:
+            await store.close()
+    finally:
+        postgres.drop_database(name)

@@ -156,7 +156,7 @@ WITH claimed AS (
         attempts = attempts + 1, launched = coalesce(launched, now()), modified = now(),
         version = version + 1, events_version = version + 1,
         -- the launched event's number (migration 0015); no kinds of a finish's to count on
-        last_seq = CASE WHEN events_version = version THEN last_seq + coalesce(
+        last_seq = CASE WHEN events_version = version AND last_seq IS NOT NULL THEN last_seq + coalesce(
                             (event_kinds & 129 = 1)::int + (event_kinds & 2 <> 0)::int
                             + (event_kinds & 16 <> 0)::int + (event_kinds & 32 <> 0)::int
                             + (event_kinds & 128 <> 0)::int, 0)
@@ -267,7 +267,8 @@ finished AS (
         -- which rides on its `completed`) come on top.
         last_seq = CASE WHEN o.state IN ('queued', 'succeeded', 'failed', 'cancelled', 'dead')
                           AND tasks.state IN ('running', 'cancel_requested') THEN
-                CASE WHEN tasks.events_version = tasks.version THEN tasks.last_seq + coalesce(
+                CASE WHEN tasks.events_version = tasks.version AND tasks.last_seq IS NOT NULL
+                          THEN tasks.last_seq + coalesce(
                             (tasks.event_kinds & 129 = 1)::int + (tasks.event_kinds & 2 <> 0)::int
                             + (tasks.event_kinds & 16 <> 0)::int
                             + (tasks.event_kinds & 32 <> 0)::int

@@ -8,7 +8,7 @@
 -- saved; the 4 bytes the claim adds cost 5 %).
 --
 -- What the row says of the task's last seq (postgres.sql):
---  - events_version = version: `last_seq` and the events of `event_kinds` (0010: one per
+--  - events_version = version and last_seq set: `last_seq` and the events of `event_kinds` (0010: one per
 --    kind, but an end's progress, which rides on its `completed`). The statement that made
 --    the row's version wrote its events itself and set both: the claim (last_seq + 1 for
 --    `launched`, event_kinds NULL) and the finish (last_seq: the last seq before its events
@@ -31,13 +31,12 @@
 -- events of a change that committed while the statement waited. The primary key (task_id,
 -- seq) still turns any miscount into an error, never into a lost event. (A task inserted by
 -- hand, not by create_tasks, at version 1 with more events than `created` would be one.)
--- Existing tasks: those whose last change wrote its events itself get their last seq, those
--- at version 1 are looked up.
+-- Existing tasks keep last_seq NULL, which vouches for nothing once the version moved past 1
+-- (the statements' rule asks for a value): their next claim or finish looks their seq up, and
+-- sets it. That leaves the migration to mark only the tasks still at version 1 (few: queued
+-- ones never claimed), not to rewrite every row of a large history in one transaction.
 ALTER TABLE tasks ADD COLUMN last_seq integer;
-UPDATE tasks t SET last_seq = e.last
-FROM (SELECT task_id, max(seq) AS last FROM task_events GROUP BY task_id) e
-WHERE t.id = e.task_id COLLATE "C" AND t.events_version = t.version;
-UPDATE tasks SET last_seq = -1 WHERE version = 1 AND last_seq IS NULL;
+UPDATE tasks SET last_seq = -1 WHERE version = 1;
 
 CREATE FUNCTION taskstatus_last_seq(task text) RETURNS integer LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
