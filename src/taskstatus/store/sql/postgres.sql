@@ -155,13 +155,8 @@ WITH claimed AS (
         lease_expires = now() + %(lease)s * interval '1 second',
         attempts = attempts + 1, launched = coalesce(launched, now()), modified = now(),
         version = version + 1, events_version = version + 1,
-        -- the launched event's number (migration 0015); no kinds of a finish's to count on
-        last_seq = CASE WHEN events_version = version AND last_seq IS NOT NULL THEN last_seq + coalesce(
-                            (event_kinds & 129 = 1)::int + (event_kinds & 2 <> 0)::int
-                            + (event_kinds & 16 <> 0)::int + (event_kinds & 32 <> 0)::int
-                            + (event_kinds & 128 <> 0)::int, 0)
-                        WHEN last_seq IS NULL AND version = 1 THEN 1
-                        ELSE taskstatus_last_seq(id) END + 1,
+        -- the launched event's number (migration 0015)
+        last_seq = taskstatus_row_last_seq(id, version, events_version, last_seq, event_kinds) + 1,
         event_kinds = NULL
     WHERE tasks.id = ANY(ARRAY(SELECT taskstatus_due(%(handlers)s::text[], %(limit)s)))
       AND tasks.state IN ({from:running})  -- key lookups, never a join over tasks
@@ -247,64 +242,56 @@ WITH o AS (
              sources text, attempt integer, messages integer)
 ),
 finished AS (
-    UPDATE tasks SET
+    UPDATE tasks t SET
         state = o.state, completion_status = o.completion_status,
-        completed = CASE WHEN o.completion_status IS NULL THEN tasks.completed ELSE now() END,
-        progress = coalesce(o.progress, tasks.progress),
-        percent_complete = coalesce(o.percent_complete, tasks.percent_complete),
-        attributes = coalesce(o.attributes, tasks.attributes),
-        returns = coalesce(o.returns, tasks.returns),
-        run_at = coalesce(o.run_at, tasks.run_at), lease_owner = NULL, lease_expires = NULL,
-        modified = now(), version = tasks.version + 1,
+        completed = CASE WHEN o.completion_status IS NULL THEN t.completed ELSE now() END,
+        progress = coalesce(o.progress, t.progress),
+        percent_complete = coalesce(o.percent_complete, t.percent_complete),
+        attributes = coalesce(o.attributes, t.attributes),
+        returns = coalesce(o.returns, t.returns),
+        run_at = coalesce(o.run_at, t.run_at), lease_owner = NULL, lease_expires = NULL,
+        modified = now(), version = t.version + 1,
         -- The statement writes the change's events itself (below; migration 0010) when a
         -- leased task ends or goes back to the queue, all a worker's outcomes do: such a
         -- change has only these kinds of taskstatus_task_changed's (launched,
         -- cancel_requested and updated need a leased target; released fewer attempts, deleted
-        -- a deletion), worked out by its rules. `tasks.` is the row before the change. Any
+        -- a deletion), worked out by its rules. `t.` is the row before the change. Any
         -- other change leaves them to the trigger. last_seq (migration 0015): the last seq
         -- before this change's events, and its messages (their trigger numbers theirs after
         -- the statement's); the events of event_kinds (one per kind, but an end's progress,
         -- which rides on its `completed`) come on top.
-        last_seq = CASE WHEN o.state IN ('queued', 'succeeded', 'failed', 'cancelled', 'dead')
-                          AND tasks.state IN ('running', 'cancel_requested') THEN
-                CASE WHEN tasks.events_version = tasks.version AND tasks.last_seq IS NOT NULL
-                          THEN tasks.last_seq + coalesce(
-                            (tasks.event_kinds & 129 = 1)::int + (tasks.event_kinds & 2 <> 0)::int
-                            + (tasks.event_kinds & 16 <> 0)::int
-                            + (tasks.event_kinds & 32 <> 0)::int
-                            + (tasks.event_kinds & 128 <> 0)::int, 0)
-                     WHEN tasks.last_seq IS NULL AND tasks.version = 1 THEN 1
-                     ELSE taskstatus_last_seq(tasks.id) END
+        last_seq = CASE WHEN taskstatus_run_ends(o.state, t.state) THEN
+                taskstatus_row_last_seq(t.id, t.version, t.events_version,
+                                        t.last_seq, t.event_kinds)
               + coalesce(o.messages, 0)
-            ELSE tasks.last_seq END,
-        events_version = CASE WHEN o.state IN ('queued', 'succeeded', 'failed', 'cancelled', 'dead')
-                               AND tasks.state IN ('running', 'cancel_requested')
-                              THEN tasks.version + 1 END,
+            ELSE t.last_seq END,
+        events_version = CASE WHEN taskstatus_run_ends(o.state, t.state)
+                              THEN t.version + 1 END,
         event_kinds =
-            CASE WHEN coalesce(o.progress, tasks.progress) IS DISTINCT FROM tasks.progress
-                   OR coalesce(o.percent_complete, tasks.percent_complete)
-                      <> tasks.percent_complete THEN 1 ELSE 0 END
-          + CASE WHEN coalesce(o.attributes, tasks.attributes) IS DISTINCT FROM tasks.attributes
-                   OR coalesce(o.returns, tasks.returns) IS DISTINCT FROM tasks.returns
+            CASE WHEN coalesce(o.progress, t.progress) IS DISTINCT FROM t.progress
+                   OR coalesce(o.percent_complete, t.percent_complete)
+                      <> t.percent_complete THEN 1 ELSE 0 END
+          + CASE WHEN coalesce(o.attributes, t.attributes) IS DISTINCT FROM t.attributes
+                   OR coalesce(o.returns, t.returns) IS DISTINCT FROM t.returns
                  THEN 2 ELSE 0 END
           + CASE WHEN o.state = 'queued'
-                  AND coalesce(o.run_at, tasks.run_at) IS DISTINCT FROM tasks.run_at
+                  AND coalesce(o.run_at, t.run_at) IS DISTINCT FROM t.run_at
                  THEN 16 ELSE 0 END
           + CASE WHEN o.state IN ('queued', 'dead')
-                  AND coalesce(o.run_at, tasks.run_at) IS NOT DISTINCT FROM tasks.run_at
-                  AND tasks.lease_expires < now() THEN 32 ELSE 0 END
-          + CASE WHEN o.completion_status IS NOT NULL AND tasks.completion_status IS NULL
+                  AND coalesce(o.run_at, t.run_at) IS NOT DISTINCT FROM t.run_at
+                  AND t.lease_expires < now() THEN 32 ELSE 0 END
+          + CASE WHEN o.completion_status IS NOT NULL AND t.completion_status IS NULL
                  THEN 128 ELSE 0 END
     FROM o
     -- id = ANY(...) lets the planner look the rows up by key; a join alone got a
     -- sequential scan of every task, history included
-    WHERE tasks.id = ANY(%(id)s::text[]) AND tasks.id = o.id AND tasks.lease_owner = %(worker)s
-      AND tasks.state = ANY(string_to_array(o.sources, ','))
-      AND (o.attempt IS NULL OR tasks.attempts = o.attempt)  -- a stale run never overwrites
-    RETURNING tasks.id, tasks.state, tasks.events_version, tasks.event_kinds, tasks.version,
-              tasks.modified, tasks.progress, tasks.percent_complete, tasks.attributes,
-              tasks.returns, tasks.attempts, tasks.run_at, tasks.completion_status,
-              tasks.completed, tasks.last_seq, coalesce(o.messages, 0) AS messages
+    WHERE t.id = ANY(%(id)s::text[]) AND t.id = o.id AND t.lease_owner = %(worker)s
+      AND t.state = ANY(string_to_array(o.sources, ','))
+      AND (o.attempt IS NULL OR t.attempts = o.attempt)  -- a stale run never overwrites
+    RETURNING t.id, t.state, events_version, event_kinds, version,
+              modified, t.progress, t.percent_complete, t.attributes,
+              t.returns, attempts, t.run_at, t.completion_status,
+              completed, last_seq, coalesce(o.messages, 0) AS messages
 ),
 added AS (
     -- (their events: the messages' trigger, after this statement's, before `completed`)
@@ -320,12 +307,12 @@ numbered AS MATERIALIZED (
     -- first one plus the present kinds before it (set-based below, one filtered scan per
     -- kind: no lateral subquery per row, no window sort; about 7 k instructions a task
     -- fewer, bench/pg_event_log_cost.py)
-    SELECT f.*, f.last_seq - f.messages + 1 AS seq1,
-           (f.event_kinds & 129 = 1)::int AS p,  -- an end's progress rides on its `completed`
-           (f.event_kinds & 2 <> 0)::int AS a, (f.event_kinds & 16 <> 0)::int AS r,
-           (f.event_kinds & 32 <> 0)::int AS x
-    FROM finished f
-    WHERE f.events_version IS NOT NULL AND f.event_kinds <> 0 AND {event_log}
+    SELECT *, last_seq - messages + 1 AS seq1,
+           (event_kinds & 129 = 1)::int AS p,  -- an end's progress rides on its `completed`
+           (event_kinds & 2 <> 0)::int AS a, (event_kinds & 16 <> 0)::int AS r,
+           (event_kinds & 32 <> 0)::int AS x
+    FROM finished
+    WHERE events_version IS NOT NULL AND event_kinds <> 0 AND {event_log}
 ),
 events AS (
     INSERT INTO task_events (task_id, seq, kind, version, at, data)
@@ -352,7 +339,7 @@ events AS (
     FROM numbered WHERE event_kinds & 128 <> 0
 ),
 noted AS (
-    SELECT taskstatus_notify_events(array_agg(n.id || ':' || n.seq1)) FROM numbered n
+    SELECT taskstatus_notify_events(array_agg(id || ':' || seq1)) FROM numbered
     HAVING count(*) > 0
 )
 SELECT id,

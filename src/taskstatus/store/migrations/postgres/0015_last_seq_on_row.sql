@@ -43,3 +43,27 @@ BEGIN
     RETURN (SELECT coalesce(max(e.seq), 0) FROM task_events e WHERE e.task_id = task COLLATE "C");
 END
 $$;
+
+-- The rule above, in one place for the claim and the finish: a task's last seq as its row
+-- says, else looked up (the lookup only runs in that branch). One expression in a SQL
+-- function, which the planner inlines into the statement (VOLATILE because the lookup is).
+CREATE FUNCTION taskstatus_row_last_seq(task text, version integer, events_version integer,
+                                        last_seq integer, event_kinds integer)
+RETURNS integer LANGUAGE sql VOLATILE AS $$
+    SELECT CASE WHEN events_version = version AND last_seq IS NOT NULL
+                THEN last_seq + coalesce((event_kinds & 129 = 1)::int  -- an end's progress
+                                         + (event_kinds & 2 <> 0)::int  -- rides on `completed`
+                                         + (event_kinds & 16 <> 0)::int
+                                         + (event_kinds & 32 <> 0)::int
+                                         + (event_kinds & 128 <> 0)::int, 0)
+                WHEN last_seq IS NULL AND version = 1 THEN 1
+                ELSE taskstatus_last_seq(task) END
+$$;
+
+-- Whether a finish's outcome is a worker's end of its run (a leased task ends or goes back to
+-- the queue): the changes whose events the finish writes itself (postgres.sql). Inlined too.
+CREATE FUNCTION taskstatus_run_ends(outcome text, state text) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT outcome IN ('queued', 'succeeded', 'failed', 'cancelled', 'dead')
+       AND state IN ('running', 'cancel_requested')
+$$;
