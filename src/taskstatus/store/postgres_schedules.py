@@ -168,10 +168,7 @@ class PostgresSchedules:
             tasks = [by_id[tid] for _, tid in recorded if tid is not None]
             if tasks:
                 rows = [task_to_params(t, record) | {"ord": i} for i, t in enumerate(tasks)]
-                await conn.execute(
-                    QUERIES["create_tasks"],
-                    {"tasks": _doc(rows), **_messages([])},
-                )
+                await conn.execute(QUERIES["create_tasks"], {"tasks": _doc(rows), **_messages([])})
                 last_fire = max(when for when, tid in recorded if tid is not None)
                 await conn.execute(
                     _Q["schedule_fired"],
