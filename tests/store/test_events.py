@@ -489,10 +489,93 @@ async def test_postgres_numbers_on_from_the_row_or_a_lookup(postgres: pg.PgServe
                 " + (t.event_kinds & 2 <> 0)::int + (t.event_kinds & 16 <> 0)::int"
                 " + (t.event_kinds & 32 <> 0)::int + (t.event_kinds & 128 <> 0)::int, 0),"
                 " (SELECT max(seq) FROM task_events e WHERE e.task_id = t.id)"
-                " FROM tasks t WHERE t.events_version = t.version"
+                " FROM tasks t WHERE t.events_version = -t.version"  # kept (0016)
             ).fetchall()
         assert sorted(r[0] for r in rows) == sorted([t1.id, t2.id])
         assert all(r[1] == r[2] for r in rows), rows
+    finally:
+        postgres.drop_database(name)
+
+
+# A claim as workers from before migration 0015 made it (0010-0014): events_version set,
+# last_seq left as it was, the launched event numbered by a lookup.
+OLD_CLAIM = """
+WITH claimed AS (
+    UPDATE tasks SET state = 'running', lease_owner = %(worker)s,
+        lease_expires = now() + interval '30 seconds', attempts = attempts + 1,
+        launched = coalesce(launched, now()), modified = now(),
+        version = version + 1, events_version = version + 1
+    WHERE id = %(id)s AND state = 'queued'
+    RETURNING id, version, modified, attempts, launched
+),
+dequeued AS (DELETE FROM task_queue WHERE id IN (SELECT id FROM claimed))
+INSERT INTO task_events (task_id, seq, kind, version, at, data)
+SELECT c.id, l.last + 1, 'launched', c.version, c.modified,
+       jsonb_build_object('attempt', c.attempts, 'launched', c.launched)
+FROM claimed c JOIN taskstatus_last_seqs(ARRAY[%(id)s]) l ON l.task_id = c.id COLLATE "C"
+"""
+
+
+@pytest.mark.postgres
+async def test_postgres_a_claim_by_an_older_worker_leaves_no_stale_last_seq(
+    postgres: pg.PgServer,
+) -> None:
+    """A worker from before 0015, beside newer ones (a rolling upgrade), claims a task whose
+    row a newer worker's retry gave a last_seq, and leaves it stale: the newer worker's finish
+    looks the last seq up (the row is not marked as kept, 0016) instead of failing on a
+    duplicate seq, and the events go on 1..n, `completed` last."""
+    name = postgres.create_database()
+    url = postgres.url(name)
+    try:
+        store = make_store(url)
+        await store.open()
+        try:
+            task = make_task(max_attempts=3)
+            await seeded(store, task)
+            await store.claim(W1, 1, 30, ["noop"])
+            soon = now() - timedelta(seconds=1)
+            retry = Outcome(task.id, TaskState.QUEUED, None, run_at=soon)
+            assert await store.finish(W1, [retry]) == {task.id}
+            with psycopg.connect(url, autocommit=True) as db:
+                db.execute(OLD_CLAIM, {"worker": W2, "id": task.id})
+            end = Outcome(task.id, TaskState.SUCCEEDED, CompletionStatus.SUCCESS)
+            assert await store.finish(W2, [end]) == {task.id}
+            events = await history(store, task.id)
+            assert [e.seq for e in events] == list(range(1, len(events) + 1))
+            assert kinds(events) == ["created", "launched", "retried", "launched", "completed"]
+        finally:
+            await store.close()
+    finally:
+        postgres.drop_database(name)
+
+
+@pytest.mark.postgres
+async def test_postgres_a_task_inserted_with_messages_is_counted_by_any_node(
+    postgres: pg.PgServer,
+) -> None:
+    """A task inserted with messages by the insert statement alone (as a node from before
+    0016 or any other code does, without the store marking it) is marked by its messages'
+    trigger: its claim numbers `launched` after the messages, not after `created`."""
+    name = postgres.create_database()
+    url = postgres.url(name)
+    note = Message(MessageType.INFO, "note")
+    try:
+        task = replace(make_task(), messages=(note, note))
+        rows = [task_to_params(task, RECORD) | {"ord": 0}]
+        with psycopg.connect(url, autocommit=True) as db:
+            store = make_store(url)
+            await store.open()  # migrates
+            try:
+                db.execute(
+                    QUERIES["create_tasks"],
+                    {"tasks": _doc(rows), **_messages((task.id, m) for m in task.messages)},
+                )
+                assert await store.claim(W1, 1, 30, ["noop"])
+                events = await history(store, task.id)
+            finally:
+                await store.close()
+        assert kinds(events) == ["created", "message", "message", "launched"]
+        assert [e.seq for e in events] == [1, 2, 3, 4]
     finally:
         postgres.drop_database(name)
 

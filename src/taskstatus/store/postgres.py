@@ -511,13 +511,8 @@ class PostgresStore(PostgresSchedules):
             "tasks": _doc(rows),
             **_messages((t.id, m) for t in tasks for m in t.messages),
         }
-        with_messages = [t.id for t in tasks if t.messages]
-        # tasks with messages: the insert and their seqs_unknown (0015) commit together
-        opened = self._transaction() if with_messages else self._db.connection()
-        async with opened as conn:
+        async with self._db.connection() as conn:
             answers = await (await conn.execute(QUERIES["create_tasks"], params)).fetchall()
-            if with_messages:
-                await conn.execute(QUERIES["seqs_unknown"], {"ids": with_messages})
             out: list[Task] = []
             for task, (stored, _woke) in zip(tasks, answers, strict=True):
                 if stored:

@@ -99,10 +99,6 @@ FROM batch
 LEFT JOIN inserted ON inserted.id = batch.id
 ORDER BY batch.ord
 
--- name: seqs_unknown
--- The new tasks that have messages: their messages' events follow `created` (0015).
-UPDATE tasks SET last_seq = -1 WHERE id = ANY(%(ids)s::text[])
-
 -- name: get_task
 SELECT {columns} FROM tasks
 WHERE tasks.id = %(id)s AND (tasks.deleted_at IS NULL OR %(include_deleted)s)
@@ -154,8 +150,8 @@ WITH claimed AS (
         state = 'running', lease_owner = %(worker)s,
         lease_expires = now() + %(lease)s * interval '1 second',
         attempts = attempts + 1, launched = coalesce(launched, now()), modified = now(),
-        version = version + 1, events_version = version + 1,
-        -- the launched event's number (migration 0015)
+        -- the launched event's number (0015); the sign: last_seq is kept (0016)
+        version = version + 1, events_version = -1 - version,
         last_seq = taskstatus_row_last_seq(id, version, events_version, last_seq, event_kinds) + 1,
         event_kinds = NULL
     WHERE tasks.id = ANY(ARRAY(SELECT taskstatus_due(%(handlers)s::text[], %(limit)s)))
@@ -259,14 +255,14 @@ finished AS (
         -- other change leaves them to the trigger. last_seq (migration 0015): the last seq
         -- before this change's events, and its messages (their trigger numbers theirs after
         -- the statement's); the events of event_kinds (one per kind, but an end's progress,
-        -- which rides on its `completed`) come on top.
+        -- which rides on its `completed`) come on top. Else NULL: the row vouches for
+        -- nothing after the trigger's events (0016: kept only with events_version < 0).
         last_seq = CASE WHEN taskstatus_run_ends(o.state, t.state) THEN
                 taskstatus_row_last_seq(t.id, t.version, t.events_version,
                                         t.last_seq, t.event_kinds)
-              + coalesce(o.messages, 0)
-            ELSE t.last_seq END,
+              + coalesce(o.messages, 0) END,
         events_version = CASE WHEN taskstatus_run_ends(o.state, t.state)
-                              THEN t.version + 1 END,
+                              THEN -1 - t.version END,  -- (0016)
         event_kinds =
             CASE WHEN coalesce(o.progress, t.progress) IS DISTINCT FROM t.progress
                    OR coalesce(o.percent_complete, t.percent_complete)
