@@ -447,6 +447,18 @@ async def test_the_claim_plan_needs_no_statistics(store: PostgresStore, queued: 
 
 
 @pytest.mark.slow
+async def test_a_large_claim_dequeues_by_key_without_statistics(store: PostgresStore) -> None:
+    """A claim of 500 at 10,000 queued, no statistics: its dequeue (taskstatus_dequeue, 0017)
+    looks each claimed task's queue row up by key; without the function's planner settings it
+    read the whole queue (a sequential scan per claim, growing with the backlog)."""
+    await fill_queue(store.url, 10_000)
+    params = claim_params("noop") | {"limit": 500}
+    logged = await nested_plans(store.url, QUERIES["claim"], params)
+    (dequeue,) = [p for p in logged if "Delete on task_queue" in p]
+    assert "task_queue_pkey" in dequeue and "Seq Scan" not in dequeue, dequeue
+
+
+@pytest.mark.slow
 async def test_a_claim_over_several_busy_handlers_scans_the_queue_in_order(
     store: PostgresStore,
 ) -> None:
