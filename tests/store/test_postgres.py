@@ -301,6 +301,54 @@ async def test_batches_cost_the_same_round_trips_whatever_their_size(
         await proxy.close()
 
 
+async def test_a_plain_claim_is_one_statement_alone_in_its_transaction(
+    database: str, postgres: pg.PgServer
+) -> None:
+    """Counted at a proxy: once the node has read the handler limits (the first claim does),
+    a claim of handlers without limits sends one statement, the claim, in its own
+    transaction: no BEGIN, `lax` or COMMIT around it (each one a message the server wakes up
+    for), whether it claims tasks or finds none."""
+    proxy = pg.RoundTrips(postgres.admin_url)
+    port = await proxy.start()
+    s = PostgresStore(pg.via_port(database, port), min_size=1, max_size=1)
+    await s.open()
+    try:
+        await s.create_many([make_task() for _ in range(5)])
+        assert len(await s.claim(W1, 1, 30, ["noop"])) == 1  # reads the limits too
+        for n, handler in ((3, "noop"), (0, "idle")):
+            before = (proxy.count, proxy.statements)
+            assert len(await s.claim(W1, 3, 30, [handler])) == n
+            assert (proxy.count - before[0], proxy.statements - before[1]) == (1, 1), handler
+    finally:
+        await s.close()
+        await proxy.close()
+
+
+async def test_the_claim_statement_says_what_lax_says(store: PostgresStore) -> None:
+    """The claim's statement, alone in its transaction, sets what a bookkeeping transaction's
+    `lax` sets, in time for the counts' trigger, which it skips (EXPLAIN ANALYZE names the
+    triggers that fired: an update of a counted table without it names that one), and for
+    its commit, which does not wait for the disk; the settings end with the transaction."""
+    await store.create_many([make_task(), make_task()])
+    params = {"worker": W1, "lease": 30.0, "limit": 1, "handlers": ["noop"]}
+    probe = "SELECT current_setting('synchronous_commit'), current_setting('taskstatus.counts')"
+    touch = "UPDATE tasks SET priority = priority WHERE id = 'none'"
+
+    async def explained(conn: psycopg.AsyncConnection[Any], sql: str, p: Any) -> str:
+        rows = await (await conn.execute(f"EXPLAIN (ANALYZE, COSTS OFF) {sql}", p)).fetchall()
+        return "\n".join(r[0] for r in rows)
+
+    async with await psycopg.AsyncConnection.connect(store.url, autocommit=True) as conn:
+        before = await (await conn.execute("SHOW synchronous_commit")).fetchone()
+        async with conn.transaction(force_rollback=True):
+            assert "Trigger tasks_count_updated" in await explained(conn, touch, None)
+        async with conn.transaction(force_rollback=True):
+            claimed = await explained(conn, QUERIES["claim"], params)
+            assert "Update on tasks" in claimed and "Trigger" not in claimed, claimed
+            assert await (await conn.execute(probe)).fetchone() == ("off", "unchanged")
+        assert await (await conn.execute("SHOW synchronous_commit")).fetchone() == before
+
+
 # --- plans ---------------------------------------------------------------------------------------
 
 
