@@ -4,14 +4,18 @@
 
 Fills a scratch database as bench/pg_plans.py --queue-only does (queued no-op tasks of one
 handler, no statistics) and times, interleaved claim by claim so that the machine's load
-falls on every part alike (medians, ms):
+falls on every part alike, through a store of one connection (medians, ms):
   - claim:     PostgresStore.claim of 8 tasks (the figure claim8_ms);
-  - rows:      the store's claim transaction without decoding the rows into Tasks;
-  - txn_noop:  the same pipelined transaction (BEGIN, lax, a statement, COMMIT) with
-               ``SELECT 1`` for the claim: the pool, the pipeline and the round trip;
+  - idle:      a claim of a handler with nothing queued (claim8_ms...idle_handlers);
+  - rows:      the store's claim without decoding its rows into Tasks;
+  - txn_noop:  a pipelined transaction as the store's bookkeeping one (BEGIN, lax, a
+               statement, COMMIT) with ``SELECT 1`` for the statement;
   - select1:   a lone ``SELECT 1`` on a pooled connection (the floor of a round trip);
-  - server:    the claim statement's own execution as the server times it (EXPLAIN
-               ANALYZE, TIMING OFF, rolled back) and of taskstatus_due alone.
+and for each its wall time, the client's CPU time (``_cpu``, this process) and the server's
+(``_srv``, the connection's backend, from /proc/PID/schedstat): CPU time moves far less with
+the machine's load than the wall time does. Then the claim statement's execution as the
+server times it (``server_claim``: EXPLAIN ANALYZE, TIMING OFF, rolled back) and that of
+taskstatus_due alone (``server_due``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import re
 import statistics
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -30,16 +35,12 @@ from psycopg import sql
 from bench.pg_plans import DEFAULT_URL, QUEUE_FILL, url_of
 from taskstatus.store.postgres import QUERIES, PostgresStore
 
-LAX = (
-    "WITH lax AS (SELECT set_config('synchronous_commit', 'off', true),"
-    " set_config('taskstatus.counts', 'unchanged', true)), claimed AS ("
-)
-ONE = (
-    QUERIES["claim"]
-    .replace("WITH claimed AS (", LAX, 1)
-    .replace("%(limit)s)))", "%(limit)s) FROM lax))", 1)
-)
 PARAMS = {"worker": "bench", "lease": 30.0, "limit": 8, "handlers": ["noop"]}
+
+
+def _on_cpu(pid: int) -> float:
+    """Seconds process `pid` has run on a CPU (the scheduler's count, in ns)."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
 
 
 async def _explained(conn: psycopg.AsyncConnection[Any], text: str, params: Any) -> float:
@@ -60,24 +61,24 @@ async def run(admin_url: str, queued: int, tries: int) -> dict[str, float]:
         )
         await admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
     url = url_of(admin_url, database)
-    store = PostgresStore(url)
+    store = PostgresStore(url, min_size=1, max_size=1)
     await store.open()
     times: dict[str, list[float]] = {}
     try:
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
             for statement in QUEUE_FILL:
                 await conn.execute(statement, {"n": queued})
-
-        async def rows() -> None:
-            assert len(await store._claim("bench", 8, 30.0, ["noop"])) == 8
+        async with store._db.connection() as c:
+            backend = c.info.backend_pid
 
         async def claim() -> None:
             assert len(await store.claim("bench", 8, 30.0, ["noop"])) == 8
 
-        async def one() -> None:
-            async with store._db.connection() as c:
-                cur = await c.execute(ONE, PARAMS)
-                assert len(await cur.fetchall()) == 8
+        async def idle() -> None:
+            assert not await store.claim("bench", 8, 30.0, ["idle"])
+
+        async def rows() -> None:
+            assert len(await store._claim("bench", 8, 30.0, ["noop"])) == 8
 
         async def txn_noop() -> None:
             async with store._transaction() as c:
@@ -91,8 +92,8 @@ async def run(admin_url: str, queued: int, tries: int) -> dict[str, float]:
 
         parts: dict[str, Callable[[], Awaitable[None]]] = {
             "claim": claim,
+            "idle": idle,
             "rows": rows,
-            "one": one,
             "txn_noop": txn_noop,
             "select1": select1,
         }
@@ -101,10 +102,11 @@ async def run(admin_url: str, queued: int, tries: int) -> dict[str, float]:
                 await part()
         for _ in range(tries):
             for name, part in parts.items():
-                started, cpu = time.perf_counter(), time.process_time()
+                started, cpu, srv = time.perf_counter(), time.process_time(), _on_cpu(backend)
                 await part()
                 times.setdefault(name, []).append(time.perf_counter() - started)
                 times.setdefault(f"{name}_cpu", []).append(time.process_time() - cpu)
+                times.setdefault(f"{name}_srv", []).append(_on_cpu(backend) - srv)
         figures = {name: statistics.median(t) * 1000 for name, t in times.items()}
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
             due = "SELECT taskstatus_due(%(handlers)s::text[], %(limit)s)"
