@@ -16,10 +16,12 @@ from typing import Any
 import psycopg
 import pytest
 
+from taskstatus.limits_policy import HandlerLimits
 from taskstatus.model import CompletionStatus, Message, MessageType, Target, TaskState
 from taskstatus.query import Condition, Op, SortKey, TaskField, TaskQuery, all_of
 from taskstatus.store import Outcome, Progress, StoreUnavailable, make_store
 from taskstatus.store import postgres as postgres_store
+from taskstatus.store import postgres_schedules
 from taskstatus.store.postgres import QUERIES, PostgresStore, list_statements
 from taskstatus.store.sqlfiles import load_migrations
 from tests import pg
@@ -492,6 +494,36 @@ async def test_the_claim_plan_needs_no_statistics(store: PostgresStore, queued: 
     (outer,) = [p for p in logged if "taskstatus_due(" in p]  # the claim's own statement
     assert "Seq Scan" not in outer and "Sort" not in outer, outer
     assert len(await store.claim(W1, 8, 30, ["noop"])) == 8
+
+
+@pytest.mark.slow
+async def test_a_claim_of_one_handler_reads_its_range_alone(store: PostgresStore) -> None:
+    """A claim for one handler (a worker's usual claim) runs one query of the queue, that
+    handler's ordered range, with no probe of which handlers have due tasks before it and no
+    nested pick (0018), and no statistics needed; the range of a handler with nothing due
+    is found empty the same way."""
+    await fill_queue(store.url, 10_000)
+    for handler, n in (("noop", 8), ("other", 0)):
+        logged = await nested_plans(store.url, QUERIES["claim"], claim_params(handler))
+        picks = [p for p in logged if "FROM task_queue q" in p]
+        assert len(picks) == 1, logged
+        assert_ordered_pick(picks[0], "task_queue_handler_due")
+        assert not [p for p in logged if "FROM task_queue b" in p or "taskstatus_pick(" in p]
+        assert len(await store.claim(W1, 8, 30, [handler])) == n
+
+
+async def test_a_claim_of_one_handler_leaves_it_out_once_limited_elsewhere(
+    store: PostgresStore, other: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node that read the handler limits before another node limited its one handler
+    claims none of that handler's tasks by its plain claim: the one-handler pick (0018)
+    tests the limits itself, as the pick of several handlers does."""
+    monkeypatch.setattr(postgres_schedules, "LIMITED_TTL", 3600.0)  # the node's list stays
+    await store.create_many([make_task() for _ in range(3)])
+    assert len(await store.claim(W1, 1, 30, ["noop"])) == 1  # reads the limits: none yet
+    await other.save_limits(HandlerLimits("noop", concurrency=5))
+    assert await store.claim(W1, 8, 30, ["noop"]) == []
+    assert len(await other.claim(W1, 8, 30, ["noop"])) == 2  # within the limit, as limited
 
 
 @pytest.mark.slow
