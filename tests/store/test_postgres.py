@@ -19,9 +19,8 @@ import pytest
 from taskstatus.limits_policy import HandlerLimits
 from taskstatus.model import CompletionStatus, Message, MessageType, Target, TaskState
 from taskstatus.query import Condition, Op, SortKey, TaskField, TaskQuery, all_of
-from taskstatus.store import Outcome, Progress, StoreUnavailable, make_store
+from taskstatus.store import Outcome, Progress, StoreUnavailable, make_store, postgres_schedules
 from taskstatus.store import postgres as postgres_store
-from taskstatus.store import postgres_schedules
 from taskstatus.store.postgres import QUERIES, PostgresStore, list_statements
 from taskstatus.store.sqlfiles import load_migrations
 from tests import pg
