@@ -113,15 +113,49 @@ def server() -> Iterator[PgServer]:
         pg.close()
 
 
+class Statements:
+    """The statements in one connection's stream of frontend messages (no TLS): each Bind of
+    the extended protocol and each simple Query runs one (a BEGIN or a COMMIT too)."""
+
+    PROTOCOL_3 = 196608  # the startup message's code; SSL and GSS requests come before it
+
+    def __init__(self) -> None:
+        self._pending = b""
+        self._started = False
+
+    def count(self, data: bytes) -> int:
+        """How many statements `data`, the next bytes of the stream, completes."""
+        self._pending += data
+        found = 0
+        while True:
+            if self._started:  # a type byte, then the length of the rest
+                if len(self._pending) < 5:
+                    return found
+                length = 1 + int.from_bytes(self._pending[1:5], "big")
+            else:  # untyped: the length, then a code
+                if len(self._pending) < 8:
+                    return found
+                length = int.from_bytes(self._pending[:4], "big")
+            if len(self._pending) < length:
+                return found
+            message, self._pending = self._pending[:length], self._pending[length:]
+            if not self._started:
+                self._started = int.from_bytes(message[4:8], "big") == self.PROTOCOL_3
+            elif message[:1] in (b"B", b"Q"):
+                found += 1
+
+
 class RoundTrips:
     """A TCP proxy in front of the server that counts round trips: a round trip begins each
-    time a client sends after the server has answered (or for the first time)."""
+    time a client sends after the server has answered (or for the first time). It counts the
+    statements the clients send too (`Statements`)."""
 
     def __init__(self, admin_url: str) -> None:
         parts = urlsplit(admin_url)
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 5432
         self.count = 0
+        self.statements = 0
         self._server: asyncio.Server | None = None
         self._pumps: set[asyncio.Task[None]] = set()
 
@@ -143,12 +177,15 @@ class RoundTrips:
     ) -> None:
         server, to_server = await asyncio.open_connection(self.host, self.port)
         answered = [True]  # per connection: did the server speak last?
+        statements = Statements()
 
         async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, up: bool) -> None:
             try:
                 while data := await src.read(65536):
                     if up and answered[0]:
                         self.count += 1
+                    if up:
+                        self.statements += statements.count(data)
                     answered[0] = not up
                     dst.write(data)
                     await dst.drain()

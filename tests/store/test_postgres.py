@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from taskstatus.limits_policy import HandlerLimits
 from taskstatus.model import CompletionStatus, Message, MessageType, Target, TaskState
 from taskstatus.query import Condition, Op, SortKey, TaskField, TaskQuery, all_of
 from taskstatus.store import Outcome, Progress, StoreUnavailable, make_store, postgres_schedules
@@ -301,6 +302,54 @@ async def test_batches_cost_the_same_round_trips_whatever_their_size(
         await proxy.close()
 
 
+async def test_a_plain_claim_is_one_statement_alone_in_its_transaction(
+    database: str, postgres: pg.PgServer
+) -> None:
+    """Counted at a proxy: once the node has read the handler limits (the first claim does),
+    a claim of handlers without limits sends one statement, the claim, in its own
+    transaction: no BEGIN, `lax` or COMMIT around it (each one a message the server wakes up
+    for), whether it claims tasks or finds none."""
+    proxy = pg.RoundTrips(postgres.admin_url)
+    port = await proxy.start()
+    s = PostgresStore(pg.via_port(database, port), min_size=1, max_size=1)
+    await s.open()
+    try:
+        await s.create_many([make_task() for _ in range(5)])
+        assert len(await s.claim(W1, 1, 30, ["noop"])) == 1  # reads the limits too
+        for n, handler in ((3, "noop"), (0, "idle")):
+            before = (proxy.count, proxy.statements)
+            assert len(await s.claim(W1, 3, 30, [handler])) == n
+            assert (proxy.count - before[0], proxy.statements - before[1]) == (1, 1), handler
+    finally:
+        await s.close()
+        await proxy.close()
+
+
+async def test_the_claim_statement_says_what_lax_says(store: PostgresStore) -> None:
+    """The claim's statement, alone in its transaction, sets what a bookkeeping transaction's
+    `lax` sets, in time for the counts' trigger, which it skips (EXPLAIN ANALYZE names the
+    triggers that fired: an update of a counted table without it names that one), and for
+    its commit, which does not wait for the disk; the settings end with the transaction."""
+    await store.create_many([make_task(), make_task()])
+    params = {"worker": W1, "lease": 30.0, "limit": 1, "handlers": ["noop"]}
+    probe = "SELECT current_setting('synchronous_commit'), current_setting('taskstatus.counts')"
+    touch = "UPDATE tasks SET priority = priority WHERE id = 'none'"
+
+    async def explained(conn: psycopg.AsyncConnection[Any], sql: str, p: Any) -> str:
+        rows = await (await conn.execute(f"EXPLAIN (ANALYZE, COSTS OFF) {sql}", p)).fetchall()
+        return "\n".join(r[0] for r in rows)
+
+    async with await psycopg.AsyncConnection.connect(store.url, autocommit=True) as conn:
+        before = await (await conn.execute("SHOW synchronous_commit")).fetchone()
+        async with conn.transaction(force_rollback=True):
+            assert "Trigger tasks_count_updated" in await explained(conn, touch, None)
+        async with conn.transaction(force_rollback=True):
+            claimed = await explained(conn, QUERIES["claim"], params)
+            assert "Update on tasks" in claimed and "Trigger" not in claimed, claimed
+            assert await (await conn.execute(probe)).fetchone() == ("off", "unchanged")
+        assert await (await conn.execute("SHOW synchronous_commit")).fetchone() == before
+
+
 # --- plans ---------------------------------------------------------------------------------------
 
 
@@ -456,6 +505,36 @@ async def test_a_large_claim_dequeues_by_key_without_statistics(store: PostgresS
     logged = await nested_plans(store.url, QUERIES["claim"], params)
     (dequeue,) = [p for p in logged if "Delete on task_queue" in p]
     assert "task_queue_pkey" in dequeue and "Seq Scan" not in dequeue, dequeue
+
+
+@pytest.mark.slow
+async def test_a_claim_of_one_handler_reads_its_range_alone(store: PostgresStore) -> None:
+    """A claim for one handler (a worker's usual claim) runs one query of the queue, that
+    handler's ordered range, with no probe of which handlers have due tasks before it and no
+    nested pick (0018), and no statistics needed; the range of a handler with nothing due
+    is found empty the same way."""
+    await fill_queue(store.url, 10_000)
+    for handler, n in (("noop", 8), ("other", 0)):
+        logged = await nested_plans(store.url, QUERIES["claim"], claim_params(handler))
+        picks = [p for p in logged if "FROM task_queue q" in p]
+        assert len(picks) == 1, logged
+        assert_ordered_pick(picks[0], "task_queue_handler_due")
+        assert not [p for p in logged if "FROM task_queue b" in p or "taskstatus_pick(" in p]
+        assert len(await store.claim(W1, 8, 30, [handler])) == n
+
+
+async def test_a_claim_of_one_handler_leaves_it_out_once_limited_elsewhere(
+    store: PostgresStore, other: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node that read the handler limits before another node limited its one handler
+    claims none of that handler's tasks by its plain claim: the one-handler pick (0018)
+    tests the limits itself, as the pick of several handlers does."""
+    monkeypatch.setattr(postgres_schedules, "LIMITED_TTL", 3600.0)  # the node's list stays
+    await store.create_many([make_task() for _ in range(3)])
+    assert len(await store.claim(W1, 1, 30, ["noop"])) == 1  # reads the limits: none yet
+    await other.save_limits(HandlerLimits("noop", concurrency=5))
+    assert await store.claim(W1, 8, 30, ["noop"]) == []
+    assert len(await other.claim(W1, 8, 30, ["noop"])) == 2  # within the limit, as limited
 
 
 @pytest.mark.slow

@@ -195,31 +195,35 @@ class PostgresSchedules:
         self, worker_id: str, limit: int, lease_seconds: float, handlers: Sequence[str]
     ) -> list[TupleRow]:
         """The claim's task rows. Without limited handlers (as this node last read them, at
-        most LIMITED_TTL ago; the list is read again in the same round trip) it is the one
-        statement of before, whose pick leaves limited handlers out whatever this node
-        believes. With some, one transaction in two round trips: the lock of their limits
-        rows and, after it, their counts and buckets and the due tasks of every claimed
-        handler in queue order; then the claim of those within the limits, the buckets and
-        the notes of those held back."""
+        most LIMITED_TTL ago) it is the one statement of before, whose pick leaves limited
+        handlers out whatever this node believes, alone in its transaction; when the list is
+        due, it is read in the same round trip, in one transaction with the claim. With
+        some, one transaction in two round trips: the lock of their limits rows and, after
+        it, their counts and buckets and the due tasks of every claimed handler in queue
+        order; then the claim of those within the limits, the buckets and the notes of those
+        held back."""
         from taskstatus.store.postgres import QUERIES
 
         read_at, known = self._limited
         guess = {h: known[h] for h in handlers if h in known}
+        plain = {
+            "worker": worker_id,
+            "lease": lease_seconds,
+            "handlers": list(handlers),
+            "limit": limit,
+        }
+        if not guess and time.monotonic() - read_at <= LIMITED_TTL:
+            # the plain claim and nothing else: its one statement, which sets what `lax` does
+            # (postgres.sql), in its own transaction: one message each way, no BEGIN, no COMMIT
+            async with self._db.connection() as conn:
+                return await (await conn.execute(QUERIES["claim"], plain)).fetchall()
         listed = None
         async with self._transaction() as conn:
             await conn.execute(QUERIES["lax"])  # as PostgresStore._lax
             if time.monotonic() - read_at > LIMITED_TTL:
                 listed = await conn.execute(_Q["list_limits"])
             if not guess:
-                claimed = await conn.execute(
-                    QUERIES["claim"],
-                    {
-                        "worker": worker_id,
-                        "lease": lease_seconds,
-                        "handlers": list(handlers),
-                        "limit": limit,
-                    },
-                )
+                claimed = await conn.execute(QUERIES["claim"], plain)
             else:
                 claimed = await self._claim_within(
                     conn, worker_id, limit, lease_seconds, handlers, guess

@@ -145,7 +145,14 @@ FOR UPDATE OF tasks
 -- `tasks`; the same statement deletes the claimed tasks' queue rows (queued -> running is the
 -- one change the queue trigger leaves to the claim, 0006), in a snapshot taken after the
 -- update (0017), so a queue row goes exactly when its task is claimed.
-WITH claimed AS (
+-- It is a worker's bookkeeping (`lax` below) and sets that itself, in the pick's subquery, so
+-- before the update's end, where the counts' trigger reads it: the plain claim is this one
+-- statement in its own transaction, one message each way (issue 17).
+WITH lax AS (
+    SELECT set_config('synchronous_commit', 'off', true),
+           set_config('taskstatus.counts', 'unchanged', true)
+),
+claimed AS (
     UPDATE tasks SET
         state = 'running', lease_owner = %(worker)s,
         lease_expires = now() + %(lease)s * interval '1 second',
@@ -154,7 +161,7 @@ WITH claimed AS (
         version = version + 1, events_version = -1 - version,
         last_seq = taskstatus_row_last_seq(id, version, events_version, last_seq, event_kinds) + 1,
         event_kinds = NULL
-    WHERE tasks.id = ANY(ARRAY(SELECT taskstatus_due(%(handlers)s::text[], %(limit)s)))
+    WHERE tasks.id = ANY(ARRAY(SELECT taskstatus_due(%(handlers)s::text[], %(limit)s) FROM lax))
       AND tasks.state IN ({from:running})  -- key lookups, never a join over tasks
     RETURNING {run_columns}, tasks.last_seq
 ),
