@@ -143,8 +143,8 @@ FOR UPDATE OF tasks
 -- The due tasks in queue order, locked: taskstatus_due (migration 0003) picks them with a plan
 -- that does not depend on table statistics. Updating the state is a heap-only update of
 -- `tasks`; the same statement deletes the claimed tasks' queue rows (queued -> running is the
--- one change the queue trigger leaves to the claim, 0006), in a snapshot taken after the
--- update (0017), so a queue row goes exactly when its task is claimed.
+-- one change the queue trigger leaves to the claim, 0006), and those it missed in a snapshot
+-- taken after the update (0017), so a queue row goes exactly when its task is claimed.
 -- It is a worker's bookkeeping (`lax` below) and sets that itself, in the pick's subquery, so
 -- before the update's end, where the counts' trigger reads it: the plain claim is this one
 -- statement in its own transaction, one message each way (issue 17).
@@ -166,9 +166,14 @@ claimed AS (
     RETURNING {run_columns}, tasks.last_seq
 ),
 dequeued AS (
-    -- in a snapshot taken after the claim (0017), which sees a queue row inserted since the
-    -- statement's own; a CTE of a volatile call runs once, and only when referenced
-    SELECT taskstatus_dequeue(ARRAY(SELECT id FROM claimed))
+    DELETE FROM task_queue WHERE id = ANY(ARRAY(SELECT id FROM claimed)) RETURNING id
+),
+missed AS (
+    -- a queue row inserted since the statement's snapshot, by a hand-back of the task the
+    -- pick then saw queued (0017): deleted in a snapshot taken now; rare, so the call (a
+    -- CTE of a volatile call runs once, and only when referenced) only when some are missed
+    SELECT taskstatus_dequeue(ARRAY(SELECT id FROM claimed EXCEPT SELECT id FROM dequeued))
+    WHERE (SELECT count(*) FROM dequeued) < (SELECT count(*) FROM claimed)
 ),
 events AS (
     -- the claim's one event (migration 0010): queued -> running changes nothing else; its
@@ -191,7 +196,7 @@ SELECT c.id, c.handler, c.definition, c.type, c.unique_name, c.description, c.pa
        c.state, c.arguments, c.parent_id, c.priority, c.run_at, c.attempts, c.max_attempts,
        c.timeout, c.lease_owner, c.lease_expires, c.idempotency_key, c.deleted_at, c.version,
        c.messages
-FROM claimed c LEFT JOIN noted ON true LEFT JOIN dequeued ON true
+FROM claimed c LEFT JOIN noted ON true LEFT JOIN missed ON true
 
 -- name: lax
 -- What a worker's bookkeeping transaction (a claim, a heartbeat, a report: PostgresStore._lax)
@@ -671,7 +676,7 @@ WITH claimed AS (
     RETURNING {run_columns}
 ),
 dequeued AS (
-    SELECT taskstatus_dequeue(ARRAY(SELECT id FROM claimed))  -- (as the claim's)
+    SELECT taskstatus_dequeue(ARRAY(SELECT id FROM claimed))  -- (0017: see the claim)
 ),
 slots AS (
     INSERT INTO limit_slots (handler, task_id, key)
@@ -736,7 +741,7 @@ claimed AS (
     RETURNING {run_columns}
 ),
 dequeued AS (
-    SELECT taskstatus_dequeue(ARRAY(SELECT id FROM claimed))  -- (as the claim's)
+    SELECT taskstatus_dequeue(ARRAY(SELECT id FROM claimed))  -- (0017: see the claim)
 ),
 slots AS (
     INSERT INTO limit_slots (handler, task_id, key)
