@@ -18,7 +18,7 @@ import pytest
 
 from taskstatus.model import CompletionStatus, Message, MessageType, Target, TaskState
 from taskstatus.query import Condition, Op, SortKey, TaskField, TaskQuery, all_of
-from taskstatus.store import Outcome, Progress, StoreUnavailable, make_store
+from taskstatus.store import Outcome, Progress, StoreUnavailable, make_store, postgres_schedules
 from taskstatus.store import postgres as postgres_store
 from taskstatus.store.postgres import QUERIES, PostgresStore, list_statements
 from taskstatus.store.sqlfiles import load_migrations
@@ -497,14 +497,64 @@ async def test_the_queue_holds_exactly_the_queued_tasks_through_racing_claims(
             await node.release(worker, [t.id for t in claimed[::2]])
 
     await asyncio.gather(churn(store, "w1"), churn(other, "w2"), churn(store, "w3"))
-    orphans = await fetch(
-        store.url,
-        "SELECT (SELECT count(*) FROM tasks t WHERE t.state = 'queued'"
-        "        AND NOT EXISTS (SELECT FROM task_queue q WHERE q.id = t.id)),"
-        "       (SELECT count(*) FROM task_queue q JOIN tasks t USING (id)"
-        "        WHERE t.state <> 'queued')",
-    )
-    assert orphans == [(0, 0)]
+    assert await fetch(store.url, ORPHANS) == [(0, 0)]
+
+
+ORPHANS = (
+    "SELECT (SELECT count(*) FROM tasks t WHERE t.state = 'queued'"
+    "        AND NOT EXISTS (SELECT FROM task_queue q WHERE q.id = t.id)),"
+    "       (SELECT count(*) FROM task_queue q JOIN tasks t USING (id)"
+    "        WHERE t.state <> 'queued')"
+)
+
+
+async def test_a_claim_dequeues_a_task_requeued_after_its_statement_began(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task claimed and handed back by another node after a claim's statement took its
+    snapshot, but before its pick ran (the pick reads a newer one), is claimed with its newest
+    version; the queue row that the hand-back inserted goes with it. The statement's own
+    snapshot did not see that row, so before 0017 it outlived the claim: a running task's row
+    that every later pick walked over. A lock on handler_limits, which only the pick reads,
+    holds the claim between the two (after a first claim, which read the limits list that
+    the next claims then trust)."""
+    monkeypatch.setattr(postgres_schedules, "LIMITED_TTL", 3600.0)
+    assert await store.claim(W1, 1, 30, ["noop"]) == []
+    [task] = await store.create_many([make_task()])
+    async with await psycopg.AsyncConnection.connect(store.url) as lock:
+        await lock.execute("LOCK TABLE handler_limits IN ACCESS EXCLUSIVE MODE")
+        claiming = asyncio.create_task(store.claim(W1, 1, 30, ["noop"]))
+        async with await psycopg.AsyncConnection.connect(store.url, autocommit=True) as db:
+            for _ in range(500):  # until the claim waits for the lock
+                waiting = await (
+                    await db.execute(
+                        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+                        " WHERE l.relation = 'handler_limits'::regclass AND NOT l.granted"
+                        " AND a.query LIKE '%%taskstatus_due%%'"
+                    )
+                ).fetchone()
+                if waiting and waiting[0]:
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                raise AssertionError("the claim never reached the pick")
+            # another node's claim and hand-back, committed in between (as the claim and
+            # release statements do: the claim dequeues itself, the release's trigger requeues)
+            await db.execute(
+                "WITH c AS (UPDATE tasks SET state = 'running', lease_owner = 'w2',"
+                " attempts = attempts + 1, version = version + 1 WHERE id = %(id)s RETURNING id)"
+                " DELETE FROM task_queue WHERE id IN (SELECT id FROM c)",
+                {"id": task.id},
+            )
+            await db.execute(
+                "UPDATE tasks SET state = 'queued', lease_owner = NULL,"
+                " attempts = attempts - 1, version = version + 1 WHERE id = %(id)s",
+                {"id": task.id},
+            )
+        await lock.commit()
+        claimed = await claiming
+    assert [t.id for t in claimed] == [task.id]
+    assert await fetch(store.url, ORPHANS) == [(0, 0)]
 
 
 async def test_a_claimer_vacuums_the_queue_it_drains(

@@ -143,8 +143,8 @@ FOR UPDATE OF tasks
 -- The due tasks in queue order, locked: taskstatus_due (migration 0003) picks them with a plan
 -- that does not depend on table statistics. Updating the state is a heap-only update of
 -- `tasks`; the same statement deletes the claimed tasks' queue rows (queued -> running is the
--- one change the queue trigger leaves to the claim, 0006). Both read the statement's snapshot,
--- so a queue row goes exactly when its task is claimed.
+-- one change the queue trigger leaves to the claim, 0006), in a snapshot taken after the
+-- update (0017), so a queue row goes exactly when its task is claimed.
 WITH claimed AS (
     UPDATE tasks SET
         state = 'running', lease_owner = %(worker)s,
@@ -159,7 +159,9 @@ WITH claimed AS (
     RETURNING {run_columns}, tasks.last_seq
 ),
 dequeued AS (
-    DELETE FROM task_queue WHERE id = ANY(ARRAY(SELECT id FROM claimed))
+    -- in a snapshot taken after the claim (0017), which sees a queue row inserted since the
+    -- statement's own; a CTE of a volatile call runs once, and only when referenced
+    SELECT taskstatus_dequeue(ARRAY(SELECT id FROM claimed))
 ),
 events AS (
     -- the claim's one event (migration 0010): queued -> running changes nothing else; its
@@ -182,7 +184,7 @@ SELECT c.id, c.handler, c.definition, c.type, c.unique_name, c.description, c.pa
        c.state, c.arguments, c.parent_id, c.priority, c.run_at, c.attempts, c.max_attempts,
        c.timeout, c.lease_owner, c.lease_expires, c.idempotency_key, c.deleted_at, c.version,
        c.messages
-FROM claimed c LEFT JOIN noted ON true
+FROM claimed c LEFT JOIN noted ON true LEFT JOIN dequeued ON true
 
 -- name: lax
 -- What a worker's bookkeeping transaction (a claim, a heartbeat, a report: PostgresStore._lax)
@@ -662,7 +664,7 @@ WITH claimed AS (
     RETURNING {run_columns}
 ),
 dequeued AS (
-    DELETE FROM task_queue WHERE id = ANY(ARRAY(SELECT id FROM claimed))
+    SELECT taskstatus_dequeue(ARRAY(SELECT id FROM claimed))  -- (as the claim's)
 ),
 slots AS (
     INSERT INTO limit_slots (handler, task_id, key)
@@ -672,7 +674,7 @@ slots AS (
     WHERE s.id IN (SELECT id FROM claimed)
     ON CONFLICT (handler, task_id) DO UPDATE SET key = excluded.key
 )
-SELECT * FROM claimed
+SELECT claimed.* FROM claimed LEFT JOIN dequeued ON true
 
 -- name: save_buckets
 INSERT INTO limit_buckets (handler, key, tokens, at)
@@ -727,7 +729,7 @@ claimed AS (
     RETURNING {run_columns}
 ),
 dequeued AS (
-    DELETE FROM task_queue WHERE id = ANY(ARRAY(SELECT id FROM claimed))
+    SELECT taskstatus_dequeue(ARRAY(SELECT id FROM claimed))  -- (as the claim's)
 ),
 slots AS (
     INSERT INTO limit_slots (handler, task_id, key)
@@ -742,7 +744,7 @@ spent AS (
     FROM allow a WHERE a.tokens IS NOT NULL
     ON CONFLICT (handler, key) DO UPDATE SET tokens = excluded.tokens, at = excluded.at
 )
-SELECT * FROM claimed
+SELECT claimed.* FROM claimed LEFT JOIN dequeued ON true
 
 -- name: hold_next
 -- After a claim that a limit cut short: the next due tasks of the handler get the reason.
