@@ -436,7 +436,7 @@ async def test_a_postgres_database_migrated_with_events_keeps_them_and_numbers_o
             now_rows = db.execute("SELECT * FROM task_events ORDER BY task_id, seq").fetchall()
             (version,) = db.execute("SELECT max(version) FROM schema_migrations").fetchone() or (0,)
         old_rows = [r for r in now_rows if (r[0], r[1]) in {(k[0], k[1]) for k in kept}]
-        # kept as they were; the doc column (0017) that came after them is NULL on them
+        # kept as they were; the doc column (0018) that came after them is NULL on them
         assert [r[:6] for r in old_rows] == kept and {r[6:] for r in old_rows} == {(None,)}
         assert version == len(load_migrations("postgres"))
     finally:
@@ -621,7 +621,7 @@ _AWKWARD = ['say "hi"', "back\\slash", "line\nbreak\ttab\r", "\x01\x1f", "é ✓
 
 @pytest.mark.postgres
 async def test_postgres_hot_event_docs_are_the_data_jsonb_would_be(postgres: pg.PgServer) -> None:
-    """The docs the insert, the claim and the finish write as text (0017) parse to exactly the
+    """The docs the insert, the claim and the finish write as text (0018) parse to exactly the
     data jsonb_build_object gives the same values (escapes, NULLs, times in the session's zone),
     in any session time zone; and the store reads such a row and a jsonb row alike."""
     name = postgres.create_database()

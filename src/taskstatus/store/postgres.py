@@ -824,7 +824,7 @@ class PostgresStore(PostgresSchedules):
         params = {"ids": list(cursors), "afters": list(cursors.values()), "limit": limit}
         async with self._db.connection() as conn:
             rows = await (await conn.execute(QUERIES["task_events"], params)).fetchall()
-        # an event's data is jsonb (`data`) or, from the hot paths, JSON text (`doc`, 0017)
+        # an event's data is jsonb (`data`) or, from the hot paths, JSON text (`doc`, 0018)
         return [
             TaskEvent(
                 r[0], r[1], r[2], r[3], _utc(r[4]), r[5] if r[6] is None else orjson.loads(r[6])

@@ -166,7 +166,7 @@ dequeued AS (
 events AS (
     -- the claim's one event (migration 0010): queued -> running changes nothing else; its
     -- number is the row's last seq, which the claim moved one on (migration 0015)
-    INSERT INTO task_events (task_id, seq, kind, version, at, doc)  -- its data as text (0017)
+    INSERT INTO task_events (task_id, seq, kind, version, at, doc)  -- its data as text (0018)
     SELECT c.id, c.last_seq, 'launched', c.version, c.modified,
            taskstatus_launched_doc(c.attempts, c.launched)
     FROM claimed c
@@ -314,7 +314,7 @@ numbered AS NOT MATERIALIZED (
     WHERE events_version IS NOT NULL AND event_kinds <> 0 AND {event_log}
 ),
 events AS (
-    INSERT INTO task_events (task_id, seq, kind, version, at, doc)  -- JSON text (0017)
+    INSERT INTO task_events (task_id, seq, kind, version, at, doc)  -- JSON text (0018)
     SELECT id, seq1, 'progress', version, modified,
            json_build_object('progress', progress, 'percentComplete', percent_complete)::text
     FROM numbered WHERE p = 1
@@ -489,7 +489,7 @@ SELECT pg_advisory_xact_lock(%(key)s)
 
 -- name: task_events
 -- Each task's events after its cursor, in order, at most %(limit)s per task (key lookups).
-SELECT e.task_id, e.seq, e.kind, e.version, e.at, e.data, e.doc  -- data or doc (0017)
+SELECT e.task_id, e.seq, e.kind, e.version, e.at, e.data, e.doc  -- data or doc (0018)
 FROM unnest(%(ids)s::text[], %(afters)s::integer[]) WITH ORDINALITY AS c(id, after, ord)
 CROSS JOIN LATERAL (
     SELECT * FROM task_events x WHERE x.task_id = c.id AND x.seq > c.after
