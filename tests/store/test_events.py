@@ -435,7 +435,9 @@ async def test_a_postgres_database_migrated_with_events_keeps_them_and_numbers_o
         with psycopg.connect(url, autocommit=True) as db:
             now_rows = db.execute("SELECT * FROM task_events ORDER BY task_id, seq").fetchall()
             (version,) = db.execute("SELECT max(version) FROM schema_migrations").fetchone() or (0,)
-        assert [r for r in now_rows if (r[0], r[1]) in {(k[0], k[1]) for k in kept}] == kept
+        old_rows = [r for r in now_rows if (r[0], r[1]) in {(k[0], k[1]) for k in kept}]
+        # kept as they were; the doc column (0019) that came after them is NULL on them
+        assert [r[:6] for r in old_rows] == kept and {r[6:] for r in old_rows} == {(None,)}
         assert version == len(load_migrations("postgres"))
     finally:
         postgres.drop_database(name)
@@ -611,3 +613,64 @@ async def test_postgres_tasks_from_before_0015_are_numbered_by_a_lookup(
             await store.close()
     finally:
         postgres.drop_database(name)
+
+
+# Texts a JSON document must escape: quotes, backslashes, control characters, non-ASCII.
+_AWKWARD = ['say "hi"', "back\\slash", "line\nbreak\ttab\r", "\x01\x1f", "é ✓ 😀", "", None]
+
+
+@pytest.mark.postgres
+async def test_postgres_hot_event_docs_are_the_data_jsonb_would_be(postgres: pg.PgServer) -> None:
+    """The docs the insert, the claim and the finish write as text (0019) parse to exactly the
+    data jsonb_build_object gives the same values (escapes, NULLs, times in the session's zone),
+    in any session time zone; and the store reads such a row and a jsonb row alike."""
+    name = postgres.create_database()
+    url = postgres.url(name)
+    try:
+        with psycopg.connect(url, autocommit=True) as db:
+            for zone in ("UTC", "Asia/Kolkata"):
+                db.execute(f"SET TIME ZONE '{zone}'")
+                for text in _AWKWARD:
+                    for percent in (None, 0, 100):
+                        row = db.execute(
+                            "SELECT taskstatus_completed_doc('failed', %(s)s, now(), %(t)s, %(p)s)"
+                            "::jsonb = jsonb_build_object('state', 'failed', 'completionStatus',"
+                            " %(s)s::text, 'completed', now(), 'progress', %(t)s::text,"
+                            " 'percentComplete', %(p)s::integer),"
+                            " taskstatus_launched_doc(%(p)s, now())::jsonb"
+                            " IS NOT DISTINCT FROM"
+                            " jsonb_build_object('attempt', %(p)s::integer, 'launched', now())"
+                            " OR %(p)s IS NULL",
+                            {"s": text or "ERROR", "t": text, "p": percent},
+                        ).fetchone()
+                        assert row == (True, True), (zone, text, percent)
+        store = make_store(url)
+        await store.open()
+        try:
+            [task] = await seeded(store, make_task())
+            await store.claim(W1, 1, 30, ["noop"])
+            ends = [
+                Outcome(task.id, TaskState.FAILED, CompletionStatus.ERROR, progress=_AWKWARD[2])
+            ]
+            assert await store.finish(W1, ends) == {task.id}
+            await store.update(task.id, lambda t: replace(t, description="later"))  # general: jsonb
+            events = await history(store, task.id)
+        finally:
+            await store.close()
+        with psycopg.connect(url, autocommit=True) as db:
+            stored = db.execute(
+                "SELECT kind, data IS NULL, doc IS NULL FROM task_events ORDER BY seq"
+            ).fetchall()
+    finally:
+        postgres.drop_database(name)
+    assert stored == [
+        ("created", True, False),
+        ("launched", True, False),
+        ("completed", True, False),
+        ("updated", False, True),
+    ]
+    assert kinds(events) == ["created", "launched", "completed", "updated"]
+    assert events[2].data["progress"] == _AWKWARD[2]
+    assert events[2].data["completionStatus"] == "ERROR"
+    assert events[1].data["attempt"] == 1
+    assert set(events[3].data) == {"modified"}

@@ -824,7 +824,13 @@ class PostgresStore(PostgresSchedules):
         params = {"ids": list(cursors), "afters": list(cursors.values()), "limit": limit}
         async with self._db.connection() as conn:
             rows = await (await conn.execute(QUERIES["task_events"], params)).fetchall()
-        return [TaskEvent(r[0], r[1], r[2], r[3], _utc(r[4]), r[5]) for r in rows]
+        # an event's data is jsonb (`data`) or, from the hot paths, JSON text (`doc`, 0019)
+        return [
+            TaskEvent(
+                r[0], r[1], r[2], r[3], _utc(r[4]), r[5] if r[6] is None else orjson.loads(r[6])
+            )
+            for r in rows
+        ]
 
     def on_events(self, callback: EventCallback) -> Callable[[], None]:
         """One LISTEN per store (per process), shared with the workers' wake-ups: a
