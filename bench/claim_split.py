@@ -30,9 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
-from bench.pg_plans import DEFAULT_URL, QUEUE_FILL, url_of
+from bench.pg_plans import DEFAULT_URL, QUEUE_FILL, drop_database, fresh_database
 from taskstatus.store.postgres import QUERIES, PostgresStore
 
 PARAMS = {"worker": "bench", "lease": 30.0, "limit": 8, "handlers": ["noop"]}
@@ -55,12 +54,7 @@ async def _explained(conn: psycopg.AsyncConnection[Any], text: str, params: Any)
 
 async def run(admin_url: str, queued: int, tries: int) -> dict[str, float]:
     database = f"taskstatus_bench_split_{queued}"
-    async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as admin:
-        await admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
-        )
-        await admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-    url = url_of(admin_url, database)
+    url = await fresh_database(admin_url, database)
     store = PostgresStore(url, min_size=1, max_size=1)
     await store.open()
     times: dict[str, list[float]] = {}
@@ -117,10 +111,7 @@ async def run(admin_url: str, queued: int, tries: int) -> dict[str, float]:
                 figures[name] = statistics.median(got)
     finally:
         await store.close()
-        async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as admin:
-            await admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
-            )
+        await drop_database(admin_url, database)
     return figures
 
 

@@ -136,6 +136,22 @@ def url_of(admin_url: str, database: str) -> str:
     return urlsplit(admin_url)._replace(path=f"/{database}").geturl()
 
 
+async def drop_database(admin_url: str, database: str) -> None:
+    """Drop `database` if it exists, whoever is connected to it."""
+    async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as admin:
+        await admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
+        )
+
+
+async def fresh_database(admin_url: str, database: str) -> str:
+    """An empty `database` (dropped first if it exists), and its URL."""
+    await drop_database(admin_url, database)
+    async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as admin:
+        await admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    return url_of(admin_url, database)
+
+
 def api_query(
     filters: str | None,
     sort: tuple[SortKey, ...],
@@ -220,14 +236,10 @@ async def load(admin_url: str, database: str, rows: int, reuse: bool) -> None:
         exists = await (
             await admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database])
         ).fetchone()
-        if exists and reuse:
-            print(f"reusing {database}")
-            return
-        await admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
-        )
-        await admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-    url = url_of(admin_url, database)
+    if exists and reuse:
+        print(f"reusing {database}")
+        return
+    url = await fresh_database(admin_url, database)
     store = PostgresStore(url)
     await store.open()  # the migrations, as a node applies them
     await store.close()
@@ -335,12 +347,7 @@ async def queue_check(admin_url: str, queued: int) -> tuple[dict[str, float], bo
     """The claim at `queued` tasks with no statistics: its figures, and whether its pick is
     an ordered index scan (no sort, no sequential scan)."""
     database = f"taskstatus_bench_queue_{queued}"
-    async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as admin:
-        await admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
-        )
-        await admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-    url = url_of(admin_url, database)
+    url = await fresh_database(admin_url, database)
     store = PostgresStore(url)
     await store.open()
     figures: dict[str, float] = {}
@@ -383,10 +390,7 @@ async def queue_check(admin_url: str, queued: int) -> tuple[dict[str, float], bo
         figures[f"claim8_ms.{label}.drained"] = await claim_ms(store, 100)
     finally:
         await store.close()
-        async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as admin:
-            await admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
-            )
+        await drop_database(admin_url, database)
     return figures, fits
 
 
@@ -431,12 +435,7 @@ async def main() -> int:
             print(f"\n=== {case.name}\n{text}")
     finally:
         if not args.keep:
-            async with await psycopg.AsyncConnection.connect(args.url, autocommit=True) as admin:
-                await admin.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                        sql.Identifier(args.database)
-                    )
-                )
+            await drop_database(args.url, args.database)
     print(f"\n=== summary ({args.rows:,} tasks; warm; ms)")
     print(f"{'statement':<75} {'execute':>9} {'plan':>7}  seq scan on tasks")
     for name, execution, planning, seq in summary:
