@@ -18,6 +18,7 @@ from taskstatus.model import (
     IllegalTransition,
     Message,
     MessageType,
+    Task,
     TaskState,
     cancel,
 )
@@ -499,6 +500,16 @@ async def test_postgres_numbers_on_from_the_row_or_a_lookup(postgres: pg.PgServe
         postgres.drop_database(name)
 
 
+async def retried_once(store: Store) -> Task:
+    """A new task that W1 claimed and sent back to the queue for a retry, due at once."""
+    task = make_task(max_attempts=3)
+    await seeded(store, task)
+    await store.claim(W1, 1, 30, ["noop"])
+    retry = Outcome(task.id, TaskState.QUEUED, None, run_at=now() - timedelta(seconds=1))
+    assert await store.finish(W1, [retry]) == {task.id}
+    return task
+
+
 # A claim as workers from before migration 0015 made it (0010-0014): events_version set,
 # last_seq left as it was, the launched event numbered by a lookup.
 OLD_CLAIM = """
@@ -532,12 +543,7 @@ async def test_postgres_a_claim_by_an_older_worker_leaves_no_stale_last_seq(
         store = make_store(url)
         await store.open()
         try:
-            task = make_task(max_attempts=3)
-            await seeded(store, task)
-            await store.claim(W1, 1, 30, ["noop"])
-            soon = now() - timedelta(seconds=1)
-            retry = Outcome(task.id, TaskState.QUEUED, None, run_at=soon)
-            assert await store.finish(W1, [retry]) == {task.id}
+            task = await retried_once(store)
             with psycopg.connect(url, autocommit=True) as db:
                 db.execute(OLD_CLAIM, {"worker": W2, "id": task.id})
             end = Outcome(task.id, TaskState.SUCCEEDED, CompletionStatus.SUCCESS)
@@ -595,12 +601,7 @@ async def test_postgres_tasks_from_before_0015_are_numbered_by_a_lookup(
         store = make_store(url)
         await store.open()
         try:
-            task = make_task(max_attempts=3)
-            await seeded(store, task)
-            await store.claim(W1, 1, 30, ["noop"])
-            soon = now() - timedelta(seconds=1)
-            retry = Outcome(task.id, TaskState.QUEUED, None, run_at=soon)
-            assert await store.finish(W1, [retry]) == {task.id}
+            task = await retried_once(store)
             with psycopg.connect(url, autocommit=True) as db:  # as 0015 leaves such a row
                 db.execute("UPDATE tasks SET last_seq = NULL WHERE id = %s", [task.id])
             assert len(await store.claim(W2, 1, 30, ["noop"])) == 1
