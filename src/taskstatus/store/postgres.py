@@ -104,8 +104,11 @@ def _load() -> dict[str, str]:
     queries = load_queries("postgres")
     messages = queries.pop("messages")
     event_log = queries.pop("event_log")
+    lax = queries["lax"]  # a query of its own, and what the plain claim sets itself
     return {
-        name: sql.replace("{messages}", messages).replace("{event_log}", event_log)
+        name: sql.replace("{messages}", messages)
+        .replace("{event_log}", event_log)
+        .replace("{lax}", lax)
         for name, sql in queries.items()
     }
 

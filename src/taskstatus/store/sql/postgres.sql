@@ -148,10 +148,7 @@ FOR UPDATE OF tasks
 -- It is a worker's bookkeeping (`lax` below) and sets that itself, in the pick's subquery, so
 -- before the update's end, where the counts' trigger reads it: the plain claim is this one
 -- statement in its own transaction, one message each way (issue 17).
-WITH lax AS (
-    SELECT set_config('synchronous_commit', 'off', true),
-           set_config('taskstatus.counts', 'unchanged', true)
-),
+WITH lax AS ({lax}),
 claimed AS (
     UPDATE tasks SET
         state = 'running', lease_owner = %(worker)s,
