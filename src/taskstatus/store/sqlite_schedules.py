@@ -23,7 +23,7 @@ from taskstatus.limits_policy import (
 from taskstatus.model import Task
 from taskstatus.schedules import Schedule, ScheduleNotFound
 from taskstatus.store.edge import guarded
-from taskstatus.store.rows import Codec, task_from_row, task_to_params
+from taskstatus.store.rows import Codec, created_event, task_from_row, task_to_params
 from taskstatus.store.schedule_rows import (
     limits_from_row,
     limits_params,
@@ -122,6 +122,11 @@ def claim_limited(
         if picked.retry_in is not None:
             retry = picked.retry_in if retry is None else min(retry, picked.retry_in)
     return tasks, held, retry
+
+
+def insert_params(task: Task, codec: Codec) -> dict[str, Any]:
+    """The parameters of insert_task: the task's columns and its `created` event."""
+    return {**task_to_params(task, codec), "created_event": created_event(task, codec)}
 
 
 @guarded
@@ -232,7 +237,7 @@ class SQLiteSchedules:
                     },
                 ).rowcount
                 if recorded and task is not None:
-                    conn.execute(_Q["insert_task"], task_to_params(task, codec))
+                    conn.execute(_Q["insert_task"], insert_params(task, codec))
                     stored.append(task)
                     last = (when, task)
             if last is not None:

@@ -23,14 +23,17 @@ tasks.lease_owner, tasks.lease_expires, tasks.idempotency_key, tasks.deleted_at,
    FROM (SELECT * FROM task_messages m WHERE m.task_id = tasks.id ORDER BY m.seq) m)
 
 -- name: insert_task
--- OR ROLLBACK: no statement journal per task (migrations/sqlite/0005_event_fast_paths.sql)
+-- OR ROLLBACK: no statement journal per task (migrations/sqlite/0005_event_fast_paths.sql).
+-- The rowid goes past any a purge removed, so that a task's rowid tells a follower of every
+-- task what is new (migrations/sqlite/0007_created_in_the_task_row.sql: Store.on_events).
 INSERT OR ROLLBACK INTO tasks (
-    id, handler, type, unique_name, description, parent_name, launcher, target_id, target_type,
+    rowid, created_event, id, handler, type, unique_name, description, parent_name, launcher, target_id, target_type,
     target_name, created, modified, launched, completed, completion_status, returns, attributes,
     progress, percent_complete, state, arguments, parent_id, priority, run_at, attempts,
     max_attempts, timeout, lease_owner, lease_expires, idempotency_key, deleted_at, version)
 VALUES (
-    :id, :handler, :type, :unique_name, :description, :parent_name, :launcher, :target_id,
+    max(coalesce((SELECT max(rowid) FROM tasks), 0), (SELECT last FROM task_rowids)) + 1,
+    :created_event, :id, :handler, :type, :unique_name, :description, :parent_name, :launcher, :target_id,
     :target_type, :target_name, :created, :modified, :launched, :completed, :completion_status,
     :returns, :attributes, :progress, :percent_complete, :state, :arguments, :parent_id,
     :priority, :run_at, :attempts, :max_attempts, :timeout, :lease_owner, :lease_expires,
@@ -177,6 +180,10 @@ DELETE FROM task_messages WHERE task_id IN (
     SELECT id FROM tasks
     WHERE created < :before AND (state IN ({terminal}) OR deleted_at IS NOT NULL))
 
+-- name: purge_rowids
+-- Before a purge: the rowids it removes are never given again (insert_task).
+UPDATE task_rowids SET last = max(last, coalesce((SELECT max(rowid) FROM tasks), 0))
+
 -- name: purge_tasks
 DELETE FROM tasks
 WHERE created < :before AND (state IN ({terminal}) OR deleted_at IS NOT NULL)
@@ -223,8 +230,17 @@ SELECT value FROM settings WHERE key = :key
 SELECT task_id, seq, kind, version, at, data FROM task_events
 WHERE task_id = :id AND seq > :after ORDER BY seq LIMIT :limit
 
+-- name: created_events
+-- Seq 1 of each task (0007: in the task's row; NULL for tasks from before it, stored then).
+SELECT id, created_event FROM tasks
+WHERE id IN (SELECT value FROM json_each(:ids)) AND created_event IS NOT NULL
+
 -- name: last_event_id
-SELECT coalesce(max(id), 0) FROM task_events
+SELECT coalesce(max(id), 0), (SELECT coalesce(max(rowid), 0) FROM tasks) FROM task_events
+
+-- name: tasks_since
+-- The tasks inserted after the rowid :after (their `created`, seq 1, is in their row).
+SELECT id, rowid FROM tasks WHERE rowid > :after
 
 -- name: events_since
 -- What a process following the file learns after a commit: which tasks have new events.
