@@ -163,13 +163,6 @@ def task_to_params(task: Task, codec: Codec) -> dict[str, Any]:
     }
 
 
-def created_event(task: Task, codec: Codec) -> str:
-    """The task's `created` event as SQLite keeps it in the task's row (migration 0007):
-    JSON [version, at, data], with the data the insert trigger wrote before (state, runAt)."""
-    data = {"state": task.state.value, "runAt": codec.opt_time_in(task.run_at or task.created)}
-    return orjson.dumps([task.version, codec.time_in(task.modified), data]).decode()
-
-
 def task_from_row(row: Sequence[Any], codec: Codec) -> Task:
     """A Task from a row in the order of the ``columns`` block (or ``run_columns``: no
     definition summary, the handler's bare one then, and no messages)."""

@@ -87,15 +87,26 @@ def _time_out(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
 
-def _news_since(conn: sqlite3.Connection, after: tuple[int, int]) -> tuple[list[Any], list[Any]]:
-    """The events after the event id after[0], and the tasks after the rowid after[1]."""
-    conn.execute("BEGIN")  # one snapshot for both
+def _news_since(
+    conn: sqlite3.Connection, after: tuple[int, int, int]
+) -> tuple[list[Any], list[Any], tuple[int, int, int]]:
+    """The events after the event id after[0], the tasks after the rowid after[1] (or the
+    lowest a purge after after[2] left: the next rowids may be the purged ones), and the
+    cursor that follows."""
+    conn.execute("BEGIN")  # one snapshot for all
     try:
         events = conn.execute(_Q["events_since"], {"after": after[0]}).fetchall()
-        tasks = conn.execute(_Q["tasks_since"], {"after": after[1]}).fetchall()
+        last_purge, floor = conn.execute(_Q["purges_since"], {"after": after[2]}).fetchone()
+        since = after[1] if floor is None else min(after[1], floor)
+        tasks = conn.execute(_Q["tasks_since"], {"after": since}).fetchall()
     finally:
         conn.execute("COMMIT")
-    return events, tasks
+    cursor = (
+        max([after[0], *(row[2] for row in events)]),
+        max([since, *(row[1] for row in tasks)]),
+        after[2] if last_purge is None else last_purge,
+    )
+    return events, tasks, cursor
 
 
 def _created(task_id: str, raw: str) -> TaskEvent:
@@ -555,9 +566,12 @@ class SQLiteStore(SQLiteSchedules):
     async def purge(self, before: datetime) -> int:
         def run(conn: sqlite3.Connection) -> int:
             params = {"before": _time_in(before)}
-            conn.execute(_Q["purge_rowids"])
             conn.execute(_Q["purge_messages"], params)
-            return conn.execute(_Q["purge_tasks"], params).rowcount
+            purged: int = conn.execute(_Q["purge_tasks"], params).rowcount
+            if purged:
+                conn.execute(_Q["purged"])
+                conn.execute(_Q["forget_purges"])
+            return purged
 
         return await self._write(run)
 
@@ -790,9 +804,9 @@ class SQLiteStore(SQLiteSchedules):
         return stop
 
     async def _watch_events(
-        self, poke: asyncio.Event, version: int, cursor: tuple[int, int]
+        self, poke: asyncio.Event, version: int, cursor: tuple[int, int, int]
     ) -> None:
-        """Follows the file: `cursor` is the last event id and the last task rowid seen (a new
+        """Follows the file: `cursor` is the last event id, task rowid and purge seen (a new
         task has no event row: its `created` is in its own, migration 0007)."""
         while self._event_callbacks:
             with contextlib.suppress(TimeoutError):
@@ -803,13 +817,9 @@ class SQLiteStore(SQLiteSchedules):
             if now == version:
                 continue
             version = now
-            rows, tasks = self._point(functools.partial(_news_since, after=cursor))
+            rows, tasks, cursor = self._point(functools.partial(_news_since, after=cursor))
             if not rows and not tasks:
                 continue
-            cursor = (
-                max([cursor[0], *(row[2] for row in rows)]),
-                max([cursor[1], *(row[1] for row in tasks)]),
-            )
             firsts = {task_id: 1 for task_id, _ in tasks}
             for task_id, first, _ in rows:
                 firsts[task_id] = min(first, firsts.get(task_id, first))

@@ -23,7 +23,7 @@ from taskstatus.limits_policy import (
 from taskstatus.model import Task
 from taskstatus.schedules import Schedule, ScheduleNotFound
 from taskstatus.store.edge import guarded
-from taskstatus.store.rows import Codec, created_event, task_from_row, task_to_params
+from taskstatus.store.rows import Codec, task_from_row, task_to_params
 from taskstatus.store.schedule_rows import (
     limits_from_row,
     limits_params,
@@ -125,8 +125,15 @@ def claim_limited(
 
 
 def insert_params(task: Task, codec: Codec) -> dict[str, Any]:
-    """The parameters of insert_task: the task's columns and its `created` event."""
-    return {**task_to_params(task, codec), "created_event": created_event(task, codec)}
+    """The parameters of insert_task: the task's columns and its `created` event, JSON
+    [version, at, data] with the data the insert trigger wrote before migration 0007 (built
+    of the columns' text: formatting the times again cost as much as the event row saved)."""
+    params = task_to_params(task, codec)
+    params["created_event"] = (
+        f'[{task.version:d},"{params["modified"]}",'
+        f'{{"state":"{params["state"]}","runAt":"{params["run_at"]}"}}]'
+    )
+    return params
 
 
 @guarded

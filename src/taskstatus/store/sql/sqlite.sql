@@ -24,15 +24,12 @@ tasks.lease_owner, tasks.lease_expires, tasks.idempotency_key, tasks.deleted_at,
 
 -- name: insert_task
 -- OR ROLLBACK: no statement journal per task (migrations/sqlite/0005_event_fast_paths.sql).
--- The rowid goes past any a purge removed, so that a task's rowid tells a follower of every
--- task what is new (migrations/sqlite/0007_created_in_the_task_row.sql: Store.on_events).
 INSERT OR ROLLBACK INTO tasks (
-    rowid, created_event, id, handler, type, unique_name, description, parent_name, launcher, target_id, target_type,
+    created_event, id, handler, type, unique_name, description, parent_name, launcher, target_id, target_type,
     target_name, created, modified, launched, completed, completion_status, returns, attributes,
     progress, percent_complete, state, arguments, parent_id, priority, run_at, attempts,
     max_attempts, timeout, lease_owner, lease_expires, idempotency_key, deleted_at, version)
 VALUES (
-    max(coalesce((SELECT max(rowid) FROM tasks), 0), (SELECT last FROM task_rowids)) + 1,
     :created_event, :id, :handler, :type, :unique_name, :description, :parent_name, :launcher, :target_id,
     :target_type, :target_name, :created, :modified, :launched, :completed, :completion_status,
     :returns, :attributes, :progress, :percent_complete, :state, :arguments, :parent_id,
@@ -180,10 +177,6 @@ DELETE FROM task_messages WHERE task_id IN (
     SELECT id FROM tasks
     WHERE created < :before AND (state IN ({terminal}) OR deleted_at IS NOT NULL))
 
--- name: purge_rowids
--- Before a purge: the rowids it removes are never given again (insert_task).
-UPDATE task_rowids SET last = max(last, coalesce((SELECT max(rowid) FROM tasks), 0))
-
 -- name: purge_tasks
 DELETE FROM tasks
 WHERE created < :before AND (state IN ({terminal}) OR deleted_at IS NOT NULL)
@@ -235,8 +228,23 @@ WHERE task_id = :id AND seq > :after ORDER BY seq LIMIT :limit
 SELECT id, created_event FROM tasks
 WHERE id IN (SELECT value FROM json_each(:ids)) AND created_event IS NOT NULL
 
+-- name: purged
+-- After a purge that removed tasks: the highest rowid left, past which SQLite numbers the next
+-- task, perhaps with a rowid a follower saw on a purged one (Store.on_events reads from here).
+-- The last 100 purges are kept: a follower that missed more sees each new task anyway.
+INSERT INTO task_purges (floor) SELECT coalesce(max(rowid), 0) FROM tasks
+
+-- name: forget_purges
+DELETE FROM task_purges WHERE n <= (SELECT max(n) FROM task_purges) - 100
+
 -- name: last_event_id
-SELECT coalesce(max(id), 0), (SELECT coalesce(max(rowid), 0) FROM tasks) FROM task_events
+-- A follower's cursor: the last event id, task rowid and purge.
+SELECT coalesce(max(id), 0), (SELECT coalesce(max(rowid), 0) FROM tasks),
+       (SELECT coalesce(max(n), 0) FROM task_purges)
+FROM task_events
+
+-- name: purges_since
+SELECT max(n), min(floor) FROM task_purges WHERE n > :after
 
 -- name: tasks_since
 -- The tasks inserted after the rowid :after (their `created`, seq 1, is in their row).

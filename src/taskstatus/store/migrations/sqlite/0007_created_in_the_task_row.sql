@@ -8,15 +8,16 @@
 -- holds 75-92 % of the time: an insert's trigger program, its row, its (task_id, seq) index
 -- entry and the sqlite_sequence update of AUTOINCREMENT, for a row whose content the task's
 -- row can carry in one more column.
--- The stream of every task (Store.on_events) learns of a new task from its rowid, which must
--- then only grow: task_rowids holds the highest rowid a purge may have removed, and the insert
--- numbers past it (sqlite.sql: insert_task, purge_rowids).
+-- The stream of every task (Store.on_events) learns of a new task from its rowid. SQLite
+-- numbers a new row past the highest rowid in the table, so after a purge that removed the
+-- newest tasks the next task may get a rowid a follower saw on a purged one: each such purge
+-- records the highest rowid left (task_purges), and a follower reads again past it (sqlite.sql:
+-- purged, purges_since). Numbering the insert past a recorded floor instead cost 4 k a task.
 -- A task inserted already ended still stores its `completed`, now as seq 2 without a row 1.
 
 ALTER TABLE tasks ADD COLUMN created_event TEXT;
 
-CREATE TABLE task_rowids (last INTEGER NOT NULL);
-INSERT INTO task_rowids (last) SELECT coalesce(max(rowid), 0) FROM tasks;
+CREATE TABLE task_purges (n INTEGER PRIMARY KEY, floor INTEGER NOT NULL);
 
 DROP TRIGGER task_events_created;
 
