@@ -27,7 +27,7 @@ from taskstatus.store.base import TaskEvent
 from taskstatus.store.postgres import QUERIES, RECORD, _doc, _messages
 from taskstatus.store.rows import task_to_params
 from taskstatus.store.sqlfiles import load_migrations
-from taskstatus.store.sqlite import _Q, CODEC, _statements
+from taskstatus.store.sqlite import CODEC, _statements
 from tests import pg
 from tests.conftest import make_task, now
 from tests.store.test_contract import W1, W2, seeded
