@@ -703,6 +703,12 @@ async def test_sqlite_created_is_in_the_task_row_and_still_comes_first(tmp_path:
         }
         assert await store.events({task.id: 0}, 1) == events[:1]
         assert await store.events({task.id: 1}) == events[1:]
+        # a task due later keeps its own runAt (the row's JSON, not the usual empty text)
+        due = datetime(2031, 1, 1, tzinfo=UTC)
+        [later_task] = await seeded(store, replace(make_task(), run_at=due))
+        [created] = await history(store, later_task.id)
+        assert (created.kind, created.seq, created.version) == ("created", 1, 1)
+        assert created.data == {"state": "queued", "runAt": CODEC.time_in(due)}
     finally:
         await store.close()
 

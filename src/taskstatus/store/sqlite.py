@@ -109,10 +109,14 @@ def _news_since(
     return events, tasks, cursor
 
 
-def _created(task_id: str, raw: str) -> TaskEvent:
-    """A task's `created` event (seq 1) from its row's created_event (migration 0007)."""
-    version, at, data = orjson.loads(raw)
-    return TaskEvent(task_id, 1, "created", version, _time_out(at), data)
+def _created(task_id: str, raw: str, created: str) -> TaskEvent:
+    """A task's `created` event (seq 1) from its row's created_event (migration 0007): ''
+    for the usual one, made of the `created` column (sqlite_schedules.insert_params)."""
+    if not raw:
+        at = _time_out(created)
+        return TaskEvent(task_id, 1, "created", 1, at, {"state": "queued", "runAt": created})
+    version, at_text, data = orjson.loads(raw)
+    return TaskEvent(task_id, 1, "created", version, _time_out(at_text), data)
 
 
 def _json_in(value: Any) -> str:
@@ -757,7 +761,10 @@ class SQLiteStore(SQLiteSchedules):
             # seq 1, `created`, is in the task's row (0007; stored for older tasks)
             from_start = [task_id for task_id, after in cursors.items() if after < 1]
             created = (
-                dict(conn.execute(_Q["created_events"], {"ids": _json_in(from_start)}))
+                {
+                    row[0]: row[1:]
+                    for row in conn.execute(_Q["created_events"], {"ids": _json_in(from_start)})
+                }
                 if from_start and limit > 0
                 else {}
             )
@@ -765,7 +772,7 @@ class SQLiteStore(SQLiteSchedules):
             for task_id, after in cursors.items():
                 first = created.get(task_id)
                 if first is not None:
-                    out.append(_created(task_id, first))
+                    out.append(_created(task_id, *first))
                 out.extend(
                     TaskEvent(
                         row[0], row[1], row[2], row[3], _time_out(row[4]), orjson.loads(row[5])

@@ -225,7 +225,7 @@ WHERE task_id = :id AND seq > :after ORDER BY seq LIMIT :limit
 
 -- name: created_events
 -- Seq 1 of each task (0007: in the task's row; NULL for tasks from before it, stored then).
-SELECT id, created_event FROM tasks
+SELECT id, created_event, created FROM tasks
 WHERE id IN (SELECT value FROM json_each(:ids)) AND created_event IS NOT NULL
 
 -- name: purged
