@@ -748,3 +748,26 @@ async def test_sqlite_followers_hear_of_a_task_made_after_the_newest_was_purged(
         stop()
         await other.close()
         await store.close()
+
+
+async def test_sqlite_a_task_inserted_by_an_older_process_keeps_its_stored_created(
+    tmp_path: Path,
+) -> None:
+    """A process from before 0007 on a migrated file inserts a task without created_event:
+    the insert trigger stores its `created` as before, so its history still starts at seq 1
+    and goes on from there."""
+    path = tmp_path / "tasks.db"
+    store = make_store(f"sqlite:///{path}")
+    await store.open()
+    try:
+        await seeded(store)
+        task = make_task()
+        row = task_to_params(task, CODEC)  # the insert as it was before 0007's column
+        with sqlite3.connect(path) as db:
+            db.execute(f"INSERT INTO tasks ({', '.join(row)}) VALUES (:{', :'.join(row)})", row)
+        await store.claim(W1, 1, 30, ["noop"])
+        events = await history(store, task.id)
+    finally:
+        await store.close()
+    assert kinds(events) == ["created", "launched"]
+    assert [e.seq for e in events] == [1, 2]

@@ -21,13 +21,20 @@ CREATE TABLE task_purges (n INTEGER PRIMARY KEY, floor INTEGER NOT NULL);
 
 DROP TRIGGER task_events_created;
 
+-- A task inserted without created_event (by a process from before 0007 on a migrated file)
+-- still gets its stored `created`, as before.
 CREATE TRIGGER task_events_created AFTER INSERT ON tasks
-WHEN NEW.completion_status IS NOT NULL
+WHEN NEW.completion_status IS NOT NULL OR NEW.created_event IS NULL
 BEGIN
     INSERT INTO task_events (task_id, seq, kind, version, at, data)
-    VALUES (NEW.id, 2, 'completed', NEW.version, NEW.modified,
+    SELECT NEW.id, 1, 'created', NEW.version, NEW.modified,
+           '{"state":"' || NEW.state || '","runAt":"' || NEW.run_at || '"}'
+    WHERE NEW.created_event IS NULL;
+    INSERT INTO task_events (task_id, seq, kind, version, at, data)
+    SELECT NEW.id, 2, 'completed', NEW.version, NEW.modified,
             '{"state":"' || NEW.state || '","completionStatus":"' || NEW.completion_status
-                || '","completed":' || coalesce('"' || NEW.completed || '"', 'null') || '}');
+                || '","completed":' || coalesce('"' || NEW.completed || '"', 'null') || '}'
+    WHERE NEW.completion_status IS NOT NULL;
 END;
 
 -- The other triggers as 0002, 0005 and 0006 made them, numbering on from 1 when a task has
