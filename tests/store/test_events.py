@@ -771,3 +771,42 @@ async def test_sqlite_a_task_inserted_by_an_older_process_keeps_its_stored_creat
         await store.close()
     assert kinds(events) == ["created", "launched"]
     assert [e.seq for e in events] == [1, 2]
+
+
+async def test_sqlite_followers_hear_of_events_after_the_newest_were_purged(
+    tmp_path: Path,
+) -> None:
+    """Event ids have no AUTOINCREMENT (0007): after a purge removed the newest events, the
+    next event may take an id a follower in another process has seen; the purge's record of
+    the highest id left makes the follower read again past it, so it hears of that event."""
+    url = f"sqlite:///{tmp_path}/tasks.db"
+    store, other = make_store(url), make_store(url)
+    await store.open()
+    await other.open()
+    heard: list[tuple[str, int]] = []
+    got = asyncio.Event()
+
+    def listen(news: Sequence[tuple[str, int]] | None) -> None:
+        heard.extend(news or [])
+        got.set()
+
+    async def hears(task_id: str, seq: int) -> None:
+        """Until news of the task from `seq` or before (one read may see several commits)."""
+        async with asyncio.timeout(5):
+            while not any(t == task_id and first <= seq for t, first in heard):
+                await got.wait()
+                got.clear()
+
+    stop = store.on_events(listen)
+    try:
+        kept, old = await seeded(other, make_task(), make_task(now=now() - timedelta(days=100)))
+        await other.update(old.id, lambda t: cancel(t, now()))
+        await hears(old.id, 2)  # the newest event, id 1
+        assert await other.purge(now() - timedelta(days=90)) == 1
+        heard.clear()
+        await other.update(kept.id, lambda t: cancel(t, now()))
+        await hears(kept.id, 2)
+    finally:
+        stop()
+        await other.close()
+        await store.close()

@@ -90,19 +90,22 @@ def _time_out(value: str) -> datetime:
 def _news_since(
     conn: sqlite3.Connection, after: tuple[int, int, int]
 ) -> tuple[list[Any], list[Any], tuple[int, int, int]]:
-    """The events after the event id after[0], the tasks after the rowid after[1] (or the
-    lowest a purge after after[2] left: the next rowids may be the purged ones), and the
-    cursor that follows."""
+    """The events after the event id after[0], the tasks after the rowid after[1] (or after
+    the lowest a purge after after[2] left: the next ids may be the purged ones, 0007), and
+    the cursor that follows."""
     conn.execute("BEGIN")  # one snapshot for all
     try:
-        events = conn.execute(_Q["events_since"], {"after": after[0]}).fetchall()
-        last_purge, floor = conn.execute(_Q["purges_since"], {"after": after[2]}).fetchone()
+        last_purge, floor, event_floor = conn.execute(
+            _Q["purges_since"], {"after": after[2]}
+        ).fetchone()
+        since_id = after[0] if event_floor is None else min(after[0], event_floor)
         since = after[1] if floor is None else min(after[1], floor)
+        events = conn.execute(_Q["events_since"], {"after": since_id}).fetchall()
         tasks = conn.execute(_Q["tasks_since"], {"after": since}).fetchall()
     finally:
         conn.execute("COMMIT")
     cursor = (
-        max([after[0], *(row[2] for row in events)]),
+        max([since_id, *(row[2] for row in events)]),
         max([since, *(row[1] for row in tasks)]),
         after[2] if last_purge is None else last_purge,
     )

@@ -229,10 +229,11 @@ SELECT id, created_event, created FROM tasks
 WHERE id IN (SELECT value FROM json_each(:ids)) AND created_event IS NOT NULL
 
 -- name: purged
--- After a purge that removed tasks: the highest rowid left, past which SQLite numbers the next
--- task, perhaps with a rowid a follower saw on a purged one (Store.on_events reads from here).
--- The last 100 purges are kept: a follower that missed more sees each new task anyway.
-INSERT INTO task_purges (floor) SELECT coalesce(max(rowid), 0) FROM tasks
+-- After a purge that removed tasks: the highest task rowid and event id left, past which
+-- SQLite numbers the next ones, perhaps with one a follower saw on a purged task
+-- (Store.on_events reads again from here). The last 100 purges are kept.
+INSERT INTO task_purges (floor, event_floor)
+SELECT coalesce(max(rowid), 0), (SELECT coalesce(max(id), 0) FROM task_events) FROM tasks
 
 -- name: forget_purges
 DELETE FROM task_purges WHERE n <= (SELECT max(n) FROM task_purges) - 100
@@ -244,7 +245,7 @@ SELECT coalesce(max(id), 0), (SELECT coalesce(max(rowid), 0) FROM tasks),
 FROM task_events
 
 -- name: purges_since
-SELECT max(n), min(floor) FROM task_purges WHERE n > :after
+SELECT max(n), min(floor), min(event_floor) FROM task_purges WHERE n > :after
 
 -- name: tasks_since
 -- The tasks inserted after the rowid :after (their `created`, seq 1, is in their row).
