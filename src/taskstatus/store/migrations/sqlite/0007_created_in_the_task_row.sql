@@ -1,13 +1,17 @@
 -- `created` is no longer a row (issue 13): a task keeps its creation event in its own row
--- (tasks.created_event: [version, at, data], written by the insert), and the store puts it
--- first, as seq 1, when a reader asks for the task's events from the start; the stored events
--- of a task start at seq 2. Tasks from before this migration keep their stored `created`.
--- Measured with callgrind (bench.event_log_cost, 1000 and 3000 no-op tasks): the `created`
--- row cost a task 27.3 k instructions of the log's 72.6 k (848.5 k a task with the log,
--- 775.9 k without it), all of it inside SQLite's single write lock, which the end-to-end run
--- holds 75-92 % of the time: an insert's trigger program, its row, its (task_id, seq) index
--- entry and the sqlite_sequence update of AUTOINCREMENT, for a row whose content the task's
--- row can carry in one more column.
+-- (tasks.created_event: '' for the usual one, a task queued at version 1, due and modified
+-- when created, which the reader makes from `created`; else [version, at, data], written by
+-- the insert), and the store puts it first, as seq 1, when a reader asks for the task's events
+-- from the start; the stored events of a task start at seq 2. Tasks from before this migration
+-- keep their stored `created`.
+-- Measured with callgrind (bench.event_log_cost's run, 1000 and 3000 no-op tasks): the
+-- `created` row cost a task 27.3 k instructions of the log's 72.6 k (848.5 k a task with the
+-- log, 775.9 k without it), all of it inside SQLite's single write lock, which the end-to-end
+-- run holds 75-92 % of the time: an insert's trigger program, its row, its (task_id, seq) index
+-- entry and the sqlite_sequence update of AUTOINCREMENT. With this migration: 831.8 k with the
+-- log, 781.4 k without (the column costs 5.5 k a task whether the log is on or not), so the
+-- log, column included, costs 55.9 k. JSON for every task instead of '' cost 2.6 k more, and
+-- formatting its times again in Python 35 k.
 -- The stream of every task (Store.on_events) learns of a new task from its rowid. SQLite
 -- numbers a new row past the highest rowid in the table, so after a purge that removed the
 -- newest tasks the next task may get a rowid a follower saw on a purged one: each such purge
