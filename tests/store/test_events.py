@@ -27,7 +27,7 @@ from taskstatus.store.base import TaskEvent
 from taskstatus.store.postgres import QUERIES, RECORD, _doc, _messages
 from taskstatus.store.rows import task_to_params
 from taskstatus.store.sqlfiles import load_migrations
-from taskstatus.store.sqlite import _Q, CODEC, _statements
+from taskstatus.store.sqlite import CODEC, _statements
 from tests import pg
 from tests.conftest import make_task, now
 from tests.store.test_contract import W1, W2, seeded
@@ -349,7 +349,8 @@ async def test_a_database_migrated_with_events_keeps_them_and_numbers_on(tmp_pat
             old.execute(statement)
     old.execute("PRAGMA user_version = 4")
     task = make_task()
-    old.execute(_Q["insert_task"], task_to_params(task, CODEC))
+    row = task_to_params(task, CODEC)  # the insert as it was before 0007's columns
+    old.execute(f"INSERT INTO tasks ({', '.join(row)}) VALUES (:{', :'.join(row)})", row)
     old.execute(
         "UPDATE tasks SET state = 'running', attempts = 1, lease_owner = ?, "
         "version = version + 1 WHERE id = ?",
@@ -675,3 +676,137 @@ async def test_postgres_hot_event_docs_are_the_data_jsonb_would_be(postgres: pg.
     assert events[2].data["completionStatus"] == "ERROR"
     assert events[1].data["attempt"] == 1
     assert set(events[3].data) == {"modified"}
+
+
+async def test_sqlite_created_is_in_the_task_row_and_still_comes_first(tmp_path: Path) -> None:
+    """On SQLite a task's `created` is kept in its row, not as a row of the log (0007): a
+    submit writes no event row, and a reader from the start still gets `created` as seq 1
+    with the state and runAt of the creation after a retry moved the task's run_at; a limit
+    of 1 gives `created` alone, and a cursor at 1 what follows it."""
+    store = make_store(f"sqlite:///{tmp_path}/tasks.db")
+    await store.open()
+    try:
+        [task] = await seeded(store, make_task(max_attempts=3))
+        with sqlite3.connect(tmp_path / "tasks.db") as db:
+            assert db.execute("SELECT count(*) FROM task_events").fetchone() == (0,)
+        await store.claim(W1, 1, 30, ["noop"])
+        later = datetime(2030, 1, 1, tzinfo=UTC)
+        retry = Outcome(task.id, TaskState.QUEUED, None, run_at=later)
+        assert await store.finish(W1, [retry]) == {task.id}
+        events = await history(store, task.id)
+        assert kinds(events) == ["created", "launched", "retried"]
+        assert [e.seq for e in events] == [1, 2, 3]
+        assert (events[0].version, events[0].at) == (1, task.modified)
+        assert events[0].data == {
+            "state": "queued",
+            "runAt": CODEC.time_in(task.run_at or task.created),
+        }
+        assert await store.events({task.id: 0}, 1) == events[:1]
+        assert await store.events({task.id: 1}) == events[1:]
+        # a task due later keeps its own runAt (the row's JSON, not the usual empty text)
+        due = datetime(2031, 1, 1, tzinfo=UTC)
+        [later_task] = await seeded(store, replace(make_task(), run_at=due))
+        [created] = await history(store, later_task.id)
+        assert (created.kind, created.seq, created.version) == ("created", 1, 1)
+        assert created.data == {"state": "queued", "runAt": CODEC.time_in(due)}
+    finally:
+        await store.close()
+
+
+async def test_sqlite_followers_hear_of_a_task_made_after_the_newest_was_purged(
+    tmp_path: Path,
+) -> None:
+    """A follower in another process learns of a new task from its rowid (0007): a purge that
+    removed the newest task does not let the next task take its rowid, which the follower
+    has already seen, so the follower still hears of the next task's `created`."""
+    url = f"sqlite:///{tmp_path}/tasks.db"
+    store, other = make_store(url), make_store(url)
+    await store.open()
+    await other.open()
+    heard: list[tuple[str, int]] = []
+    got = asyncio.Event()
+
+    def listen(news: Sequence[tuple[str, int]] | None) -> None:
+        heard.extend(news or [])
+        got.set()
+
+    async def hears(task_id: str) -> None:
+        async with asyncio.timeout(5):
+            while (task_id, 1) not in heard:
+                await got.wait()
+                got.clear()
+
+    stop = store.on_events(listen)
+    try:
+        [old] = await seeded(other, make_task(now=now() - timedelta(days=100)))
+        await hears(old.id)
+        await other.update(old.id, lambda t: cancel(t, now()))
+        assert await other.purge(now() - timedelta(days=90)) == 1
+        [new] = await seeded(other, make_task())
+        await hears(new.id)
+    finally:
+        stop()
+        await other.close()
+        await store.close()
+
+
+async def test_sqlite_a_task_inserted_by_an_older_process_keeps_its_stored_created(
+    tmp_path: Path,
+) -> None:
+    """A process from before 0007 on a migrated file inserts a task without created_event:
+    the insert trigger stores its `created` as before, so its history still starts at seq 1
+    and goes on from there."""
+    path = tmp_path / "tasks.db"
+    store = make_store(f"sqlite:///{path}")
+    await store.open()
+    try:
+        await seeded(store)
+        task = make_task()
+        row = task_to_params(task, CODEC)  # the insert as it was before 0007's column
+        with sqlite3.connect(path) as db:
+            db.execute(f"INSERT INTO tasks ({', '.join(row)}) VALUES (:{', :'.join(row)})", row)
+        await store.claim(W1, 1, 30, ["noop"])
+        events = await history(store, task.id)
+    finally:
+        await store.close()
+    assert kinds(events) == ["created", "launched"]
+    assert [e.seq for e in events] == [1, 2]
+
+
+async def test_sqlite_followers_hear_of_events_after_the_newest_were_purged(
+    tmp_path: Path,
+) -> None:
+    """Event ids have no AUTOINCREMENT (0007): after a purge removed the newest events, the
+    next event may take an id a follower in another process has seen; the purge's record of
+    the highest id left makes the follower read again past it, so it hears of that event."""
+    url = f"sqlite:///{tmp_path}/tasks.db"
+    store, other = make_store(url), make_store(url)
+    await store.open()
+    await other.open()
+    heard: list[tuple[str, int]] = []
+    got = asyncio.Event()
+
+    def listen(news: Sequence[tuple[str, int]] | None) -> None:
+        heard.extend(news or [])
+        got.set()
+
+    async def hears(task_id: str, seq: int) -> None:
+        """Until news of the task from `seq` or before (one read may see several commits)."""
+        async with asyncio.timeout(5):
+            while not any(t == task_id and first <= seq for t, first in heard):
+                await got.wait()
+                got.clear()
+
+    stop = store.on_events(listen)
+    try:
+        kept, old = await seeded(other, make_task(), make_task(now=now() - timedelta(days=100)))
+        await other.update(old.id, lambda t: cancel(t, now()))
+        await hears(old.id, 2)  # the newest event, id 1
+        assert await other.purge(now() - timedelta(days=90)) == 1
+        heard.clear()
+        await other.update(kept.id, lambda t: cancel(t, now()))
+        await hears(kept.id, 2)
+    finally:
+        stop()
+        await other.close()
+        await store.close()

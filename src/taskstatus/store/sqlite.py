@@ -62,11 +62,15 @@ from taskstatus.store.rows import (
     message_params,
     result_params,
     task_from_row,
-    task_to_params,
 )
 from taskstatus.store.sqlfiles import load_migrations, load_queries
 from taskstatus.store.sqlfilter import COLUMNS, SqlDialect, compile_order, compile_where
-from taskstatus.store.sqlite_schedules import SQLiteSchedules, claim_limited, limited_handlers
+from taskstatus.store.sqlite_schedules import (
+    SQLiteSchedules,
+    claim_limited,
+    insert_params,
+    limited_handlers,
+)
 from taskstatus.store.wakeups import Wakeups
 
 T = TypeVar("T")
@@ -83,8 +87,39 @@ def _time_out(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
 
-def _events_since(conn: sqlite3.Connection, after: int) -> list[Any]:
-    return conn.execute(_Q["events_since"], {"after": after}).fetchall()
+def _news_since(
+    conn: sqlite3.Connection, after: tuple[int, int, int]
+) -> tuple[list[Any], list[Any], tuple[int, int, int]]:
+    """The events after the event id after[0], the tasks after the rowid after[1] (or after
+    the lowest a purge after after[2] left: the next ids may be the purged ones, 0007), and
+    the cursor that follows."""
+    conn.execute("BEGIN")  # one snapshot for all
+    try:
+        last_purge, floor, event_floor = conn.execute(
+            _Q["purges_since"], {"after": after[2]}
+        ).fetchone()
+        since_id = after[0] if event_floor is None else min(after[0], event_floor)
+        since = after[1] if floor is None else min(after[1], floor)
+        events = conn.execute(_Q["events_since"], {"after": since_id}).fetchall()
+        tasks = conn.execute(_Q["tasks_since"], {"after": since}).fetchall()
+    finally:
+        conn.execute("COMMIT")
+    cursor = (
+        max([since_id, *(row[2] for row in events)]),
+        max([since, *(row[1] for row in tasks)]),
+        after[2] if last_purge is None else last_purge,
+    )
+    return events, tasks, cursor
+
+
+def _created(task_id: str, raw: str, created: str) -> TaskEvent:
+    """A task's `created` event (seq 1) from its row's created_event (migration 0007): ''
+    for the usual one, made of the `created` column (sqlite_schedules.insert_params)."""
+    if not raw:
+        at = _time_out(created)
+        return TaskEvent(task_id, 1, "created", 1, at, {"state": "queued", "runAt": created})
+    version, at_text, data = orjson.loads(raw)
+    return TaskEvent(task_id, 1, "created", version, _time_out(at_text), data)
 
 
 def _json_in(value: Any) -> str:
@@ -363,7 +398,7 @@ class SQLiteStore(SQLiteSchedules):
             return []
 
         def run(conn: sqlite3.Connection) -> list[Task]:
-            conn.executemany(_Q["insert_task"], [task_to_params(t, CODEC) for t in tasks])
+            conn.executemany(_Q["insert_task"], [insert_params(t, CODEC) for t in tasks])
             messages = [message_params(t.id, m, CODEC) for t in tasks for m in t.messages]
             if messages:
                 conn.executemany(_Q["insert_message"], messages)
@@ -539,7 +574,11 @@ class SQLiteStore(SQLiteSchedules):
         def run(conn: sqlite3.Connection) -> int:
             params = {"before": _time_in(before)}
             conn.execute(_Q["purge_messages"], params)
-            return conn.execute(_Q["purge_tasks"], params).rowcount
+            purged: int = conn.execute(_Q["purge_tasks"], params).rowcount
+            if purged:
+                conn.execute(_Q["purged"])
+                conn.execute(_Q["forget_purges"])
+            return purged
 
         return await self._write(run)
 
@@ -722,13 +761,31 @@ class SQLiteStore(SQLiteSchedules):
 
     async def events(self, cursors: Mapping[str, int], limit: int = 1000) -> list[TaskEvent]:
         def run(conn: sqlite3.Connection) -> list[TaskEvent]:
-            return [
-                TaskEvent(row[0], row[1], row[2], row[3], _time_out(row[4]), orjson.loads(row[5]))
-                for task_id, after in cursors.items()
-                for row in conn.execute(
-                    _Q["task_events"], {"id": task_id, "after": after, "limit": limit}
+            # seq 1, `created`, is in the task's row (0007; stored for older tasks)
+            from_start = [task_id for task_id, after in cursors.items() if after < 1]
+            created = (
+                {
+                    row[0]: row[1:]
+                    for row in conn.execute(_Q["created_events"], {"ids": _json_in(from_start)})
+                }
+                if from_start and limit > 0
+                else {}
+            )
+            out: list[TaskEvent] = []
+            for task_id, after in cursors.items():
+                first = created.get(task_id)
+                if first is not None:
+                    out.append(_created(task_id, *first))
+                out.extend(
+                    TaskEvent(
+                        row[0], row[1], row[2], row[3], _time_out(row[4]), orjson.loads(row[5])
+                    )
+                    for row in conn.execute(
+                        _Q["task_events"],
+                        {"id": task_id, "after": after, "limit": limit - (first is not None)},
+                    )
                 )
-            ]
+            return out
 
         return self._point(run)  # key lookups: as cheap as `get`
 
@@ -745,7 +802,7 @@ class SQLiteStore(SQLiteSchedules):
             # could already count a commit made meanwhile, whose events would then wait for
             # the next commit to be seen.)
             version = self._point(_data_version)
-            cursor = self._point(lambda conn: int(conn.execute(_Q["last_event_id"]).fetchone()[0]))
+            cursor = self._point(lambda conn: tuple(conn.execute(_Q["last_event_id"]).fetchone()))
             self._event_watch = asyncio.create_task(
                 self._watch_events(self._event_poke, version, cursor),
                 name="taskstatus event watch",
@@ -756,7 +813,11 @@ class SQLiteStore(SQLiteSchedules):
 
         return stop
 
-    async def _watch_events(self, poke: asyncio.Event, version: int, cursor: int) -> None:
+    async def _watch_events(
+        self, poke: asyncio.Event, version: int, cursor: tuple[int, int, int]
+    ) -> None:
+        """Follows the file: `cursor` is the last event id, task rowid and purge seen (a new
+        task has no event row: its `created` is in its own, migration 0007)."""
         while self._event_callbacks:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(EVENT_POLL):
@@ -766,11 +827,13 @@ class SQLiteStore(SQLiteSchedules):
             if now == version:
                 continue
             version = now
-            rows = self._point(functools.partial(_events_since, after=cursor))
-            if not rows:
+            rows, tasks, cursor = self._point(functools.partial(_news_since, after=cursor))
+            if not rows and not tasks:
                 continue
-            cursor = max(cursor, *(row[2] for row in rows))
-            news = [(row[0], row[1]) for row in rows]
+            firsts = {task_id: 1 for task_id, _ in tasks}
+            for task_id, first, _ in rows:
+                firsts[task_id] = min(first, firsts.get(task_id, first))
+            news = list(firsts.items())
             for callback in list(self._event_callbacks.values()):
                 callback(news)
         self._event_poke = None

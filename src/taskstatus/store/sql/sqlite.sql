@@ -23,14 +23,14 @@ tasks.lease_owner, tasks.lease_expires, tasks.idempotency_key, tasks.deleted_at,
    FROM (SELECT * FROM task_messages m WHERE m.task_id = tasks.id ORDER BY m.seq) m)
 
 -- name: insert_task
--- OR ROLLBACK: no statement journal per task (migrations/sqlite/0005_event_fast_paths.sql)
+-- OR ROLLBACK: no statement journal per task (migrations/sqlite/0005_event_fast_paths.sql).
 INSERT OR ROLLBACK INTO tasks (
-    id, handler, type, unique_name, description, parent_name, launcher, target_id, target_type,
+    created_event, id, handler, type, unique_name, description, parent_name, launcher, target_id, target_type,
     target_name, created, modified, launched, completed, completion_status, returns, attributes,
     progress, percent_complete, state, arguments, parent_id, priority, run_at, attempts,
     max_attempts, timeout, lease_owner, lease_expires, idempotency_key, deleted_at, version)
 VALUES (
-    :id, :handler, :type, :unique_name, :description, :parent_name, :launcher, :target_id,
+    :created_event, :id, :handler, :type, :unique_name, :description, :parent_name, :launcher, :target_id,
     :target_type, :target_name, :created, :modified, :launched, :completed, :completion_status,
     :returns, :attributes, :progress, :percent_complete, :state, :arguments, :parent_id,
     :priority, :run_at, :attempts, :max_attempts, :timeout, :lease_owner, :lease_expires,
@@ -223,8 +223,33 @@ SELECT value FROM settings WHERE key = :key
 SELECT task_id, seq, kind, version, at, data FROM task_events
 WHERE task_id = :id AND seq > :after ORDER BY seq LIMIT :limit
 
+-- name: created_events
+-- Seq 1 of each task (0007: in the task's row; NULL for tasks from before it, stored then).
+SELECT id, created_event, created FROM tasks
+WHERE id IN (SELECT value FROM json_each(:ids)) AND created_event IS NOT NULL
+
+-- name: purged
+-- After a purge that removed tasks: the highest task rowid and event id left, past which
+-- SQLite numbers the next ones, perhaps with one a follower saw on a purged task
+-- (Store.on_events reads again from here). The last 100 purges are kept.
+INSERT INTO task_purges (floor, event_floor)
+SELECT coalesce(max(rowid), 0), (SELECT coalesce(max(id), 0) FROM task_events) FROM tasks
+
+-- name: forget_purges
+DELETE FROM task_purges WHERE n <= (SELECT max(n) FROM task_purges) - 100
+
 -- name: last_event_id
-SELECT coalesce(max(id), 0) FROM task_events
+-- A follower's cursor: the last event id, task rowid and purge.
+SELECT coalesce(max(id), 0), (SELECT coalesce(max(rowid), 0) FROM tasks),
+       (SELECT coalesce(max(n), 0) FROM task_purges)
+FROM task_events
+
+-- name: purges_since
+SELECT max(n), min(floor), min(event_floor) FROM task_purges WHERE n > :after
+
+-- name: tasks_since
+-- The tasks inserted after the rowid :after (their `created`, seq 1, is in their row).
+SELECT id, rowid FROM tasks WHERE rowid > :after
 
 -- name: events_since
 -- What a process following the file learns after a commit: which tasks have new events.
