@@ -5,6 +5,7 @@ The column order of `task_from_row` is the ``columns`` block of each dialect's S
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -91,8 +92,10 @@ _MESSAGE_TYPES = {m.value: m for m in MessageType}
 _TARGET_TYPES = {m.value: m for m in TargetType}
 
 
+@functools.lru_cache(maxsize=1024)
 def unknown_summary(handler: str) -> TaskDefinitionSummary:
-    """What a task shows when no node has registered its handler's definition (yet)."""
+    """What a task shows when no node has registered its handler's definition (yet); every
+    claimed row has it (``run_columns``), so it is built once per handler (it is frozen)."""
     return TaskDefinitionSummary(
         id="", unique_name=handler, description="", parent_name=handler, executor="", arguments={}
     )
@@ -163,6 +166,23 @@ def task_to_params(task: Task, codec: Codec) -> dict[str, Any]:
     }
 
 
+# Task's fields in order, and a setter for each: `task_from_row` fills a new Task through its
+# slots (a few times cheaper than the frozen dataclass's __init__, one object.__setattr__ per
+# field: most of a claim's decoding, issue 17). It passes every field, so no default is missed.
+_TASK_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Task))
+_TASK_SETTERS: tuple[Callable[[Task, Any], None], ...] = tuple(
+    getattr(Task, name).__set__ for name in _TASK_FIELDS
+)
+
+
+def _new_task(values: Sequence[Any]) -> Task:
+    """A Task of `values`, one per field of Task in order (`_TASK_FIELDS`)."""
+    task: Task = object.__new__(Task)
+    for setter, value in zip(_TASK_SETTERS, values, strict=True):
+        setter(task, value)
+    return task
+
+
 def task_from_row(row: Sequence[Any], codec: Codec) -> Task:
     """A Task from a row in the order of the ``columns`` block (or ``run_columns``: no
     definition summary, the handler's bare one then, and no messages)."""
@@ -176,24 +196,27 @@ def task_from_row(row: Sequence[Any], codec: Codec) -> Task:
     target = None
     if target_id is not None or target_type is not None or target_name is not None:
         target = Target(target_id, _TARGET_TYPES[target_type] if target_type else None, target_name)
-    return Task(
-        id=id_,
-        handler=handler,
-        definition=(
-            summary_of(definition, codec) if definition is not None else unknown_summary(handler)
-        ),
-        type=_TYPES[type_],
-        unique_name=unique_name,
-        description=description,
-        parent_name=parent_name,
-        launcher=launcher,
-        target=target,
-        created=codec.time_out(created),
-        modified=codec.time_out(modified),
-        launched=codec.opt_time_out(launched),
-        completed=codec.opt_time_out(completed),
-        completion_status=_STATUSES[completion_status] if completion_status else None,
-        messages=tuple(
+    time_out = codec.time_out
+    messages = codec.json_out(messages) if messages is not None else ()
+    returns = codec.json_out(returns)
+    # in the order of Task's fields (_TASK_FIELDS; tests/unit checks it)
+    return _new_task((
+        id_,
+        handler,
+        summary_of(definition, codec) if definition is not None else unknown_summary(handler),
+        _TYPES[type_],
+        unique_name,
+        description,
+        launcher,
+        time_out(created),
+        time_out(modified),
+        _STATES[state],
+        parent_name,
+        target,
+        None if launched is None else time_out(launched),
+        None if completed is None else time_out(completed),
+        _STATUSES[completion_status] if completion_status else None,
+        tuple(
             Message(
                 type=_MESSAGE_TYPES[m[0]],
                 key=m[1],
@@ -201,26 +224,25 @@ def task_from_row(row: Sequence[Any], codec: Codec) -> Task:
                 locale=m[3],
                 parameters=None if m[4] is None else tuple(m[4]),
             )
-            for m in (codec.json_out(messages) if messages is not None else ())
-        ),
-        returns=tuple(ReturnDetail(r["name"], r["attributeName"]) for r in codec.json_out(returns)),
-        attributes=codec.json_out(attributes),
-        progress=progress,
-        percent_complete=percent_complete,
-        state=_STATES[state],
-        arguments=codec.json_out(arguments),
-        parent_id=parent_id,
-        priority=priority,
-        run_at=codec.opt_time_out(run_at),
-        attempts=attempts,
-        max_attempts=max_attempts,
-        timeout=timeout,
-        lease_owner=lease_owner,
-        lease_expires=codec.opt_time_out(lease_expires),
-        idempotency_key=idempotency_key,
-        deleted_at=codec.opt_time_out(deleted_at),
-        version=version,
-    )
+            for m in messages
+        ) if messages else (),
+        tuple(ReturnDetail(r["name"], r["attributeName"]) for r in returns) if returns else (),
+        codec.json_out(attributes),
+        progress,
+        percent_complete,
+        codec.json_out(arguments),
+        parent_id,
+        priority,
+        None if run_at is None else time_out(run_at),
+        attempts,
+        max_attempts,
+        timeout,
+        lease_owner,
+        None if lease_expires is None else time_out(lease_expires),
+        idempotency_key,
+        None if deleted_at is None else time_out(deleted_at),
+        version,
+    ))  # fmt: skip
 
 
 def definition_params(d: TaskDefinition, codec: Codec, now: datetime) -> dict[str, Any]:
