@@ -713,6 +713,25 @@ async def test_sqlite_created_is_in_the_task_row_and_still_comes_first(tmp_path:
         await store.close()
 
 
+class _News:
+    """What a store's follower of every task (`on_events`) has been told: (task, first seq)."""
+
+    def __init__(self) -> None:
+        self.heard: list[tuple[str, int]] = []
+        self._got = asyncio.Event()
+
+    def listen(self, news: Sequence[tuple[str, int]] | None) -> None:
+        self.heard.extend(news or [])
+        self._got.set()
+
+    async def hears(self, task_id: str, seq: int) -> None:
+        """Until news of the task from `seq` or before (one read may see several commits)."""
+        async with asyncio.timeout(5):
+            while not any(t == task_id and first <= seq for t, first in self.heard):
+                await self._got.wait()
+                self._got.clear()
+
+
 async def test_sqlite_followers_hear_of_a_task_made_after_the_newest_was_purged(
     tmp_path: Path,
 ) -> None:
@@ -723,27 +742,15 @@ async def test_sqlite_followers_hear_of_a_task_made_after_the_newest_was_purged(
     store, other = make_store(url), make_store(url)
     await store.open()
     await other.open()
-    heard: list[tuple[str, int]] = []
-    got = asyncio.Event()
-
-    def listen(news: Sequence[tuple[str, int]] | None) -> None:
-        heard.extend(news or [])
-        got.set()
-
-    async def hears(task_id: str) -> None:
-        async with asyncio.timeout(5):
-            while (task_id, 1) not in heard:
-                await got.wait()
-                got.clear()
-
-    stop = store.on_events(listen)
+    news = _News()
+    stop = store.on_events(news.listen)
     try:
         [old] = await seeded(other, make_task(now=now() - timedelta(days=100)))
-        await hears(old.id)
+        await news.hears(old.id, 1)
         await other.update(old.id, lambda t: cancel(t, now()))
         assert await other.purge(now() - timedelta(days=90)) == 1
         [new] = await seeded(other, make_task())
-        await hears(new.id)
+        await news.hears(new.id, 1)
     finally:
         stop()
         await other.close()
@@ -783,29 +790,16 @@ async def test_sqlite_followers_hear_of_events_after_the_newest_were_purged(
     store, other = make_store(url), make_store(url)
     await store.open()
     await other.open()
-    heard: list[tuple[str, int]] = []
-    got = asyncio.Event()
-
-    def listen(news: Sequence[tuple[str, int]] | None) -> None:
-        heard.extend(news or [])
-        got.set()
-
-    async def hears(task_id: str, seq: int) -> None:
-        """Until news of the task from `seq` or before (one read may see several commits)."""
-        async with asyncio.timeout(5):
-            while not any(t == task_id and first <= seq for t, first in heard):
-                await got.wait()
-                got.clear()
-
-    stop = store.on_events(listen)
+    news = _News()
+    stop = store.on_events(news.listen)
     try:
         kept, old = await seeded(other, make_task(), make_task(now=now() - timedelta(days=100)))
         await other.update(old.id, lambda t: cancel(t, now()))
-        await hears(old.id, 2)  # the newest event, id 1
+        await news.hears(old.id, 2)  # the newest event, id 1
         assert await other.purge(now() - timedelta(days=90)) == 1
-        heard.clear()
+        news.heard.clear()
         await other.update(kept.id, lambda t: cancel(t, now()))
-        await hears(kept.id, 2)
+        await news.hears(kept.id, 2)
     finally:
         stop()
         await other.close()

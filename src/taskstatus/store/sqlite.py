@@ -65,10 +65,10 @@ from taskstatus.store.rows import (
 )
 from taskstatus.store.sqlfiles import load_migrations, load_queries
 from taskstatus.store.sqlfilter import COLUMNS, SqlDialect, compile_order, compile_where
+from taskstatus.store.sqlite_created import created_event, insert_params
 from taskstatus.store.sqlite_schedules import (
     SQLiteSchedules,
     claim_limited,
-    insert_params,
     limited_handlers,
 )
 from taskstatus.store.wakeups import Wakeups
@@ -110,16 +110,6 @@ def _news_since(
         after[2] if last_purge is None else last_purge,
     )
     return events, tasks, cursor
-
-
-def _created(task_id: str, raw: str, created: str) -> TaskEvent:
-    """A task's `created` event (seq 1) from its row's created_event (migration 0007): ''
-    for the usual one, made of the `created` column (sqlite_schedules.insert_params)."""
-    if not raw:
-        at = _time_out(created)
-        return TaskEvent(task_id, 1, "created", 1, at, {"state": "queued", "runAt": created})
-    version, at_text, data = orjson.loads(raw)
-    return TaskEvent(task_id, 1, "created", version, _time_out(at_text), data)
 
 
 def _json_in(value: Any) -> str:
@@ -775,7 +765,7 @@ class SQLiteStore(SQLiteSchedules):
             for task_id, after in cursors.items():
                 first = created.get(task_id)
                 if first is not None:
-                    out.append(_created(task_id, *first))
+                    out.append(created_event(task_id, *first))
                 out.extend(
                     TaskEvent(
                         row[0], row[1], row[2], row[3], _time_out(row[4]), orjson.loads(row[5])

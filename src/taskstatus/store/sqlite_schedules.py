@@ -20,10 +20,10 @@ from taskstatus.limits_policy import (
     pick,
     refill,
 )
-from taskstatus.model import Task, TaskState
+from taskstatus.model import Task
 from taskstatus.schedules import Schedule, ScheduleNotFound
 from taskstatus.store.edge import guarded
-from taskstatus.store.rows import Codec, task_from_row, task_to_params
+from taskstatus.store.rows import Codec, task_from_row
 from taskstatus.store.schedule_rows import (
     limits_from_row,
     limits_params,
@@ -31,6 +31,7 @@ from taskstatus.store.schedule_rows import (
     schedule_params,
 )
 from taskstatus.store.sqlfiles import load_queries
+from taskstatus.store.sqlite_created import insert_params
 from taskstatus.store.wakeups import Wakeups
 
 __all__ = ["SQLiteSchedules", "claim_limited", "limited_handlers"]
@@ -122,28 +123,6 @@ def claim_limited(
         if picked.retry_in is not None:
             retry = picked.retry_in if retry is None else min(retry, picked.retry_in)
     return tasks, held, retry
-
-
-def insert_params(task: Task, codec: Codec) -> dict[str, Any]:
-    """The parameters of insert_task: the task's columns and its `created` event (migration
-    0007): '' for the usual one (version 1, queued, due and modified when created: the
-    reader makes it from the `created` column), else JSON [version, at, data] with the data
-    the insert trigger wrote before (built of the columns' text: formatting the times again
-    cost a task as much as the event row saved)."""
-    params = task_to_params(task, codec)
-    if (
-        task.version == 1
-        and task.state is TaskState.QUEUED
-        and task.modified == task.created
-        and task.run_at in (None, task.created)
-    ):
-        params["created_event"] = ""
-    else:
-        params["created_event"] = (
-            f'[{task.version:d},"{params["modified"]}",'
-            f'{{"state":"{params["state"]}","runAt":"{params["run_at"]}"}}]'
-        )
-    return params
 
 
 @guarded
