@@ -533,7 +533,9 @@ async def test_a_claim_of_one_handler_leaves_it_out_once_limited_elsewhere(
     """A node that read the handler limits before another node limited its one handler
     claims none of that handler's tasks by its plain claim: the one-handler pick (0018)
     tests the limits itself, as the pick of several handlers does."""
-    monkeypatch.setattr(postgres_schedules, "LIMITED_TTL", 3600.0)  # the node's list stays
+    # the node's list stays, and the TTL is longer than the machine has been up (monotonic
+    # time counts from boot: a sentinel of 0.0 for "unread" then looked fresh)
+    monkeypatch.setattr(postgres_schedules, "LIMITED_TTL", time.monotonic() + 3600.0)
     await store.create_many([make_task() for _ in range(3)])
     assert len(await store.claim(W1, 1, 30, ["noop"])) == 1  # reads the limits: none yet
     await other.save_limits(HandlerLimits("noop", concurrency=5))

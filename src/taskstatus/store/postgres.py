@@ -58,7 +58,7 @@ from taskstatus.store.base import (
 )
 from taskstatus.store.edge import guarded
 from taskstatus.store.leases import lost_lease_message, sort_heartbeat
-from taskstatus.store.postgres_schedules import PostgresSchedules
+from taskstatus.store.postgres_schedules import UNREAD, PostgresSchedules
 from taskstatus.store.rows import (
     Codec,
     changed_columns,
@@ -353,7 +353,7 @@ class PostgresStore(PostgresSchedules):
         self._claimed = 0  # tasks claimed since the queue was last vacuumed
         self._vacuum: asyncio.Task[None] | None = None
         self._limit_waits = LimitWaits()
-        self._limited: tuple[float, dict[str, HandlerLimits]] = (0.0, {})  # (when read, limits)
+        self._limited: tuple[float, dict[str, HandlerLimits]] = (UNREAD, {})  # (when read, limits)
 
     # --- plumbing -----------------------------------------------------------------------------
 

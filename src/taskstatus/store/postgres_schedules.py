@@ -53,6 +53,10 @@ Conn = psycopg.AsyncConnection[TupleRow]
 # How long a node trusts its list of limited handlers before it reads it again. It only
 # decides whether a claim also runs the limited claim: the pick itself reads the table.
 LIMITED_TTL = 1.0
+# When a node's list was read if it must be read at the next claim. Not 0.0: time.monotonic()
+# counts from the machine's boot on Linux, so a list "read at 0.0" looked fresh on a machine up
+# for less than the TTL (a CI machine booted minutes before, with the TTL raised in a test).
+UNREAD = float("-inf")
 
 
 _Q = load_queries("postgres")
@@ -189,7 +193,7 @@ class PostgresSchedules:
             await self._rows("delete_limits", {"handler": limits.handler})
         else:
             await self._rows("upsert_limits", limits_params(limits))
-        self._limited = (0.0, {})  # read again at the next claim
+        self._limited = (UNREAD, {})  # read again at the next claim
 
     async def _claim(
         self, worker_id: str, limit: int, lease_seconds: float, handlers: Sequence[str]
@@ -309,7 +313,7 @@ class PostgresSchedules:
             counted, candidates = await self._reads(conn, handlers, guess, limit)
         locked = {r[0]: limits_from_row(r) for r in await locking.fetchall()}
         if set(guess) - set(locked) or any(not locked[h].same(g) for h, g in guess.items()):
-            self._limited = (0.0, {})  # they changed since this node read them: read again
+            self._limited = (UNREAD, {})  # they changed since this node read them: read again
             keyless = False
             counted, candidates = await self._reads(conn, handlers, locked, limit)
         if keyless:
