@@ -7,6 +7,7 @@ import json
 import socket
 import sqlite3
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,7 +62,11 @@ class RawConnection:
         self.sock.close()
 
     def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
+        """Send `data`; a server may answer (a 413) and close before it has read all of a
+        body, so a send cut short is not an error: the answer stays readable, and urllib3
+        reads it the same way."""
+        with suppress(BrokenPipeError, ConnectionResetError):
+            self.sock.sendall(data)
 
     def _more(self) -> bool:
         try:
