@@ -693,6 +693,39 @@ async def test_a_claim_of_whole_pages_keeps_every_task_on_its_page(store: Postgr
     assert [i for i in before if after[i] != before[i]] == []
 
 
+async def test_the_database_refuses_a_task_row_the_lifecycle_does_not_allow(
+    store: PostgresStore,
+) -> None:
+    """The tasks table's CHECK (one since migration 0020, three before) refuses a row whose
+    state is unknown, whose completion status does not match its state's side (none while
+    queued, running or cancel_requested; one in an end state) or whose percent complete is
+    outside 0..100, and takes every state on its own side."""
+    [task] = await store.create_many([make_task()])
+    change = (
+        "UPDATE tasks SET state = %s, completion_status = %s, percent_complete = %s WHERE id = %s"
+    )
+    refused = [
+        ("bogus", None, 0),
+        ("bogus", "SUCCESS", 0),
+        ("succeeded", None, 0),
+        ("dead", None, 0),
+        ("queued", "SUCCESS", 0),
+        ("cancel_requested", "TERMINATED", 0),
+        ("running", None, 101),
+        ("running", None, -1),
+        ("failed", "ERROR", 101),
+    ]
+    for state, status, percent in refused:
+        with pytest.raises(psycopg.errors.CheckViolation):
+            await fetch(store.url, change + " RETURNING id", [state, status, percent, task.id])
+    pending = ("queued", "running", "cancel_requested")
+    ended = ("succeeded", "failed", "cancelled", "dead")
+    allowed = [(s, None, 0) for s in pending] + [(s, "SUCCESS", 100) for s in ended]
+    for state, status, percent in allowed:
+        rows = await fetch(store.url, change + " RETURNING id", [state, status, percent, task.id])
+        assert rows == [(task.id,)], (state, status, percent)
+
+
 # --- counts --------------------------------------------------------------------------------------
 
 
