@@ -3,7 +3,8 @@
 -- text of its node tree (pg_trigger.tgqual) and, in each statement that changes a row of the
 -- table, reads that text back into a tree and prepares it, once per trigger: its cost grows
 -- with the text's length, whatever the condition then says (~40 backend instructions a
--- character, callgrind: bench/pg_claim_cost.py). A claim of 8 paid ~160 k instructions for its three (these two and the counts' of 0011), of ~2.3 M.
+-- character, callgrind: bench/pg_claim_cost.py). A claim of 8 paid ~160 k instructions for
+-- its three (these two and the counts' of 0011), of ~2.3 M.
 -- The conditions below are the same ones, said in fewer nodes:
 --
 -- tasks_sync_queue (0006): ((OLD queued OR NEW queued) AND NOT (OLD queued AND NEW running)).
