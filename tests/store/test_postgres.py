@@ -9,7 +9,7 @@ import dataclasses
 import functools
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, timedelta
 from typing import Any
 
@@ -161,6 +161,37 @@ async def test_retry_release_and_recovery_wake_idle_workers(
     await asyncio.sleep(0.05)
     await idle(store)
     await wakes(store, other.recover)
+
+
+async def test_followers_hear_of_a_claim_on_another_node(
+    store: PostgresStore, other: PostgresStore
+) -> None:
+    """A claim's `launched` events reach the followers of another node (the claim's own NOTIFY,
+    written in its statement), with each claimed task's new seq: 2, after `created`; a claim
+    of nothing says nothing."""
+    heard: list[tuple[str, int]] = []
+    got = asyncio.Event()
+
+    def listen(news: Sequence[tuple[str, int]] | None) -> None:
+        heard.extend(news or [])
+        got.set()
+
+    stop = store.on_events(listen)
+    try:
+        await asyncio.sleep(0.2)  # the listener is up
+        tasks = await other.create_many([make_task() for _ in range(3)])
+        claimed = await other.claim(W1, 8, 30, ["noop"])
+        assert len(claimed) == 3
+        async with asyncio.timeout(10):
+            while not {(t.id, 2) for t in tasks} <= set(heard):
+                await got.wait()
+                got.clear()
+        heard.clear()
+        assert await other.claim(W1, 8, 30, ["noop"]) == []
+        await asyncio.sleep(0.3)
+        assert heard == []
+    finally:
+        stop()
 
 
 async def test_work_that_queues_nothing_does_not_wake(
