@@ -9,7 +9,7 @@ import dataclasses
 import functools
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, timedelta
 from typing import Any
 
@@ -161,6 +161,37 @@ async def test_retry_release_and_recovery_wake_idle_workers(
     await asyncio.sleep(0.05)
     await idle(store)
     await wakes(store, other.recover)
+
+
+async def test_followers_hear_of_a_claim_on_another_node(
+    store: PostgresStore, other: PostgresStore
+) -> None:
+    """A claim's `launched` events reach the followers of another node (the claim's own NOTIFY,
+    written in its statement), with each claimed task's new seq: 2, after `created`; a claim
+    of nothing says nothing."""
+    heard: list[tuple[str, int]] = []
+    got = asyncio.Event()
+
+    def listen(news: Sequence[tuple[str, int]] | None) -> None:
+        heard.extend(news or [])
+        got.set()
+
+    stop = store.on_events(listen)
+    try:
+        await asyncio.sleep(0.2)  # the listener is up
+        tasks = await other.create_many([make_task() for _ in range(3)])
+        claimed = await other.claim(W1, 8, 30, ["noop"])
+        assert len(claimed) == 3
+        async with asyncio.timeout(10):
+            while not {(t.id, 2) for t in tasks} <= set(heard):
+                await got.wait()
+                got.clear()
+        heard.clear()
+        assert await other.claim(W1, 8, 30, ["noop"]) == []
+        await asyncio.sleep(0.3)
+        assert heard == []
+    finally:
+        stop()
 
 
 async def test_work_that_queues_nothing_does_not_wake(
@@ -691,6 +722,39 @@ async def test_a_claim_of_whole_pages_keeps_every_task_on_its_page(store: Postgr
     assert len(await store.claim(W1, 400, 30, ["noop"])) == 400
     after = dict(await fetch(store.url, page))
     assert [i for i in before if after[i] != before[i]] == []
+
+
+async def test_the_database_refuses_a_task_row_the_lifecycle_does_not_allow(
+    store: PostgresStore,
+) -> None:
+    """The tasks table's CHECK (one since migration 0020, three before) refuses a row whose
+    state is unknown, whose completion status does not match its state's side (none while
+    queued, running or cancel_requested; one in an end state) or whose percent complete is
+    outside 0..100, and takes every state on its own side."""
+    [task] = await store.create_many([make_task()])
+    change = (
+        "UPDATE tasks SET state = %s, completion_status = %s, percent_complete = %s WHERE id = %s"
+    )
+    refused = [
+        ("bogus", None, 0),
+        ("bogus", "SUCCESS", 0),
+        ("succeeded", None, 0),
+        ("dead", None, 0),
+        ("queued", "SUCCESS", 0),
+        ("cancel_requested", "TERMINATED", 0),
+        ("running", None, 101),
+        ("running", None, -1),
+        ("failed", "ERROR", 101),
+    ]
+    for state, status, percent in refused:
+        with pytest.raises(psycopg.errors.CheckViolation):
+            await fetch(store.url, change + " RETURNING id", [state, status, percent, task.id])
+    pending = ("queued", "running", "cancel_requested")
+    ended = ("succeeded", "failed", "cancelled", "dead")
+    allowed = [(s, None, 0) for s in pending] + [(s, "SUCCESS", 100) for s in ended]
+    for state, status, percent in allowed:
+        rows = await fetch(store.url, change + " RETURNING id", [state, status, percent, task.id])
+        assert rows == [(task.id,)], (state, status, percent)
 
 
 # --- counts --------------------------------------------------------------------------------------

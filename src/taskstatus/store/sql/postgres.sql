@@ -165,13 +165,6 @@ claimed AS (
 dequeued AS (
     DELETE FROM task_queue WHERE id = ANY(ARRAY(SELECT id FROM claimed)) RETURNING id
 ),
-missed AS (
-    -- a queue row inserted since the statement's snapshot, by a hand-back of the task the
-    -- pick then saw queued (0017): deleted in a snapshot taken now; rare, so the call (a
-    -- CTE of a volatile call runs once, and only when referenced) only when some are missed
-    SELECT taskstatus_dequeue(ARRAY(SELECT id FROM claimed EXCEPT SELECT id FROM dequeued))
-    WHERE (SELECT count(*) FROM dequeued) < (SELECT count(*) FROM claimed)
-),
 events AS (
     -- the claim's one event (migration 0010): queued -> running changes nothing else; its
     -- number is the row's last seq, which the claim moved one on (migration 0015)
@@ -182,9 +175,17 @@ events AS (
     WHERE {event_log}
     RETURNING task_id, seq
 ),
-noted AS (
-    SELECT taskstatus_notify_events(array_agg(task_id || ':' || seq)) FROM events
-    HAVING count(*) > 0
+after AS (
+    -- once the claim has rows (the join below reads this only then), in one row of two
+    -- scalar subqueries, so the statement's plan stays small (each node costs its executor
+    -- start-up at every claim): the NOTIFY of their events, and the dequeue of the queue rows
+    -- the DELETE missed: a queue row inserted since the statement's snapshot, by a hand-back
+    -- of the task the pick then saw queued (0017), deleted in a snapshot taken now (the
+    -- function's), only when some are missed (the others it finds gone)
+    SELECT (SELECT taskstatus_notify_events(array_agg(task_id || ':' || seq)) FROM events
+            HAVING count(*) > 0) AS noted,
+           (SELECT taskstatus_dequeue(k.ids) FROM (SELECT ARRAY(SELECT id FROM claimed) AS ids) k
+            WHERE cardinality(k.ids) > (SELECT count(*) FROM dequeued)) AS missed
 )
 -- the task columns ({run_columns}' names), not last_seq
 SELECT c.id, c.handler, c.definition, c.type, c.unique_name, c.description, c.parent_name,
@@ -193,7 +194,7 @@ SELECT c.id, c.handler, c.definition, c.type, c.unique_name, c.description, c.pa
        c.state, c.arguments, c.parent_id, c.priority, c.run_at, c.attempts, c.max_attempts,
        c.timeout, c.lease_owner, c.lease_expires, c.idempotency_key, c.deleted_at, c.version,
        c.messages
-FROM claimed c LEFT JOIN noted ON true LEFT JOIN missed ON true
+FROM claimed c LEFT JOIN after ON true
 
 -- name: lax
 -- What a worker's bookkeeping transaction (a claim, a heartbeat, a report: PostgresStore._lax)
