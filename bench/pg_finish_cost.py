@@ -46,7 +46,11 @@ from taskstatus.store import Store, StoreLimits, make_store
 
 
 def run(
-    cluster: Cluster, admin: psycopg.Connection[Any], sizes: list[int], counts: list[int]
+    cluster: Cluster,
+    admin: psycopg.Connection[Any],
+    sizes: list[int],
+    counts: list[int],
+    prepare: str | None = None,
 ) -> dict[tuple[int, int], list[Path]]:
     """The callgrind files of the backends of each (batch size, statements) finish phase."""
     import bench.handlers  # noqa: F401 - registers bench.noop
@@ -65,6 +69,9 @@ def run(
         return store
 
     with _env_connect(url) as conn:
+        if prepare:  # after the migrations (the connection opened the store), before the tasks
+            with psycopg.connect(url, autocommit=True) as c:
+                c.execute(prepare)
         for i in range(0, n, BATCH):
             conn.submit_many("bench.noop", [{}] * min(BATCH, n - i))
     claimed: list[Task] = []
@@ -111,6 +118,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--statements", type=int, nargs=2, default=[20, 80])
     parser.add_argument("--keep", help="keep the callgrind files in this folder")
+    parser.add_argument("--prepare", help="SQL to run once the schema is made (a variant)")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         print("needs valgrind (Debian: apt-get install valgrind)", file=sys.stderr)
@@ -124,7 +132,7 @@ def main() -> int:
     try:
         cluster.start()
         with psycopg.connect(cluster.url, autocommit=True) as admin:
-            got = run(cluster, admin, sizes, counts)
+            got = run(cluster, admin, sizes, counts, args.prepare)
         cluster.stop()
         totals = {key: sum(instructions(p) for p in paths) for key, paths in got.items()}
     finally:
