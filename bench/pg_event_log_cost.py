@@ -88,8 +88,9 @@ def _port() -> int:
 class Cluster:
     """initdb'd in `root`; the postmaster under callgrind, one output file per process."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, synchronous_commit: str = "off") -> None:
         self.bin = _bin()
+        self.synchronous_commit = synchronous_commit
         self.root = root
         self.out = root / "callgrind"
         self.port = _port()
@@ -144,7 +145,7 @@ class Cluster:
                 "-c",
                 "fsync=off",
                 "-c",
-                "synchronous_commit=off",
+                f"synchronous_commit={self.synchronous_commit}",
                 "-c",
                 "huge_pages=off",
                 "-c",

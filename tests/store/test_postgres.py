@@ -888,3 +888,50 @@ async def test_the_counts_migration_counts_the_tasks_already_stored(store: Postg
             assert (await reopened.query(query)).total == expected
     finally:
         await reopened.close()
+
+
+# --- the finish's costs ---------------------------------------------------------------------------
+
+
+async def test_a_finish_without_messages_runs_the_statement_without_their_insert(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch of outcomes with no messages runs `finish_bare`, the finish without the
+    messages' INSERT (issue 17); a batch with messages runs the whole `finish`. (The statement
+    with messages is replaced by one that fails here: only a batch with messages reaches it.)"""
+    assert "task_messages" not in QUERIES["finish_bare"]
+    assert "INSERT INTO task_messages" in QUERIES["finish"]
+    await store.create_many([make_task(), make_task()])
+    first, second = await store.claim(W1, 2, 30, ["noop"])
+    monkeypatch.setitem(QUERIES, "finish", "SELECT 1 / 0")
+    done = Outcome(first.id, TaskState.SUCCEEDED, CompletionStatus.SUCCESS)
+    assert await store.finish(W1, [done]) == {first.id}
+    note = (Message(MessageType.INFO, "k", "done"),)
+    noted = Outcome(second.id, TaskState.SUCCEEDED, CompletionStatus.SUCCESS, messages=note)
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        await store.finish(W1, [noted])
+
+
+async def test_the_indexes_keyed_by_one_task_do_not_deduplicate(store: PostgresStore) -> None:
+    """The indexes of `tasks` whose key ends with the task's id hold no duplicates but the
+    versions a finish leaves (it is not heap-only): B-tree deduplication is off there
+    (migration 0021); the two whose keys repeat across tasks keep it."""
+    rows = await fetch(
+        store.url,
+        "SELECT c.relname, coalesce(c.reloptions, '{}') FROM pg_index i"
+        " JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = 'tasks'::regclass",
+    )
+    options = dict(rows)
+    undeduplicated = {
+        "tasks_pkey",
+        "tasks_status_created",
+        "tasks_type_created",
+        "tasks_target_created",
+        "tasks_launcher_created",
+        "tasks_handler_created",
+        "tasks_created",
+    }
+    for name in undeduplicated:
+        assert "deduplicate_items=off" in options[name], name
+    for name in ("tasks_completed", "tasks_parent"):
+        assert options[name] == [], name

@@ -105,6 +105,10 @@ def _load() -> dict[str, str]:
     messages = queries.pop("messages")
     event_log = queries.pop("event_log")
     lax = queries["lax"]  # a query of its own, and what the plain claim sets itself
+    added = queries.pop("finish_messages")
+    # the finish of a batch with messages, and of one without (postgres.sql)
+    queries["finish_bare"] = queries["finish"].replace("{finish_messages}", "")
+    queries["finish"] = queries["finish"].replace("{finish_messages}", f" {added}")
     return {
         name: sql.replace("{messages}", messages)
         .replace("{event_log}", event_log)
@@ -694,37 +698,35 @@ class PostgresStore(PostgresSchedules):
         for o in outcomes:  # a task's first outcome ends its run; a later one finds it ended
             first.setdefault(o.task_id, o)
         batch = list(first.values())
-        params = {
-            "worker": worker_id,
-            "id": [o.task_id for o in batch],
-            "outcomes": _doc(
-                [
-                    {
-                        "id": o.task_id,
-                        "state": o.state.value,
-                        "completion_status": (
-                            o.completion_status.value if o.completion_status else None
-                        ),
-                        "progress": o.progress,
-                        "percent_complete": o.percent_complete,
-                        "run_at": RECORD.opt_time_in(o.run_at),
-                        "sources": _SOURCES[o.state],
-                        "attempt": o.attempt,
-                    }
-                    # the finish counts their events (0015); a key costs the server's JSON
-                    # parse ~5 k instructions a task, none when there are none
-                    | ({"messages": len(o.messages)} if o.messages else {})
-                    | results
-                    for o, results in zip(batch, _results(batch), strict=True)
-                ]
-            ),
-            **_messages((o.task_id, m) for o in batch for m in o.messages),
-        }
+        rows: list[dict[str, Any]] = []
+        for o, results in zip(batch, _results(batch), strict=True):
+            row = {
+                "id": o.task_id,
+                "state": o.state.value,
+                "completion_status": o.completion_status.value if o.completion_status else None,
+                "progress": o.progress,
+                "percent_complete": o.percent_complete,
+                "run_at": RECORD.opt_time_in(o.run_at),
+                "sources": _SOURCES[o.state],
+                "attempt": o.attempt,
+                # the finish counts their events (0015)
+                "messages": len(o.messages) or None,
+                **results,
+            }
+            # a key costs the server's JSON parse ~5 k instructions a task; a key left out
+            # reads as NULL, as null does
+            rows.append({k: v for k, v in row.items() if v is not None})
+        params: dict[str, Any] = {"worker": worker_id, "id": [o.task_id for o in batch]}
+        params["outcomes"] = _doc(rows)
+        sql = QUERIES["finish_bare"]
+        if any(o.messages for o in batch):
+            sql = QUERIES["finish"]
+            params |= _messages((o.task_id, m) for o in batch for m in o.messages)
         async with self._db.connection() as conn:
-            rows = await (await conn.execute(QUERIES["finish"], params)).fetchall()
+            found = await (await conn.execute(sql, params)).fetchall()
             if self._limit_waits.ended(list(first)):  # a limited slot is free: wake the nodes
                 await conn.execute(QUERIES["wake"])
-        return {r[0] for r in rows}
+        return {r[0] for r in found}
 
     async def release(self, worker_id: str, task_ids: Sequence[str]) -> None:
         if not task_ids:

@@ -243,6 +243,9 @@ ORDER BY m.ord
 -- name: finish
 -- Each outcome is guarded by the lease and by the states its target may be entered from
 -- (`sources`, a comma-separated list per row); answers the ids whose outcome was stored.
+-- {finish_messages} is the messages' CTE below; postgres.py leaves it out of the statement
+-- of a batch without messages (`finish_bare`: no INSERT into task_messages to set up, no
+-- empty document to parse; bench/pg_finish_cost.py).
 WITH o AS (
     SELECT * FROM jsonb_to_recordset(%(outcomes)s::jsonb)
         AS o(id text, state text, completion_status text, progress text,
@@ -300,15 +303,7 @@ finished AS (
               modified, t.progress, t.percent_complete, t.attributes,
               t.returns, attempts, t.run_at, t.completion_status,
               completed, last_seq, coalesce(o.messages, 0) AS messages
-),
-added AS (
-    -- (their events: the messages' trigger, after this statement's, before `completed`)
-    INSERT INTO task_messages (task_id, type, key, text, locale, parameters)
-    SELECT m.task_id, m.type, m.key, m.text, m.locale, m.parameters
-    FROM {messages}
-    WHERE m.task_id IN (SELECT id FROM finished)
-    ORDER BY m.ord
-),
+),{finish_messages}
 numbered AS NOT MATERIALIZED (
     -- the first seq of this change's events (0015), and which kinds the change has (0 or 1
     -- each) in the documented order: each present kind takes the next seq, so its seq is the
@@ -354,6 +349,16 @@ SELECT id,
        (SELECT pg_notify('taskstatus_work', '')
         WHERE EXISTS (SELECT FROM finished WHERE state = 'queued')) AS woke
 FROM finished LEFT JOIN noted ON true
+
+-- name: finish_messages
+-- (their events: the messages' trigger, after this statement's, before `completed`)
+added AS (
+    INSERT INTO task_messages (task_id, type, key, text, locale, parameters)
+    SELECT task_id, type, key, text, locale, parameters
+    FROM {messages}
+    WHERE m.task_id IN (SELECT id FROM finished)
+    ORDER BY m.ord
+),
 
 -- name: release
 WITH requeued AS (
