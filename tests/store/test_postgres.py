@@ -178,7 +178,9 @@ async def test_followers_hear_of_a_claim_on_another_node(
 
     stop = store.on_events(listen)
     try:
-        await asyncio.sleep(0.2)  # the listener is up
+        async with asyncio.timeout(10):  # the listener is up: once LISTEN holds, it tells
+            await got.wait()  # its followers to look again (None)
+        got.clear()
         tasks = await other.create_many([make_task() for _ in range(3)])
         claimed = await other.claim(W1, 8, 30, ["noop"])
         assert len(claimed) == 3
