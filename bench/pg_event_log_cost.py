@@ -49,6 +49,7 @@ from taskstatus.store import Store, StoreLimits, make_store
 
 PHASES = ("submit", "claim", "finish")
 BATCH = 500
+LIMITS = StoreLimits(connect_timeout=60, pool_timeout=120, statement_timeout=600)
 
 
 # The tasks' ids, laid out as the store's (model.new_id: UUIDv7, a millisecond then random
@@ -197,6 +198,30 @@ def wait_gone(admin: psycopg.Connection[Any], db: str) -> None:
     raise RuntimeError(f"backends of {db} did not exit")
 
 
+async def opened(url: str) -> Store:
+    """An open store on `url`, with waits long enough for a server under callgrind."""
+    store = make_store(url, limits=LIMITS)
+    await store.open()
+    return store
+
+
+def claim_all(url: str, n: int) -> list[Task]:
+    """The `n` queued bench.noop tasks, claimed BATCH at a time through one store."""
+    claimed: list[Task] = []
+
+    async def claim() -> None:
+        store = await opened(url)
+        try:
+            while got := await store.claim("bench-worker", BATCH, 3600, ["bench.noop"]):
+                claimed.extend(got)
+        finally:
+            await store.close()
+
+    asyncio.run(claim())
+    assert len(claimed) == n, (len(claimed), n)
+    return claimed
+
+
 def run(
     cluster: Cluster, admin: psycopg.Connection[Any], events: bool, n: int
 ) -> dict[str, list[Path]]:
@@ -209,15 +234,9 @@ def run(
     admin.execute(f'DROP DATABASE IF EXISTS "{db}"')
     admin.execute(f'CREATE DATABASE "{db}"')
     url = cluster.url.rsplit("/", 1)[0] + "/" + db
-    limits = StoreLimits(connect_timeout=60, pool_timeout=120, statement_timeout=600)
-
-    async def opened() -> Store:
-        store = make_store(url, limits=limits)
-        await store.open()
-        return store
 
     async def migrated() -> None:
-        await (await opened()).close()
+        await (await opened(url)).close()
 
     # the schema (and the log dropped) first: its backends are nobody's phase
     asyncio.run(migrated())
@@ -239,22 +258,11 @@ def run(
             conn.submit_many("bench.noop", [{}] * BATCH)
     phase("submit")
 
-    claimed: list[Task] = []
-
-    async def claim() -> None:
-        store = await opened()
-        try:
-            while got := await store.claim("bench-worker", BATCH, 3600, ["bench.noop"]):
-                claimed.extend(got)
-        finally:
-            await store.close()
-
-    asyncio.run(claim())
-    assert len(claimed) == n, (len(claimed), n)
+    claimed = claim_all(url, n)
     phase("claim")
 
     async def finish() -> None:
-        store = await opened()
+        store = await opened(url)
         try:
             for i in range(0, n, BATCH):
                 done = await store.finish("bench-worker", noop_outcomes(claimed[i : i + BATCH]))

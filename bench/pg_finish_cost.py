@@ -36,13 +36,14 @@ from bench.pg_event_log_cost import (
     BATCH,
     Cluster,
     _env_connect,
+    claim_all,
     files,
     instructions,
+    opened,
     seeded_ids,
     wait_gone,
 )
 from taskstatus.model import Task
-from taskstatus.store import Store, StoreLimits, make_store
 
 
 def run(
@@ -60,13 +61,7 @@ def run(
     admin.execute(f'DROP DATABASE IF EXISTS "{db}"')
     admin.execute(f'CREATE DATABASE "{db}"')
     url = cluster.url.rsplit("/", 1)[0] + "/" + db
-    limits = StoreLimits(connect_timeout=60, pool_timeout=120, statement_timeout=600)
     n = sum(b * s for b in sizes for s in counts)
-
-    async def opened() -> Store:
-        store = make_store(url, limits=limits)
-        await store.open()
-        return store
 
     with _env_connect(url) as conn:
         if prepare:  # after the migrations (the connection opened the store), before the tasks
@@ -74,18 +69,7 @@ def run(
                 c.execute(prepare)
         for i in range(0, n, BATCH):
             conn.submit_many("bench.noop", [{}] * min(BATCH, n - i))
-    claimed: list[Task] = []
-
-    async def claim() -> None:
-        store = await opened()
-        try:
-            while got := await store.claim("bench-worker", BATCH, 3600, ["bench.noop"]):
-                claimed.extend(got)
-        finally:
-            await store.close()
-
-    asyncio.run(claim())
-    assert len(claimed) == n, (len(claimed), n)
+    claimed = claim_all(url, n)
     wait_gone(admin, db)
     before = files(cluster)
     found: dict[tuple[int, int], list[Path]] = {}
@@ -96,7 +80,7 @@ def run(
             at += b * s
 
             async def finish(batch: list[Task] = batch, b: int = b) -> None:
-                store = await opened()
+                store = await opened(url)
                 try:
                     for i in range(0, len(batch), b):
                         part = batch[i : i + b]
