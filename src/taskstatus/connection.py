@@ -124,6 +124,17 @@ class AsyncConnection(Listing):
         submission = Submission.of(options, launcher=self.launcher)
         return await self.service.submit_many(self.caller, handler, arguments, submission)
 
+    def submit_now(
+        self,
+        handler: Handler | str,
+        arguments: Sequence[Mapping[str, Any]],
+        options: SubmitOptions,
+    ) -> list[Task] | None:
+        """`submit_many` on the calling thread, not this connection's loop, where the
+        service can (`TaskService.submit_now`); None where it cannot."""
+        submission = Submission.of(options, launcher=self.launcher)
+        return self.service.submit_now(self.caller, handler, arguments, submission)
+
     async def get(self, task_id: str) -> Task:
         """The task, or NotFound."""
         return await self.service.get(self.caller, task_id)
@@ -419,6 +430,12 @@ class Connection:
         arguments: Mapping[str, Any] | None = None,
         **options: Unpack[SubmitOptions],
     ) -> Task:
+        # on this thread where it can: the loop thread's two wake-ups were a third of the
+        # submit's time (issue 17's pickup)
+        if isinstance(self._inner, AsyncConnection):
+            now = self._inner.submit_now(handler, [arguments or {}], options)
+            if now is not None:
+                return now[0]
         return self._loop.run(self._inner.submit(handler, arguments, **options))
 
     def submit_many(
@@ -427,6 +444,10 @@ class Connection:
         arguments: Sequence[Mapping[str, Any]],
         **options: Unpack[SubmitOptions],
     ) -> list[Task]:
+        if isinstance(self._inner, AsyncConnection):
+            now = self._inner.submit_now(handler, arguments, options)
+            if now is not None:
+                return now
         return self._loop.run(self._inner.submit_many(handler, arguments, **options))
 
     def get(self, task_id: str) -> Task:
