@@ -5,7 +5,8 @@ service over that database, acting as this process (`Caller.local`: every task, 
 cutoff); an ``http://`` or ``https://`` URL gives the remote client
 (`taskstatus.client.AsyncRemoteConnection`), with the same methods and the same `Task` back.
 `Connection` (what `connect` returns for either) runs the async one on a private event loop
-thread, so each operation exists once and works from plain synchronous code.
+thread, so each operation exists once and works from plain synchronous code; a submit the
+service can store from the calling thread (`TaskService.submit_now`) skips that thread.
 """
 
 from __future__ import annotations
@@ -430,8 +431,8 @@ class Connection:
         arguments: Mapping[str, Any] | None = None,
         **options: Unpack[SubmitOptions],
     ) -> Task:
-        # on this thread where it can: the loop thread's two wake-ups were a third of the
-        # submit's time (issue 17's pickup)
+        # on this thread where it can: through the loop thread a submit waits for three
+        # wake-ups (that thread's, its answer's, this one's), here for one (issue 17's pickup)
         if isinstance(self._inner, AsyncConnection):
             now = self._inner.submit_now(handler, [arguments or {}], options)
             if now is not None:
