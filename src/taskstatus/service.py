@@ -59,7 +59,7 @@ from taskstatus.options import DEFAULT_MAX_ATTEMPTS, Submission
 from taskstatus.patch import apply_patch
 from taskstatus.query import Condition, Expr, Op, TaskField, TaskQuery, all_of
 from taskstatus.store import make_store
-from taskstatus.store.base import Page, Store, StoreLimits
+from taskstatus.store.base import BlockingCreate, Page, Store, StoreLimits
 from taskstatus.visibility import check_visible, visible, visible_task
 
 __all__ = [
@@ -155,6 +155,8 @@ class TaskService:
         max_subtasks: int | None = None,
     ) -> None:
         self.store = store
+        # the store's insert from a plain thread, if it has one (submit_now)
+        self._blocking = store if isinstance(store, BlockingCreate) else None
         self.registry = registry
         self.clock = clock
         # Unless given: the settings (TASKSTATUS_MAX_SUBTASK_DEPTH, TASKSTATUS_MAX_SUBTASKS),
@@ -222,14 +224,19 @@ class TaskService:
         """Store this process's handler definitions so that every node can validate them."""
         await self.store.save_definitions([h.definition for h in self.registry])
 
+    def _local(self, handler: Handler | str) -> Handler | None:
+        """`handler` if this process has it (then its definition is the handler's own)."""
+        if isinstance(handler, Handler):
+            return handler
+        check_text(handler, "handler")  # a NUL reaches no store: 400, not a driver error
+        return self.registry.get(handler)
+
     async def resolve(self, handler: Handler | str) -> tuple[TaskDefinition, Handler | None]:
         """The definition of `handler`, and the local Handler when this process has it."""
-        if isinstance(handler, Handler):
-            return handler.definition, handler
-        check_text(handler, "handler")  # a NUL reaches no store: 400, not a driver error
-        local = self.registry.get(handler)
+        local = self._local(handler)
         if local is not None:
             return local.definition, local
+        assert isinstance(handler, str)
         stored = await self.store.definition(handler)
         if stored is None:
             known = {*self.registry.names(), *(d.name for d in await self.store.definitions())}
@@ -242,6 +249,15 @@ class TaskService:
         """`arguments` as they will be stored, checked against the handler's schema."""
         return _check(*await self.resolve(handler), arguments)
 
+    @staticmethod
+    def _launched(caller: Caller, options: Submission) -> Submission:
+        """`options` with their launcher: the caller's owner unless given (Forbidden when
+        another is given without admin)."""
+        launcher = options.launcher if options.launcher is not None else caller.owner
+        if launcher != caller.owner and not caller.admin:
+            raise Forbidden(f"launcher: {SUBMIT_FOR_ANOTHER}")
+        return dataclasses.replace(options, launcher=launcher)
+
     async def _prepare(
         self,
         caller: Caller,
@@ -250,21 +266,43 @@ class TaskService:
         options: Submission,
     ) -> list[Task]:
         """Validated tasks ready to store, or Forbidden / UnknownHandler / InvalidArguments."""
-        launcher = options.launcher if options.launcher is not None else caller.owner
-        if launcher != caller.owner and not caller.admin:
-            raise Forbidden(f"launcher: {SUBMIT_FOR_ANOTHER}")
-        options = dataclasses.replace(options, launcher=launcher)
+        options = self._launched(caller, options)
         _check_storable(arguments, options)
         definition, local = await self.resolve(handler)
-        validated = [
-            local.validate(a)
-            if local
-            else validate_with_schema(definition.name, definition.schema, a)
-            for a in arguments
-        ]
+        validated = [_check(definition, local, a) for a in arguments]
         parent = await self._parent(caller, options.parent)
         if parent is not None:
             await self._check_family(parent, len(arguments))
+        return self._new_tasks(definition, validated, options, parent)
+
+    def _prepare_now(
+        self,
+        caller: Caller,
+        handler: Handler | str,
+        arguments: Sequence[Mapping[str, Any]],
+        options: Submission,
+    ) -> list[Task] | None:
+        """`_prepare` when it needs nothing from the store (a handler this process has, no
+        parent), from any thread; None otherwise."""
+        if options.parent is not None:
+            return None
+        options = self._launched(caller, options)
+        _check_storable(arguments, options)
+        local = self._local(handler)
+        if local is None:
+            return None
+        validated = [local.validate(a) for a in arguments]
+        return self._new_tasks(local.definition, validated, options, None)
+
+    def _new_tasks(
+        self,
+        definition: TaskDefinition,
+        validated: Sequence[dict[str, Any]],
+        options: Submission,
+        parent: Task | None,
+    ) -> list[Task]:
+        launcher = options.launcher
+        assert launcher is not None  # _launched set it
         now = self.clock()
         run_at = options.run_at
         if isinstance(run_at, timedelta):
@@ -356,6 +394,23 @@ class TaskService:
         """Queue one task; the same idempotency key returns the same task."""
         tasks = await self._prepare(caller, handler, [arguments], options or Submission())
         return await self.store.create(tasks[0])
+
+    def submit_now(
+        self,
+        caller: Caller,
+        handler: Handler | str,
+        arguments: Sequence[Mapping[str, Any]],
+        options: Submission | None = None,
+    ) -> list[Task] | None:
+        """`submit_many` on the calling thread, a plain one (never the store's event loop),
+        when that needs the store for the insert alone (a handler of this process, no
+        parent) and the store can insert from a thread (BlockingCreate): the synchronous
+        `connect()`, without a hop to its loop and back. None otherwise: then `submit_many`
+        (or `submit`). Raises what they raise."""
+        if self._blocking is None:
+            return None
+        tasks = self._prepare_now(caller, handler, arguments, options or Submission())
+        return None if tasks is None else self._blocking.create_many_blocking(tasks)
 
     async def submit_many(
         self,

@@ -16,11 +16,15 @@ from typing import Any
 import psycopg
 import pytest
 
+import taskstatus
+from taskstatus import TaskContext, connect
+from taskstatus.handlers import Registry
 from taskstatus.limits_policy import HandlerLimits
 from taskstatus.model import CompletionStatus, Message, MessageType, Target, TaskState
 from taskstatus.query import Condition, Op, SortKey, TaskField, TaskQuery, all_of
 from taskstatus.store import Outcome, Progress, StoreUnavailable, make_store, postgres_schedules
 from taskstatus.store import postgres as postgres_store
+from taskstatus.store.base import TaskEvent
 from taskstatus.store.postgres import QUERIES, PostgresStore, list_statements
 from taskstatus.store.sqlfiles import load_migrations
 from tests import pg
@@ -225,6 +229,116 @@ async def test_the_listener_reconnects(store: PostgresStore, other: PostgresStor
     await asyncio.wait_for(store.wait_for_work(60), 5)
     await idle(store)
     await wakes(store, lambda: other.create(make_task()))
+
+
+# --- creating from a plain thread (the synchronous connect()'s submit) --------------------------
+
+
+def _seen(events: Sequence[TaskEvent]) -> list[tuple[int, str, int]]:
+    return [(e.seq, e.kind, e.version) for e in events]
+
+
+async def test_a_blocking_create_stores_as_create_many_does(
+    store: PostgresStore, other: PostgresStore
+) -> None:
+    """create_many_blocking, called from a plain thread, stores a batch as create_many does:
+    the same rows and events, a taken idempotency key answered with the task that has it, a
+    durable commit (synchronous_commit on in its session) and the NOTIFY that wakes an idle
+    worker on another node."""
+    await store.save_definitions([DEFINITION])
+    first = make_task(idempotency_key="k1", arguments={"n": 1})
+    [by_loop] = await store.create_many([make_task(arguments={"n": 1})])
+    await idle(other)
+    batch = [first, make_task(arguments={"n": 2}), make_task(idempotency_key="k1")]
+    waiter = asyncio.create_task(other.wait_for_work(60))
+    stored = await asyncio.to_thread(store.create_many_blocking, batch)
+    await asyncio.wait_for(waiter, 5)
+    assert stored is not None
+    assert [t.id for t in stored] == [first.id, batch[1].id, first.id]
+    for task in stored[:2]:
+        assert await store.get(task.id) == task
+    assert await store.get(batch[2].id) is None
+    events = await store.events({by_loop.id: 0, first.id: 0})
+    assert _seen([e for e in events if e.task_id == first.id]) == _seen(
+        [e for e in events if e.task_id == by_loop.id]
+    )
+    assert _seen(events)
+    blocking = store._blocking
+    assert blocking is not None
+    assert blocking.execute("SHOW synchronous_commit").fetchone() == ("on",)
+    # and again, on the same connection
+    again = await asyncio.to_thread(store.create_many_blocking, [make_task()])
+    assert again is not None and await store.get(again[0].id) == again[0]
+    assert store._blocking is blocking
+
+
+async def test_a_blocking_create_gives_way(database: str) -> None:
+    """create_many_blocking answers None (the caller then uses create_many) while another
+    thread is using its connection, and once the store is closed; nothing for nothing."""
+    s = PostgresStore(database)
+    assert s.create_many_blocking([make_task()]) is None  # not open yet
+    await s.open()
+    try:
+        await s.save_definitions([DEFINITION])
+        assert s.create_many_blocking([]) == []
+        with s._blocking_lock:  # another thread's submit, in flight
+            assert await asyncio.to_thread(s.create_many_blocking, [make_task()]) is None
+        assert await asyncio.to_thread(s.create_many_blocking, [make_task()]) is not None
+    finally:
+        await s.close()
+    assert s._blocking is None
+    assert await asyncio.to_thread(s.create_many_blocking, [make_task()]) is None
+
+
+async def test_a_blocking_create_reconnects_after_its_connection_died(
+    store: PostgresStore,
+) -> None:
+    """When the blocking connection dies, the create that finds it dead raises
+    StoreUnavailable (whether the server committed is not known) and the next one connects
+    again and stores."""
+    await store.save_definitions([DEFINITION])
+    assert await asyncio.to_thread(store.create_many_blocking, [make_task()]) is not None
+    killed = await fetch(
+        store.url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND application_name = 'taskstatus submits'",
+    )
+    assert killed == [(True,)]
+    with pytest.raises(StoreUnavailable) as info:
+        await asyncio.to_thread(store.create_many_blocking, [make_task()])
+    assert isinstance(info.value.cause, psycopg.OperationalError)
+    stored = await asyncio.to_thread(store.create_many_blocking, [make_task()])
+    assert stored is not None and await store.get(stored[0].id) == stored[0]
+
+
+def test_connect_submits_on_the_calling_thread(database: str) -> None:
+    """connect()'s submit and submit_many of a handler this process has store the task from
+    the calling thread: the connection's event loop thread runs nothing for them. A handler
+    known only by its stored definition still goes through the loop, and works."""
+    registry = Registry()
+
+    @taskstatus.handler("tests.local", registry=registry)
+    async def local(ctx: TaskContext, args: dict[str, Any]) -> None:
+        return None
+
+    with connect(database, registry=registry) as conn, connect(database) as bare:
+        runs: list[object] = []
+        for c in (conn, bare):
+            loop = c._loop
+            loop.run = functools.partial(_counted, runs, loop.run)  # type: ignore[method-assign]
+        task = conn.submit("tests.local", {})
+        [one, two] = conn.submit_many(local, [{}, {}])
+        assert runs == []
+        assert [conn.get(t.id).id for t in (task, one, two)] == [task.id, one.id, two.id]
+        runs.clear()
+        remote = bare.submit("tests.local", {})  # the definition conn's open() published
+        assert len(runs) == 1
+        assert remote.handler == "tests.local" and remote.state is TaskState.QUEUED
+
+
+def _counted(runs: list[object], run: Callable[[Any], Any], coro: Any) -> Any:
+    runs.append(coro)
+    return run(coro)
 
 
 # --- concurrency ---------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from taskstatus.errors import ConflictError, NotFound, StoreError, StoreUnavailable
 from taskstatus.limits_policy import HandlerLimits
@@ -28,6 +28,7 @@ from taskstatus.schedules import Schedule
 
 __all__ = [
     "ApiClient",
+    "BlockingCreate",
     "ConflictError",
     "DeleteResult",
     "EventCallback",
@@ -173,6 +174,18 @@ class ApiClient:
     owner: str
     created: datetime
     revoked: datetime | None = None
+
+
+@runtime_checkable
+class BlockingCreate(Protocol):
+    """A store that can also store new tasks from a plain thread, outside its event loop:
+    the synchronous `connect()` submits so, crossing no thread (one wake-up of the caller
+    instead of three: issue 17's pickup)."""
+
+    def create_many_blocking(self, tasks: Sequence[Task]) -> list[Task] | None:
+        """`Store.create_many` on the calling thread (never the store's event loop); None
+        when it cannot now (the store is not open, another thread is using its connection):
+        then `create_many`. Raises what `create_many` raises."""
 
 
 class Store(Protocol):

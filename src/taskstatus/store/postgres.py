@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
@@ -54,6 +55,7 @@ from taskstatus.store.base import (
     Recovered,
     StoreError,
     StoreLimits,
+    StoreUnavailable,
     TaskEvent,
 )
 from taskstatus.store.edge import guarded
@@ -118,6 +120,7 @@ def _load() -> dict[str, str]:
 
 
 QUERIES = _load()
+_BY_KEY = QUERIES["get_by_idempotency_key"]
 
 
 # The states each outcome's target may be entered from, as `finish` reads them.
@@ -289,6 +292,23 @@ async def _configure(conn: Conn) -> None:
     set_json_loads(orjson.loads, conn)
 
 
+def _create_params(tasks: Sequence[Task]) -> dict[str, Any]:
+    """The parameters of `create_tasks` for a batch."""
+    rows = [task_to_params(t, RECORD) | {"ord": i} for i, t in enumerate(tasks)]
+    return {"tasks": _doc(rows), **_messages((t.id, m) for t in tasks for m in t.messages)}
+
+
+def _key_params(task: Task) -> dict[str, Any]:
+    return {"launcher": task.launcher, "key": task.idempotency_key}
+
+
+def _holder(task: Task, row: TupleRow | None) -> Task:
+    """The task that has the idempotency key `task` could not be stored with."""
+    if row is None:
+        raise StoreError(f"task {task.id} was neither stored nor a duplicate")
+    return task_from_row(row, CODEC)
+
+
 async def _fetch_task(conn: Conn, task_id: str, include_deleted: bool) -> Task | None:
     cursor = await conn.execute(
         QUERIES["get_task"], {"id": task_id, "include_deleted": include_deleted}
@@ -358,6 +378,10 @@ class PostgresStore(PostgresSchedules):
         self._vacuum: asyncio.Task[None] | None = None
         self._limit_waits = LimitWaits()
         self._limited: tuple[float, dict[str, HandlerLimits]] = (UNREAD, {})  # (when read, limits)
+        # create_many_blocking's connection (blocking psycopg, opened at its first use) and
+        # the lock of whichever thread uses it
+        self._blocking: psycopg.Connection[TupleRow] | None = None
+        self._blocking_lock = threading.Lock()
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -385,13 +409,18 @@ class PostgresStore(PostgresSchedules):
 
     def _unavailable(self, exc: BaseException) -> str | None:
         """Which wait ran out, if `exc` means PostgreSQL cannot be used now (store/edge.py)."""
+        what = self._which_wait(exc)
+        if isinstance(exc, psycopg.OperationalError):
+            self._revive_soon()  # a connection failed: the server may have gone away
+        return what
+
+    def _which_wait(self, exc: BaseException) -> str | None:
         if isinstance(exc, PoolTimeout):
             what = f"no connection within {self.limits.pool_timeout:g} s"
         elif isinstance(exc, psycopg.errors.QueryCanceled):
             what = f"a statement ran past {self.limits.statement_timeout:g} s or was cancelled"
         elif isinstance(exc, psycopg.OperationalError):
             what = "PostgreSQL is unreachable or refused the connection"
-            self._revive_soon()  # a connection failed: the server may have gone away
         elif isinstance(exc, TimeoutError):
             what = "PostgreSQL did not answer in time"
         else:
@@ -499,6 +528,10 @@ class PostgresStore(PostgresSchedules):
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
+        with self._blocking_lock:  # after a blocking create still running on another thread
+            blocking, self._blocking = self._blocking, None
+        if blocking is not None:
+            blocking.close()
 
     async def ping(self) -> None:
         async with asyncio.timeout(PING_TIMEOUT):
@@ -513,29 +546,57 @@ class PostgresStore(PostgresSchedules):
     async def create_many(self, tasks: Sequence[Task]) -> list[Task]:
         if not tasks:
             return []
-        rows = [task_to_params(t, RECORD) | {"ord": i} for i, t in enumerate(tasks)]
-        params = {
-            "tasks": _doc(rows),
-            **_messages((t.id, m) for t in tasks for m in t.messages),
-        }
         async with self._db.connection() as conn:
-            answers = await (await conn.execute(QUERIES["create_tasks"], params)).fetchall()
+            cursor = await conn.execute(QUERIES["create_tasks"], _create_params(tasks))
+            answers = await cursor.fetchall()
             out: list[Task] = []
             for task, (stored, _woke) in zip(tasks, answers, strict=True):
-                if stored:
-                    out.append(task)
-                    continue
-                # Its idempotency key was taken (by an earlier task, a rival transaction or an
-                # earlier row of this batch): answer with the task that has it.
-                cursor = await conn.execute(
-                    QUERIES["get_by_idempotency_key"],
-                    {"launcher": task.launcher, "key": task.idempotency_key},
-                )
-                row = await cursor.fetchone()
-                if row is None:
-                    raise StoreError(f"task {task.id} was neither stored nor a duplicate")
-                out.append(task_from_row(row, CODEC))
+                # a task not stored: its idempotency key was taken (by an earlier task, a rival
+                # transaction or an earlier row of this batch): answer with the task that has it
+                if not stored:
+                    cursor = await conn.execute(_BY_KEY, _key_params(task))
+                    task = _holder(task, await cursor.fetchone())
+                out.append(task)
         return out
+
+    def create_many_blocking(self, tasks: Sequence[Task]) -> list[Task] | None:
+        """`create_many` on the calling thread, through a blocking connection of its own (the
+        pool's belong to the store's event loop): the synchronous `connect()` submits without
+        a hop to that loop's thread and back (BlockingCreate). The same statement, the same
+        durable commit. None when not open or when another thread is using the connection."""
+        if not tasks:
+            return []
+        if not self._blocking_lock.acquire(blocking=False):
+            return None
+        try:
+            if self._pool is None:  # (under the lock: close() takes it to close the connection)
+                return None
+            conn = self._blocking
+            try:
+                if conn is None:
+                    conn = psycopg.Connection.connect(
+                        self._conninfo("taskstatus submits"), autocommit=True
+                    )
+                    set_json_loads(orjson.loads, conn)
+                    self._blocking = conn
+                answers = conn.execute(QUERIES["create_tasks"], _create_params(tasks)).fetchall()
+                out: list[Task] = []
+                for task, (stored, _woke) in zip(tasks, answers, strict=True):
+                    if not stored:  # as in create_many
+                        cursor = conn.execute(_BY_KEY, _key_params(task))
+                        task = _holder(task, cursor.fetchone())
+                    out.append(task)
+                return out
+            except Exception as exc:
+                if conn is not None and conn.broken:
+                    self._blocking = None  # the next call connects again
+                    conn.close()
+                what = None if isinstance(exc, StoreError) else self._which_wait(exc)
+                if what is None:
+                    raise
+                raise StoreUnavailable.because(what, exc) from exc
+        finally:
+            self._blocking_lock.release()
 
     async def get(self, task_id: str, *, include_deleted: bool = False) -> Task | None:
         async with self._db.connection() as conn:
