@@ -16,6 +16,7 @@ in a thread pool and see cancellation through `ctx.cancelled` / `ctx.check_cance
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -165,6 +166,8 @@ class Worker:
         """Stop claiming; running tasks get `grace_period` to finish, the rest are handed back."""
         if self._stopping is not None:
             self._stopping.set()
+        if self._slot_freed is not None:  # the fetch loop may be waiting for a slot
+            self._slot_freed.set()
 
     @property
     def running(self) -> int:
@@ -216,8 +219,10 @@ class Worker:
         while not self._stopping.is_set():
             free = self.options.concurrency - len(self._running)
             if free <= 0:
+                # `stop` sets it too: one event to wait on, not two tasks racing (each cycle
+                # of a busy worker waits here once)
                 self._slot_freed.clear()
-                await _first(self._slot_freed.wait(), self._stopping.wait())
+                await self._slot_freed.wait()
                 continue
             try:
                 claimed = await self.store.claim(
@@ -335,14 +340,17 @@ class Worker:
     async def _run_async(
         handler: Handler, ctx: TaskContext, args: Any, timeout: float | None
     ) -> Any:
-        deadline = asyncio.timeout(timeout)
         try:
-            async with deadline:
+            if timeout is None:  # no deadline to arm (a timer and two task look-ups a run)
                 return await handler.fn(ctx, args)
-        except TimeoutError:
-            if deadline.expired():
-                raise _TimedOut from None
-            raise
+            deadline = asyncio.timeout(timeout)
+            try:
+                async with deadline:
+                    return await handler.fn(ctx, args)
+            except TimeoutError:
+                if deadline.expired():
+                    raise _TimedOut from None
+                raise
         except asyncio.CancelledError:
             if ctx.stop_reason is None:  # not a stop we asked for: the worker is being torn down
                 raise
@@ -355,6 +363,8 @@ class Worker:
         self, handler: Handler, ctx: TaskContext, args: Any, timeout: float | None
     ) -> Any:
         future = asyncio.get_running_loop().run_in_executor(self._threads, handler.fn, ctx, args)
+        if timeout is None:
+            return await future
         # A thread cannot be interrupted: on timeout stop waiting and tell the handler to stop.
         done, _ = await asyncio.wait({future}, timeout=timeout)
         if not done:
@@ -545,8 +555,12 @@ class Worker:
     async def _writer(self) -> None:
         assert self._write_now is not None
         while True:
-            with_timeout = self.options.flush_interval
-            await _first(self._write_now.wait(), asyncio.sleep(with_timeout))
+            if not self._write_now.is_set():
+                # a deadline on this task rather than a sleep and a wait racing as two tasks:
+                # a busy worker comes here once per batch of outcomes
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.options.flush_interval):
+                        await self._write_now.wait()
             self._write_now.clear()
             await self._flush(final=False)
 
