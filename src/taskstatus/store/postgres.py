@@ -257,10 +257,11 @@ def _results(batch: Sequence[Progress | Outcome]) -> list[dict[str, Any]]:
 def _outcome_row(o: Outcome) -> dict[str, Any]:
     """An outcome as its row of the finish's document, with only the keys that have a value:
     a key costs the server's JSON parse ~5 k instructions a task, and one left out reads as
-    NULL, as null does. Built key by key (a worker writes one a task)."""
-    row: dict[str, Any] = {"id": o.task_id, "state": o.state.value, "sources": _SOURCES[o.state]}
+    NULL, as null does. Built key by key (a worker writes one a task); the states are str
+    enums, which orjson writes as their values (no `.value`: a Python property each)."""
+    row: dict[str, Any] = {"id": o.task_id, "state": o.state, "sources": _SOURCES[o.state]}
     if o.completion_status is not None:
-        row["completion_status"] = o.completion_status.value
+        row["completion_status"] = o.completion_status
     if o.progress is not None:
         row["progress"] = o.progress
     if o.percent_complete is not None:

@@ -106,7 +106,7 @@ def new_worker_id() -> str:
 class _Run:
     ctx: TaskContext
     handler: Handler
-    future: asyncio.Task[Outcome | None]
+    future: asyncio.Task[None]
 
 
 # Who a worker acts as when its handlers submit subtasks (launched by the parent's launcher).
@@ -260,23 +260,25 @@ class Worker:
             submit=self._submit_child,
             on_report=self._reported,
         )
-        future = asyncio.create_task(self._execute(handler, task, ctx), name=f"task {task.id}")
+        future = asyncio.create_task(self._run(handler, task, ctx), name=f"task {task.id}")
         self._running[task.id] = _Run(ctx, handler, future)
-        future.add_done_callback(lambda f: self._done(task.id, f))
 
-    def _done(self, task_id: str, future: asyncio.Task[Outcome | None]) -> None:
+    async def _run(self, handler: Handler, task: Task, ctx: TaskContext) -> None:
+        """One run, and its bookkeeping at its end, in the run's own task (a done callback
+        would cost a callback and a loop turn more a task). Its task is only ever cancelled
+        once it runs (a stop is delivered to runs a heartbeat or the wind-down saw), so this
+        always ends through its `finally`."""
         assert self._slot_freed is not None and self._write_now is not None
-        run = self._running.get(task_id)
-        if run is not None and run.future is future:  # not a newer attempt of the same task
-            del self._running[task_id]
-        self._slot_freed.set()
-        if future.cancelled():
-            return
-        exc = future.exception()
-        if exc is not None:
-            log.error("task %s: the worker failed to end the run", task_id, exc_info=exc)
-            return
-        outcome = future.result()
+        try:
+            outcome = await self._execute(handler, task, ctx)
+        except Exception as exc:
+            log.error("task %s: the worker failed to end the run", task.id, exc_info=exc)
+            outcome = None
+        finally:  # cancelled too: the slot is free
+            run = self._running.get(task.id)
+            if run is not None and run.future is asyncio.current_task():  # not a newer attempt
+                del self._running[task.id]
+            self._slot_freed.set()
         if outcome is not None:
             self._outcomes.append(outcome)
             self._write_now.set()
@@ -389,9 +391,11 @@ class Worker:
 
     def _succeeded(self, ctx: TaskContext, result: Any) -> Outcome:
         attributes = ctx.attributes
-        if isinstance(result, Mapping):
+        if result is None:  # most handlers: no ABC check
+            pass
+        elif isinstance(result, Mapping):
             attributes.update(result)
-        elif result is not None:
+        else:
             attributes["result"] = result
         progress, _, messages, returns = ctx.final_state()
         return Outcome(
