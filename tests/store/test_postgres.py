@@ -1051,3 +1051,18 @@ async def test_the_indexes_keyed_by_one_task_do_not_deduplicate(store: PostgresS
         assert "deduplicate_items=off" in options[name], name
     for name in ("tasks_completed", "tasks_parent"):
         assert options[name] == [], name
+
+
+async def test_a_handler_name_and_a_task_id_with_quotes_commas_and_backslashes_still_match(
+    store: PostgresStore,
+) -> None:
+    """The claim's handlers and the finish's ids travel as text[] literals (text_array): a
+    handler name and a task id with a comma, quotes, a backslash and braces still match."""
+    odd = 'odd,"name"\\ {x}'
+    task = await store.create(dataclasses.replace(make_task(odd), id='id,"1"\\ {y}'))
+    claimed = await store.claim(W1, 8, 30, [odd, "noop"])
+    assert [t.id for t in claimed] == [task.id]
+    done = Outcome(task.id, TaskState.SUCCEEDED, CompletionStatus.SUCCESS, attempt=1)
+    assert await store.finish(W1, [done]) == {task.id}
+    got = await store.get(task.id)
+    assert got is not None and got.completion_status is CompletionStatus.SUCCESS

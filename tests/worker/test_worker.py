@@ -482,6 +482,28 @@ async def test_graceful_stop_finishes_short_tasks_and_hands_back_long_ones(
     assert (gb.state, gb.attempts, gb.lease_owner) == (TaskState.QUEUED, 0, None)
 
 
+async def test_a_stop_reaches_a_worker_whose_every_slot_is_busy(
+    store: Store, registry: Registry
+) -> None:
+    """A worker waiting for a free slot (its one slot busy) still stops: the slot's wait ends
+    at the stop, the run is handed back after the grace period and `run` returns."""
+    started = asyncio.Event()
+
+    @handler("busy", registry=registry)
+    async def busy(ctx: TaskContext, args: dict[str, Any]) -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    w = Worker(store, registry, replace(FAST, concurrency=1, grace_period=0.1))
+    run = asyncio.create_task(w.run())
+    task = await submit(store, registry, "busy")
+    await asyncio.wait_for(started.wait(), 10)
+    w.stop()
+    await asyncio.wait_for(run, 20)
+    got = await store.get(task.id)
+    assert got is not None and (got.state, got.lease_owner) == (TaskState.QUEUED, None)
+
+
 async def test_check_cancelled_raises(store: Store, registry: Registry) -> None:
     """TaskCancelled raised by the handler itself (without a cancel) ends as TERMINATED."""
 

@@ -206,14 +206,14 @@ class PostgresSchedules:
         it, their counts and buckets and the due tasks of every claimed handler in queue
         order; then the claim of those within the limits, the buckets and the notes of those
         held back."""
-        from taskstatus.store.postgres import QUERIES
+        from taskstatus.store.postgres import QUERIES, text_array
 
         read_at, known = self._limited
         guess = {h: known[h] for h in handlers if h in known}
         plain = {
             "worker": worker_id,
             "lease": lease_seconds,
-            "handlers": list(handlers),
+            "handlers": text_array(handlers),
             "limit": limit,
         }
         if not guess and time.monotonic() - read_at <= LIMITED_TTL:

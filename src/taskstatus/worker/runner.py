@@ -16,6 +16,7 @@ in a thread pool and see cancellation through `ctx.cancelled` / `ctx.check_cance
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -105,7 +106,7 @@ def new_worker_id() -> str:
 class _Run:
     ctx: TaskContext
     handler: Handler
-    future: asyncio.Task[Outcome | None]
+    future: asyncio.Task[None]
 
 
 # Who a worker acts as when its handlers submit subtasks (launched by the parent's launcher).
@@ -165,6 +166,8 @@ class Worker:
         """Stop claiming; running tasks get `grace_period` to finish, the rest are handed back."""
         if self._stopping is not None:
             self._stopping.set()
+        if self._slot_freed is not None:  # the fetch loop may be waiting for a slot
+            self._slot_freed.set()
 
     @property
     def running(self) -> int:
@@ -216,8 +219,10 @@ class Worker:
         while not self._stopping.is_set():
             free = self.options.concurrency - len(self._running)
             if free <= 0:
+                # `stop` sets it too: one event to wait on, not two tasks racing (each cycle
+                # of a busy worker waits here once)
                 self._slot_freed.clear()
-                await _first(self._slot_freed.wait(), self._stopping.wait())
+                await self._slot_freed.wait()
                 continue
             try:
                 claimed = await self.store.claim(
@@ -255,23 +260,25 @@ class Worker:
             submit=self._submit_child,
             on_report=self._reported,
         )
-        future = asyncio.create_task(self._execute(handler, task, ctx), name=f"task {task.id}")
+        future = asyncio.create_task(self._run(handler, task, ctx), name=f"task {task.id}")
         self._running[task.id] = _Run(ctx, handler, future)
-        future.add_done_callback(lambda f: self._done(task.id, f))
 
-    def _done(self, task_id: str, future: asyncio.Task[Outcome | None]) -> None:
+    async def _run(self, handler: Handler, task: Task, ctx: TaskContext) -> None:
+        """One run, and its bookkeeping at its end, in the run's own task (a done callback
+        would cost a callback and a loop turn more a task). Its task is only ever cancelled
+        once it runs (a stop is delivered to runs a heartbeat or the wind-down saw), so this
+        always ends through its `finally`."""
         assert self._slot_freed is not None and self._write_now is not None
-        run = self._running.get(task_id)
-        if run is not None and run.future is future:  # not a newer attempt of the same task
-            del self._running[task_id]
-        self._slot_freed.set()
-        if future.cancelled():
-            return
-        exc = future.exception()
-        if exc is not None:
-            log.error("task %s: the worker failed to end the run", task_id, exc_info=exc)
-            return
-        outcome = future.result()
+        try:
+            outcome = await self._execute(handler, task, ctx)
+        except Exception as exc:
+            log.error("task %s: the worker failed to end the run", task.id, exc_info=exc)
+            outcome = None
+        finally:  # cancelled too: the slot is free
+            run = self._running.get(task.id)
+            if run is not None and run.future is asyncio.current_task():  # not a newer attempt
+                del self._running[task.id]
+            self._slot_freed.set()
         if outcome is not None:
             self._outcomes.append(outcome)
             self._write_now.set()
@@ -335,14 +342,17 @@ class Worker:
     async def _run_async(
         handler: Handler, ctx: TaskContext, args: Any, timeout: float | None
     ) -> Any:
-        deadline = asyncio.timeout(timeout)
         try:
-            async with deadline:
+            if timeout is None:  # no deadline to arm (a timer and two task look-ups a run)
                 return await handler.fn(ctx, args)
-        except TimeoutError:
-            if deadline.expired():
-                raise _TimedOut from None
-            raise
+            deadline = asyncio.timeout(timeout)
+            try:
+                async with deadline:
+                    return await handler.fn(ctx, args)
+            except TimeoutError:
+                if deadline.expired():
+                    raise _TimedOut from None
+                raise
         except asyncio.CancelledError:
             if ctx.stop_reason is None:  # not a stop we asked for: the worker is being torn down
                 raise
@@ -355,6 +365,8 @@ class Worker:
         self, handler: Handler, ctx: TaskContext, args: Any, timeout: float | None
     ) -> Any:
         future = asyncio.get_running_loop().run_in_executor(self._threads, handler.fn, ctx, args)
+        if timeout is None:
+            return await future
         # A thread cannot be interrupted: on timeout stop waiting and tell the handler to stop.
         done, _ = await asyncio.wait({future}, timeout=timeout)
         if not done:
@@ -379,9 +391,11 @@ class Worker:
 
     def _succeeded(self, ctx: TaskContext, result: Any) -> Outcome:
         attributes = ctx.attributes
-        if isinstance(result, Mapping):
+        if result is None:  # most handlers: no ABC check
+            pass
+        elif isinstance(result, Mapping):
             attributes.update(result)
-        elif result is not None:
+        else:
             attributes["result"] = result
         progress, _, messages, returns = ctx.final_state()
         return Outcome(
@@ -545,8 +559,12 @@ class Worker:
     async def _writer(self) -> None:
         assert self._write_now is not None
         while True:
-            with_timeout = self.options.flush_interval
-            await _first(self._write_now.wait(), asyncio.sleep(with_timeout))
+            if not self._write_now.is_set():
+                # a deadline on this task rather than a sleep and a wait racing as two tasks:
+                # a busy worker comes here once per batch of outcomes
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.options.flush_interval):
+                        await self._write_now.wait()
             self._write_now.clear()
             await self._flush(final=False)
 
