@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 
+from taskstatus import eventloop
 from taskstatus.handlers import Registry
 from taskstatus.model import Task, TaskDefinition, TaskDefinitionSummary, new_task
 from taskstatus.store import Store, make_store
@@ -22,8 +23,9 @@ BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+def anyio_backend() -> tuple[str, dict[str, object]]:
+    """Async tests run on the loop taskstatus's processes run on (uvloop where installed)."""
+    return "asyncio", {"loop_factory": eventloop.new_event_loop}
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Protocol, TypeVar, Unpack
 
+from taskstatus import eventloop
 from taskstatus.caller import Caller
 from taskstatus.client.remote import AsyncRemoteConnection, TaskEvent, is_remote
 from taskstatus.events import TERMINAL_EVENT
@@ -213,7 +214,7 @@ class _LoopThread:
     """An event loop on a daemon thread, for running coroutines from synchronous code."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        self.loop = eventloop.new_event_loop()
         self.thread = threading.Thread(
             target=self.loop.run_forever, name="taskstatus-connection", daemon=True
         )

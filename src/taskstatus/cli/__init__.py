@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import logging
 import os
@@ -17,6 +16,7 @@ import psycopg
 import typer
 from rich.console import Console
 
+from taskstatus import eventloop
 from taskstatus.errors import TaskStatusError
 from taskstatus.model import IllegalTransition, InvalidTaskChange
 from taskstatus.query import QueryError
@@ -68,7 +68,7 @@ class CliError(Exception):
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coro)
+    return eventloop.run(coro)
 
 
 def load_modules(names: list[str] | None) -> None:
