@@ -99,6 +99,11 @@ def outcome_rows(ids: Sequence[str]) -> list[dict[str, Any]]:
     return rows
 
 
+def finish_params(ids: list[str]) -> dict[str, Any]:
+    """The finish_bare statement's parameters (psycopg) for no-op successes of `ids`."""
+    return {"worker": WORKER, "id": ids, "outcomes": Jsonb(outcome_rows(ids), dumps=orjson.dumps)}
+
+
 @dataclass
 class _Id:
     id: str
@@ -184,13 +189,8 @@ async def psycopg_pool(url: str, batch: int) -> Opened:
         return [r[0] for r in rows]
 
     async def finish(ids: list[str]) -> Any:
-        params = {
-            "worker": WORKER,
-            "id": ids,
-            "outcomes": Jsonb(outcome_rows(ids), dumps=orjson.dumps),
-        }
         async with pool.connection() as c:
-            return await (await c.execute(QUERIES["finish_bare"], params)).fetchall()
+            return await (await c.execute(QUERIES["finish_bare"], finish_params(ids))).fetchall()
 
     return Way(pid, select1, claim, finish), store.close
 
@@ -207,12 +207,7 @@ async def psycopg_conn(url: str, batch: int) -> Opened:
         return [r[0] for r in rows]
 
     async def finish(ids: list[str]) -> Any:
-        params = {
-            "worker": WORKER,
-            "id": ids,
-            "outcomes": Jsonb(outcome_rows(ids), dumps=orjson.dumps),
-        }
-        return await (await conn.execute(QUERIES["finish_bare"], params)).fetchall()
+        return await (await conn.execute(QUERIES["finish_bare"], finish_params(ids))).fetchall()
 
     return Way(conn.info.backend_pid, select1, claim, finish), conn.close
 
