@@ -23,6 +23,12 @@ ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN = os.environ.get("TASKSTATUS_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of process `pid` (all its threads, those that ended included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # proc(5): 14, 15
+
+
 def median(values: list[float]) -> float:
     return float(statistics.median(values))
 

@@ -90,11 +90,16 @@ def main() -> int:
     for events in (True, False):
         counts = [instructions(events, n) for n in (small, large)]
         per_task[events] = (counts[1] - counts[0]) / (large - small)
-        print(f"  log {'on ' if events else 'off'}: {per_task[events] / 1000:,.1f} k instructions"
-              " a task (submit + claim + finish)", flush=True)
+        print(
+            f"  log {'on ' if events else 'off'}: {per_task[events] / 1000:,.1f} k instructions"
+            " a task (submit + claim + finish)",
+            flush=True,
+        )
     cost = per_task[True] - per_task[False]
-    print(f"the event log: {cost / 1000:,.1f} k instructions a task,"
-          f" {cost / per_task[False]:.1%} of the store's work without it")
+    print(
+        f"the event log: {cost / 1000:,.1f} k instructions a task,"
+        f" {cost / per_task[False]:.1%} of the store's work without it"
+    )
     return 0
 
 

@@ -42,7 +42,16 @@ import httpx
 
 import bench.handlers  # noqa: F401 - registers the handlers submitted here
 from bench import e2e
-from bench.common import ROOT, database, median, percentile, server, wait_until, workers
+from bench.common import (
+    ROOT,
+    cpu_seconds,
+    database,
+    median,
+    percentile,
+    server,
+    wait_until,
+    workers,
+)
 from bench.status_get import wrk
 from taskstatus import connect
 from taskstatus.model import CompletionStatus, Task, TaskState
@@ -164,12 +173,6 @@ def wakeup(kind: str, rounds: int = 20) -> dict[str, float]:
     return figure
 
 
-def _cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) process `pid` has used."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -250,15 +253,15 @@ def _round(
         with workers(url, 1, "--concurrency", "10"):
             wait_until(lambda: conn.get(task.id).launched is not None, 60, "the task to start")
             time.sleep(1)
-            logged_before, cpu_before = len(_all_events(url, task.id)), _cpu_s(pid)
+            logged_before, cpu_before = len(_all_events(url, task.id)), cpu_seconds(pid)
             time.sleep(QUIET_SECONDS)
-            quiet_cpu = _cpu_s(pid) - cpu_before
+            quiet_cpu = cpu_seconds(pid) - cpu_before
             quiet_events = len(_all_events(url, task.id)) - logged_before
             stop, peak = threading.Event(), [_rss_mb(pid)]
             sampler = _rss_sampler(pid, stop, peak)
-            cpu_before = _cpu_s(pid)
+            cpu_before = cpu_seconds(pid)
             rps, _ = wrk(target, headers, WRK_SECONDS)
-            wrk_cpu = _cpu_s(pid) - cpu_before
+            wrk_cpu = cpu_seconds(pid) - cpu_before
             stop.set()
             sampler.join()
             if conn.get(task.id).terminal:
@@ -343,9 +346,7 @@ def streams(count: int = STREAMS, rounds: int = 5) -> dict[str, float]:
         "sse_streams_1000.server_cpu_pct_without": median([r["cpu_pct"] for r in without]),
         "sse_streams_1000.server_us_per_send": median([r["us_per_send"] for r in with_]),
         "sse_streams_1000.server_wrk_cpu_pct": median([r["wrk_cpu_pct"] for r in with_]),
-        "sse_streams_1000.server_wrk_cpu_pct_without": median(
-            [r["wrk_cpu_pct"] for r in without]
-        ),
+        "sse_streams_1000.server_wrk_cpu_pct_without": median([r["wrk_cpu_pct"] for r in without]),
     }
     print(f"  {count} streams ({'pinned' if pinned else 'not pinned'}): {figures}", flush=True)
     return figures
@@ -375,7 +376,9 @@ def overhead(kind: str, runs: int = 5) -> dict[str, float]:
             if events:
                 on.append(e2e.one_run(kind)[0])
             else:
-                off.append(e2e.one_run(kind, prepare=lambda url: _sql(url, DROP_EVENT_LOG[kind]))[0])
+                off.append(
+                    e2e.one_run(kind, prepare=lambda url: _sql(url, DROP_EVENT_LOG[kind]))[0]
+                )
         print(f"  e2e {kind}: with events {on[-1]:.0f}/s, without {off[-1]:.0f}/s", flush=True)
     return {
         f"e2e_tasks_per_s.{kind}.events_on": median(on),

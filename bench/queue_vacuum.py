@@ -17,25 +17,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
-from pathlib import Path
 
 import psycopg
 
 import taskstatus.store.postgres as postgres_store
-from bench.common import median, postgres_url
+from bench.common import cpu_seconds, median, postgres_url
 from bench.pg_plans import QUEUE_FILL
 from taskstatus.store.postgres import PostgresStore
 
 BATCH = 8
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu(pid: int) -> float:
-    """CPU seconds (user + system) of process `pid` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 async def drain(url: str, every: int) -> dict[str, float]:
@@ -51,7 +42,7 @@ async def drain(url: str, every: int) -> dict[str, float]:
             others = "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
             rows = await (await admin.execute(others)).fetchall()
             [server] = [pid for (pid,) in rows if pid != mine]  # the store's one connection
-            cpu0 = cpu(server), cpu(mine)
+            cpu0 = cpu_seconds(server), cpu_seconds(mine)
             while True:
                 start = time.perf_counter()
                 got = await store.claim("bench-worker", BATCH, 3600, ["noop"])
@@ -64,7 +55,7 @@ async def drain(url: str, every: int) -> dict[str, float]:
                     start = time.perf_counter()
                     await admin.execute("VACUUM task_queue")
                     vacuums.append(time.perf_counter() - start)
-            cpu1 = cpu(server), cpu(mine)
+            cpu1 = cpu_seconds(server), cpu_seconds(mine)
     finally:
         await store.close()
     tasks = BATCH * (len(claims) - 1)

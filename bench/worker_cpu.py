@@ -16,17 +16,9 @@ import os
 import time
 import uuid
 
+from bench.common import cpu_seconds
 from bench.peers import run as harness
 from taskstatus import connect
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of process `pid` (all its threads, those that ended included)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # fields 14 and 15 of proc(5)
 
 
 def one(n: int, concurrency: int) -> tuple[float, float]:
