@@ -244,7 +244,7 @@ class Worker:
         assert self._stopping is not None and self._slot_freed is not None
         errors = 0
         while not self._stopping.is_set():
-            size = self._claims.size(len(self._running), len(self._waiting))
+            size = self._claims.size(len(self._running), len(self._waiting), time.monotonic())
             if size <= 0:
                 # `stop` sets it too: one event to wait on, not two tasks racing (each cycle
                 # of a busy worker waits here once)
@@ -286,7 +286,9 @@ class Worker:
         handler = self.registry.require(task.handler)
         ctx = self._context(task)
         future = asyncio.create_task(self._run(handler, task, ctx), name=f"task {task.id}")
-        self._running[task.id] = _Run(ctx, handler, future, time.monotonic())
+        now = time.monotonic()
+        self._running[task.id] = _Run(ctx, handler, future, now)
+        self._claims.started(now)
 
     def _context(self, task: Task) -> TaskContext:
         return TaskContext(
