@@ -558,13 +558,19 @@ async def held_behind_fast_runs(
     return quick, slow
 
 
+def both_slots_held(w: Worker, started: list[str], quick: list[Task], slow: list[Task]) -> bool:
+    """Both slots run held tasks (every quick one has started) and the other held ones wait
+    in the worker, claimed ahead."""
+    return len(started) == len(quick) + 2 and w.waiting == len(slow) - 2
+
+
 async def test_a_worker_claims_ahead_of_fast_runs(store: Store, registry: Registry) -> None:
     """Once fast runs gave it an estimate, a worker claims beyond its free slots: every held
     task is claimed (running in the store) while only its two slots run handlers."""
     gate, started = gate_handler(registry)
     quick, slow = await held_behind_fast_runs(store, registry)
     async with worker(store, registry, AHEAD) as w:
-        await wait_for(lambda: w.waiting == len(slow) - 2)
+        await wait_for(lambda: both_slots_held(w, started, quick, slow))
         assert set(await states(store, [t.id for t in slow])) == {TaskState.RUNNING}
         assert w.running == 2
         assert [i for i in started if i in {t.id for t in slow}] == started[len(quick) :]
@@ -624,9 +630,9 @@ async def test_a_cancelled_waiting_task_never_runs(store: Store, registry: Regis
     """Cancelling a task claimed ahead ends it cancelled at the next heartbeat, without its
     handler ever starting; the others still run."""
     gate, started = gate_handler(registry)
-    _quick, slow = await held_behind_fast_runs(store, registry)
+    quick, slow = await held_behind_fast_runs(store, registry)
     async with worker(store, registry, AHEAD) as w:
-        await wait_for(lambda: w.waiting == len(slow) - 2)
+        await wait_for(lambda: both_slots_held(w, started, quick, slow))
         victim = slow[-1]
         assert victim.id not in started
         await TaskService(store).cancel(LOCAL, victim.id)
@@ -647,10 +653,10 @@ async def test_a_stop_hands_back_waiting_tasks_at_once(store: Store, registry: R
     """On stop, tasks claimed ahead are handed back queued at once, unstarted and with their
     attempt not counted, while the running ones still get their grace period."""
     gate, started = gate_handler(registry)
-    _quick, slow = await held_behind_fast_runs(store, registry)
+    quick, slow = await held_behind_fast_runs(store, registry)
     w = Worker(store, registry, replace(AHEAD, grace_period=5.0))
     running = asyncio.create_task(w.run())
-    await wait_for(lambda: w.waiting == len(slow) - 2)
+    await wait_for(lambda: both_slots_held(w, started, quick, slow))
     waiting = [t for t in slow if t.id not in started]
     w.stop()
     await wait_for(lambda: w.waiting == 0)
@@ -668,11 +674,11 @@ async def test_a_stop_hands_back_waiting_tasks_at_once(store: Store, registry: R
 async def test_leases_of_waiting_tasks_are_renewed(store: Store, registry: Registry) -> None:
     """Tasks claimed ahead keep their lease while they wait, as running ones do: after several
     lease lengths none has expired and recovery finds nothing."""
-    gate, _started = gate_handler(registry)
-    _quick, slow = await held_behind_fast_runs(store, registry)
+    gate, started = gate_handler(registry)
+    quick, slow = await held_behind_fast_runs(store, registry)
     opts = replace(AHEAD, lease_seconds=0.5, recover_interval=60)
     async with worker(store, registry, opts) as w:
-        await wait_for(lambda: w.waiting == len(slow) - 2)
+        await wait_for(lambda: both_slots_held(w, started, quick, slow))
         await asyncio.sleep(1.5)
         assert w.waiting == len(slow) - 2
         found = [await store.get(t.id) for t in slow]
@@ -683,6 +689,30 @@ async def test_leases_of_waiting_tasks_are_renewed(store: Store, registry: Regis
         )
         recovered = await store.recover(0)
         assert not (recovered.requeued or recovered.dead or recovered.cancelled)
+        gate.set()
+        for t in slow:
+            assert (await wait(store, t.id)).completion_status is CompletionStatus.SUCCESS
+
+
+async def test_tasks_claimed_ahead_that_wait_too_long_go_back(
+    store: Store, registry: Registry
+) -> None:
+    """Tasks claimed ahead still waiting for a slot after ten horizons (2 s here: the slots'
+    runs took far longer than estimated, say parents waiting for their subtasks) are handed
+    back to the queue unstarted, their attempt not counted, and run once slots free."""
+    gate, started = gate_handler(registry)
+    quick, slow = await held_behind_fast_runs(store, registry)
+    async with worker(store, registry, replace(AHEAD, claim_ahead_ms=200)) as w:
+        await wait_for(lambda: len(started) == len(quick) + 2 and w.waiting > 0)
+        unstarted = [t for t in slow if t.id not in started]
+        await asyncio.sleep(1.0)
+        assert w.waiting > 0  # not before the ten horizons
+        await wait_for(lambda: w.waiting == 0, timeout=5)
+        await asyncio.sleep(0.3)  # the hand-back's statement
+        back = [await store.get(t.id) for t in unstarted]
+        assert [(t.state, t.attempts, t.lease_owner) for t in back if t is not None] == [
+            (TaskState.QUEUED, 0, None)
+        ] * len(unstarted)
         gate.set()
         for t in slow:
             assert (await wait(store, t.id)).completion_status is CompletionStatus.SUCCESS

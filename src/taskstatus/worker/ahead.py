@@ -36,6 +36,12 @@ class ClaimAhead:
         self._starts: deque[float] = deque()  # when (monotonic) runs started, the last horizon
 
     @property
+    def stale_after(self) -> float:
+        """Seconds after which a task claimed ahead that still waits for a slot goes back to
+        the queue (ten horizons, at least a second: its wait was misjudged)."""
+        return max(1.0, 10 * self._horizon)
+
+    @property
     def estimate(self) -> float | None:
         """The moving mean of a run's seconds in its slot (None: no estimate)."""
         return self._run

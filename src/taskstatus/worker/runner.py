@@ -147,8 +147,9 @@ class Worker:
         self.service = TaskService(store, registry)
         self.schedules = ScheduleService(self.service, WORKER)
         self._running: dict[str, _Run] = {}
-        # Claimed ahead, not started: they start in this order as slots free.
-        self._waiting: OrderedDict[str, Task] = OrderedDict()
+        # Claimed ahead, not started, with when (monotonic) they were claimed: they start in
+        # this order as slots free.
+        self._waiting: OrderedDict[str, tuple[Task, float]] = OrderedDict()
         self._claims = ClaimAhead(
             self.options.concurrency, self.options.claim_ahead_ms, self.options.claim_batch
         )
@@ -262,13 +263,14 @@ class Worker:
                 self._unreachable(exc, "claiming")
                 await _first(asyncio.sleep(min(0.1 * 2**errors, 2.0)), self._stopping.wait())
                 continue
+            now = time.monotonic()
             for task in claimed:
                 if task.id in self._waiting:  # claimed again (see _start): the newer attempt
-                    self._waiting[task.id] = task
+                    self._waiting[task.id] = (task, now)
                 elif len(self._running) < self.options.concurrency:
                     self._start(task)
                 else:
-                    self._waiting[task.id] = task
+                    self._waiting[task.id] = (task, now)
             if claimed:
                 # let the handlers start before the next claim is prepared and sent
                 await asyncio.sleep(0)
@@ -339,7 +341,7 @@ class Worker:
                 del self._running[task.id]
                 self._claims.ran(time.monotonic() - run.started)
             if self._waiting and not self._stopping.is_set():
-                self._start(self._waiting.popitem(last=False)[1])
+                self._start(self._waiting.popitem(last=False)[1][0])
             self._slot_freed.set()
         if outcome is not None:
             self._outcomes.append(outcome)
@@ -576,11 +578,35 @@ class Worker:
             self._deliver_stop(task_id, StopReason.LOST)
         for task_id in beat.cancel:
             self._deliver_stop(task_id, StopReason.CANCEL)
+        await self._hand_back_stale()
+
+    async def _hand_back_stale(self) -> None:
+        """Tasks claimed ahead that waited far longer than the horizon for a slot (the slots'
+        runs took longer than their estimate: say handlers that wait for their subtasks) go
+        back to the queue, for other workers."""
+        since = time.monotonic() - self._claims.stale_after
+        stale = []
+        for task_id, (task, claimed) in self._waiting.items():  # in claim order
+            if claimed >= since:
+                break
+            stale.append((task_id, (task, claimed)))
+        if not stale:
+            return
+        for task_id, _ in stale:  # out before the await: none may start meanwhile
+            del self._waiting[task_id]
+        try:
+            await self.store.release(self.id, [task_id for task_id, _ in stale])
+        except Exception:
+            self._waiting.update(stale)
+            raise
+        log.info("handed back %d tasks claimed ahead that waited for a slot", len(stale))
+        if self._slot_freed is not None:
+            self._slot_freed.set()
 
     def _deliver_stop(self, task_id: str, reason: StopReason) -> None:
         waiting = self._waiting.pop(task_id, None)
         if waiting is not None:
-            self._stop_waiting(waiting, reason)
+            self._stop_waiting(waiting[0], reason)
             return
         run = self._running.get(task_id)
         if run is None or run.ctx.stop_reason is not None:
