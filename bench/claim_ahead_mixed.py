@@ -7,7 +7,8 @@ The harness's matched setting (2 `taskstatus worker` processes x 8 slots, Postgr
 database). `chunks` times: `fast` `bench.started` tasks (no-ops that store when they started)
 then `slow` `bench.sleep` tasks of `seconds`, each chunk one `submit_many`, as fast as they
 go. For every fast task: its wait from its claim (`launched`, set by the claim) to its
-handler's start, which is what claiming ahead adds; and the time for the whole lot. A fast
+handler's start, which is what claiming ahead adds, and from its submit to its start (what a
+submitter waits); and the time for the whole lot. A fast
 task claimed ahead behind slow ones waits for a slot; the horizon bounds how many do.
 `--python` runs the workers on another checkout's interpreter; arguments after `--` go to
 `taskstatus worker`.
@@ -61,18 +62,21 @@ def one(args: argparse.Namespace) -> str:
             wall = time.perf_counter() - t0
         with psycopg.connect(url) as db:
             rows = db.execute(
-                "SELECT extract(epoch FROM launched)::float8, (attributes->>'started')::float8"
-                " FROM tasks WHERE handler = 'bench.started'"
+                "SELECT extract(epoch FROM created)::float8, extract(epoch FROM launched)::float8,"
+                " (attributes->>'started')::float8 FROM tasks WHERE handler = 'bench.started'"
             ).fetchall()
     finally:
         harness.run_driver(system, "drop")
-    waits = [(started - launched) * 1000 for launched, started in rows]
+    waits = [(started - launched) * 1000 for _, launched, started in rows]
+    queued = [(started - created) * 1000 for created, _, started in rows]
     n = args.chunks * (args.fast + args.slow)
     over = sum(1 for w in waits if w > 50)
     return (
         f"{args.label or 'this tree'}: claim-to-start of {len(waits)} fast tasks: "
         f"p50 {percentile(waits, 50):.1f} ms, p99 {percentile(waits, 99):.1f} ms, "
-        f"max {max(waits):.1f} ms, {over} over 50 ms; {n} tasks in {wall:.2f} s "
+        f"max {max(waits):.1f} ms, {over} over 50 ms; submit-to-start p50 "
+        f"{percentile(queued, 50):.0f} ms, p99 {percentile(queued, 99):.0f} ms; "
+        f"{n} tasks in {wall:.2f} s "
         f"(load {os.getloadavg()[0]:.2f})"
     )
 

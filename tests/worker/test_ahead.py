@@ -66,3 +66,18 @@ def test_a_zero_horizon_is_off() -> None:
     rule.ran(0.0001)
     assert rule.ahead(0.01) == 0
     assert rule.size(4, 0, 0.01) == 4
+
+
+def test_slots_whose_run_outlasted_the_horizon_are_not_counted() -> None:
+    """A slot whose run has gone on for longer than the horizon is taken for a slow run, not
+    expected to free within it, however fast the mean run: with all 8 so, no claiming ahead;
+    with 4, half the slots' share (4 x 20 ms / 1 ms)."""
+    rule = ClaimAhead(8, 20, 500)
+    for t in range(100):
+        rule.started(0.1 + t / 10000)
+    rule.ran(0.001)
+    now = 0.11
+    assert rule.ahead(now) == 100  # the pace
+    assert rule.ahead(now, [0.05] * 8) == 0
+    assert rule.size(8, 0, now, [0.05] * 8) == 0
+    assert rule.ahead(now, [0.05] * 4 + [0.105] * 4) == 80

@@ -6,7 +6,9 @@ other workers may be idle; so the worker claims ahead only as many tasks as it i
 start within a short horizon (`WorkerOptions.claim_ahead_ms`), the lesser of two bounds:
 
 - its slots: Little's law on a moving mean of how long a run holds its slot (start to end),
-  `slots * horizon / run` slots free within the horizon;
+  `horizon / run` starts a slot within the horizon, counting only the slots whose run has not
+  gone on for longer than the horizon already (those are taken for slow runs, whatever the
+  mean: slow handlers among fast ones);
 - its own pace: no more than it started in the last horizon (a worker whose loop, not its
   slots, is the bottleneck, as with no-op handlers, starts tasks no faster than it did).
 
@@ -17,11 +19,14 @@ a time) or runs longer than the horizon times the slots mean no claiming ahead, 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 
 __all__ = ["ClaimAhead"]
 
-# The weight of the newest run in the moving mean: about the last 8 runs count.
-WEIGHT = 0.125
+# The moving mean is the plain mean of the runs since the estimate began, then a moving mean
+# over about this many runs: long enough that a mix of slow and fast handlers is seen as its
+# mean (Little's law wants the mean), short enough to follow a change within a few cycles.
+RUNS = 64
 
 
 class ClaimAhead:
@@ -31,8 +36,8 @@ class ClaimAhead:
         self.slots = slots
         self.batch = batch
         self._horizon = horizon_ms / 1000
-        self._slot_seconds = slots * self._horizon  # slot time the horizon holds
         self._run: float | None = None  # moving mean of a run's seconds in its slot
+        self._runs = 0  # the runs the mean has seen, up to RUNS
         self._starts: deque[float] = deque()  # when (monotonic) runs started, the last horizon
 
     @property
@@ -54,30 +59,40 @@ class ClaimAhead:
     def ran(self, seconds: float) -> None:
         """A run held its slot for `seconds`."""
         run = self._run
-        self._run = seconds if run is None else run + WEIGHT * (seconds - run)
+        if run is None:
+            self._run, self._runs = seconds, 1
+            return
+        self._runs = min(self._runs + 1, RUNS)
+        self._run = run + (seconds - run) / self._runs
 
     def forget(self) -> None:
         """A claim found nothing: the next stretch of work starts without an estimate."""
         self._run = None
 
-    def ahead(self, now: float) -> int:
+    def ahead(self, now: float, started: Iterable[float] = ()) -> int:
         """How many tasks beyond the slots to hold: those the worker is expected to start
-        within the horizon (0 without an estimate, or for runs longer than the horizon)."""
+        within the horizon (0 without an estimate, or for runs longer than the horizon).
+        `started`: when each running run started."""
         run = self._run
         if run is None or not self._horizon:
             return 0
         starts, since = self._starts, now - self._horizon
         while starts and starts[0] < since:
             starts.popleft()
-        return min(self.batch, int(self._slot_seconds / max(run, 1e-6)), len(starts))
+        per_slot = self._horizon / max(run, 1e-6)
+        ahead = min(self.batch, int(self.slots * per_slot), len(starts))
+        if ahead:
+            slow = sum(1 for at in started if at < since)
+            ahead = min(ahead, int((self.slots - slow) * per_slot))
+        return ahead
 
-    def size(self, running: int, waiting: int, now: float) -> int:
-        """How many tasks to claim now, holding `running` and `waiting` (claimed ahead, not
-        started); 0: wait until a slot frees. Without claiming ahead: the free slots. With it:
-        nothing until half of what is held ahead has started, then up to the slots plus the
-        tasks ahead (so a busy worker claims in batches, not one task per freed slot)."""
-        ahead = self.ahead(now)
+    def size(self, running: int, waiting: int, now: float, started: Iterable[float] = ()) -> int:
+        """How many tasks to claim now, holding `running` (which started at `started`) and
+        `waiting` (claimed ahead, not started); 0: wait until a slot frees. Without claiming
+        ahead: the free slots. With it: nothing until half of what is held ahead has started,
+        then up to the slots plus the tasks ahead (so a busy worker claims in batches, not one
+        task per freed slot)."""
         held = running + waiting
-        if held > self.slots + ahead // 2:
+        if held > self.slots + self.ahead(now) // 2:  # (the slots' runs only if it may claim)
             return 0
-        return max(0, min(self.batch, self.slots + ahead - held))
+        return max(0, min(self.batch, self.slots + self.ahead(now, started) - held))

@@ -245,7 +245,12 @@ class Worker:
         assert self._stopping is not None and self._slot_freed is not None
         errors = 0
         while not self._stopping.is_set():
-            size = self._claims.size(len(self._running), len(self._waiting), time.monotonic())
+            size = self._claims.size(
+                len(self._running),
+                len(self._waiting),
+                time.monotonic(),
+                (run.started for run in self._running.values()),
+            )
             if size <= 0:
                 # `stop` sets it too: one event to wait on, not two tasks racing (each cycle
                 # of a busy worker waits here once)
