@@ -15,6 +15,7 @@ from taskstatus import limits
 from taskstatus.store.base import StoreLimits
 
 __all__ = [
+    "CLAIM_AHEAD_MS",
     "CONCURRENCY",
     "DEFAULT_DATABASE",
     "GRACE_PERIOD",
@@ -30,6 +31,7 @@ DEFAULT_DATABASE = "sqlite:///./taskstatus.db"
 CONCURRENCY = 10  # tasks run at once
 LEASE_SECONDS = 30.0  # how long a claim lasts unrenewed
 POLL_INTERVAL = 1.0  # idle poll, a safety net for wake-ups
+CLAIM_AHEAD_MS = 20.0  # claim ahead what the slots are expected to start this soon (0: off)
 GRACE_PERIOD = 30.0  # seconds running tasks get on shutdown
 
 

@@ -147,3 +147,28 @@ def test_an_idle_worker_process_starts_a_task_at_once(conn: Connection, workers:
     done = conn.wait(task.id, 10)
     assert done.completion_status is CompletionStatus.SUCCESS
     assert time.monotonic() - started < 3
+
+
+@pytest.mark.slow
+def test_a_killed_worker_loses_none_of_its_tasks_claimed_ahead(
+    conn: Connection, workers: Workers
+) -> None:
+    """SIGKILL while tasks claimed ahead wait in the worker: like its running tasks, they are
+    leased, so once the lease expires another worker runs every one of them, exactly once."""
+    doomed = workers.start("--lease-seconds", "1", "--concurrency", "2", "--claim-ahead-ms", "1000")
+    conn.submit_many("Noop", [{}] * 20, priority=9)  # an estimate, and a pace
+    held = conn.submit_many("Slow once", [{"seconds": 60}] * 6)
+
+    def claimed_ahead() -> bool:
+        tasks = [conn.get(t.id) for t in held]
+        return sum(t.state is TaskState.RUNNING for t in tasks) > 2
+
+    until(claimed_ahead, what="tasks claimed ahead")
+    os.kill(doomed.pid, signal.SIGKILL)
+    doomed.wait(10)
+
+    survivor = workers.start("--lease-seconds", "1", "--concurrency", "8")
+    for t in held:
+        done = conn.wait(t.id, 30)
+        assert done.completion_status is CompletionStatus.SUCCESS
+        assert done.attributes == {"pid": survivor.pid, "attempt": 2}

@@ -520,3 +520,199 @@ async def test_worker_needs_handlers(store: Store, registry: Registry) -> None:
     """A worker with an empty registry refuses to run."""
     with pytest.raises(RuntimeError, match="no handlers"):
         await Worker(store, registry, FAST).run()
+
+
+# --- claiming ahead (issue 17) ------------------------------------------------------------------
+
+# Two slots and a horizon long enough that a few fast runs make the worker claim far ahead.
+AHEAD = replace(FAST, concurrency=2, claim_ahead_ms=1000, heartbeat_interval=0.05)
+
+
+def gate_handler(registry: Registry) -> tuple[asyncio.Event, list[str]]:
+    """Registers "gate": a run with {"hold": true} waits for the returned event, others end at
+    once; every run's task id is listed as it starts."""
+    gate, started = asyncio.Event(), []
+
+    @handler("gate", registry=registry)
+    async def gate_run(ctx: TaskContext, args: dict[str, Any]) -> None:
+        started.append(ctx.id)
+        if args.get("hold"):
+            await gate.wait()
+
+    return gate, started
+
+
+async def states(store: Store, ids: list[str]) -> list[TaskState]:
+    """The stored state of each task of `ids`."""
+    found = [await store.get(i) for i in ids]
+    return [t.state for t in found if t is not None]
+
+
+async def held_behind_fast_runs(
+    store: Store, registry: Registry, fast: int = 20, held: int = 8
+) -> tuple[list[Task], list[Task]]:
+    """`fast` quick "gate" tasks first (higher priority), then `held` ones that hold their slot:
+    queued before the worker starts, so that it claims them in one stretch of work."""
+    quick = [await submit(store, registry, "gate", priority=9) for _ in range(fast)]
+    slow = [await submit(store, registry, "gate", {"hold": True}) for _ in range(held)]
+    return quick, slow
+
+
+def both_slots_held(w: Worker, started: list[str], quick: list[Task], slow: list[Task]) -> bool:
+    """Both slots run held tasks (every quick one has started) and the other held ones wait
+    in the worker, claimed ahead."""
+    return len(started) == len(quick) + 2 and w.waiting == len(slow) - 2
+
+
+async def test_a_worker_claims_ahead_of_fast_runs(store: Store, registry: Registry) -> None:
+    """Once fast runs gave it an estimate, a worker claims beyond its free slots: every held
+    task is claimed (running in the store) while only its two slots run handlers."""
+    gate, started = gate_handler(registry)
+    quick, slow = await held_behind_fast_runs(store, registry)
+    async with worker(store, registry, AHEAD) as w:
+        await wait_for(lambda: both_slots_held(w, started, quick, slow))
+        assert set(await states(store, [t.id for t in slow])) == {TaskState.RUNNING}
+        assert w.running == 2
+        assert [i for i in started if i in {t.id for t in slow}] == started[len(quick) :]
+        assert len(started) == len(quick) + 2
+        gate.set()
+        for t in slow:
+            assert (await wait(store, t.id)).completion_status is CompletionStatus.SUCCESS
+    assert len(started) == len(quick) + len(slow)
+
+
+async def test_no_claiming_ahead_without_an_estimate(store: Store, registry: Registry) -> None:
+    """A fresh worker (no run has ended) claims only its free slots, however long the horizon."""
+    gate, started = gate_handler(registry)
+    slow = [await submit(store, registry, "gate", {"hold": True}) for _ in range(6)]
+    async with worker(store, registry, AHEAD) as w:
+        await wait_for(lambda: len(started) == 2)
+        await asyncio.sleep(0.3)  # several turns of the fetch loop
+        assert w.waiting == 0
+        assert sorted(await states(store, [t.id for t in slow])).count(TaskState.RUNNING) == 2
+        gate.set()
+
+
+async def test_no_claiming_ahead_of_slow_runs(store: Store, registry: Registry) -> None:
+    """Runs that take longer than the slots' share of the horizon (0.3 s each, 2 slots, a
+    100 ms horizon) give no claiming ahead: only the free slots are claimed."""
+    gate, started = gate_handler(registry)
+
+    @handler("slow", registry=registry)
+    async def slow_run(ctx: TaskContext, args: dict[str, Any]) -> None:
+        await asyncio.sleep(0.3)
+
+    first = [await submit(store, registry, "slow", priority=9) for _ in range(4)]
+    held = [await submit(store, registry, "gate", {"hold": True}) for _ in range(6)]
+    async with worker(store, registry, replace(AHEAD, claim_ahead_ms=100)) as w:
+        for t in first:
+            await wait(store, t.id)
+        await wait_for(lambda: len(started) == 2)
+        await asyncio.sleep(0.3)
+        assert w.waiting == 0
+        assert sorted(await states(store, [t.id for t in held])).count(TaskState.RUNNING) == 2
+        gate.set()
+
+
+async def test_claim_ahead_0_is_off(store: Store, registry: Registry) -> None:
+    """claim_ahead_ms=0 claims only free slots, fast runs or not."""
+    gate, started = gate_handler(registry)
+    quick, slow = await held_behind_fast_runs(store, registry)
+    async with worker(store, registry, replace(AHEAD, claim_ahead_ms=0)) as w:
+        await wait_for(lambda: len(started) == len(quick) + 2)
+        await asyncio.sleep(0.3)
+        assert w.waiting == 0
+        assert sorted(await states(store, [t.id for t in slow])).count(TaskState.RUNNING) == 2
+        gate.set()
+
+
+async def test_a_cancelled_waiting_task_never_runs(store: Store, registry: Registry) -> None:
+    """Cancelling a task claimed ahead ends it cancelled at the next heartbeat, without its
+    handler ever starting; the others still run."""
+    gate, started = gate_handler(registry)
+    quick, slow = await held_behind_fast_runs(store, registry)
+    async with worker(store, registry, AHEAD) as w:
+        await wait_for(lambda: both_slots_held(w, started, quick, slow))
+        victim = slow[-1]
+        assert victim.id not in started
+        await TaskService(store).cancel(LOCAL, victim.id)
+        done = await wait(store, victim.id)
+        assert (done.state, done.completion_status) == (
+            TaskState.CANCELLED,
+            CompletionStatus.TERMINATED,
+        )
+        assert done.messages[-1].key == "taskstatus.cancelled"
+        assert w.waiting == len(slow) - 3
+        gate.set()
+        for t in slow[:-1]:
+            assert (await wait(store, t.id)).completion_status is CompletionStatus.SUCCESS
+    assert victim.id not in started
+
+
+async def test_a_stop_hands_back_waiting_tasks_at_once(store: Store, registry: Registry) -> None:
+    """On stop, tasks claimed ahead are handed back queued at once, unstarted and with their
+    attempt not counted, while the running ones still get their grace period."""
+    gate, started = gate_handler(registry)
+    quick, slow = await held_behind_fast_runs(store, registry)
+    w = Worker(store, registry, replace(AHEAD, grace_period=5.0))
+    running = asyncio.create_task(w.run())
+    await wait_for(lambda: both_slots_held(w, started, quick, slow))
+    waiting = [t for t in slow if t.id not in started]
+    w.stop()
+    await wait_for(lambda: w.waiting == 0)
+    await asyncio.sleep(0.3)
+    assert not running.done()  # the two running ones are in their grace period
+    back = [await store.get(t.id) for t in waiting]
+    assert [(t.state, t.attempts, t.lease_owner) for t in back if t is not None] == [
+        (TaskState.QUEUED, 0, None)
+    ] * len(waiting)
+    gate.set()
+    await asyncio.wait_for(running, 10)
+    assert not {t.id for t in waiting} & set(started)
+
+
+async def test_leases_of_waiting_tasks_are_renewed(store: Store, registry: Registry) -> None:
+    """Tasks claimed ahead keep their lease while they wait, as running ones do: after several
+    lease lengths none has expired and recovery finds nothing."""
+    gate, started = gate_handler(registry)
+    quick, slow = await held_behind_fast_runs(store, registry)
+    opts = replace(AHEAD, lease_seconds=0.5, recover_interval=60)
+    async with worker(store, registry, opts) as w:
+        await wait_for(lambda: both_slots_held(w, started, quick, slow))
+        await asyncio.sleep(1.5)
+        assert w.waiting == len(slow) - 2
+        found = [await store.get(t.id) for t in slow]
+        now = utcnow()
+        assert all(
+            t is not None and t.lease_owner == w.id and t.lease_expires and t.lease_expires > now
+            for t in found
+        )
+        recovered = await store.recover(0)
+        assert not (recovered.requeued or recovered.dead or recovered.cancelled)
+        gate.set()
+        for t in slow:
+            assert (await wait(store, t.id)).completion_status is CompletionStatus.SUCCESS
+
+
+async def test_tasks_claimed_ahead_that_wait_too_long_go_back(
+    store: Store, registry: Registry
+) -> None:
+    """Tasks claimed ahead still waiting for a slot after ten horizons (2 s here: the slots'
+    runs took far longer than estimated, say parents waiting for their subtasks) are handed
+    back to the queue unstarted, their attempt not counted, and run once slots free."""
+    gate, started = gate_handler(registry)
+    quick, slow = await held_behind_fast_runs(store, registry)
+    async with worker(store, registry, replace(AHEAD, claim_ahead_ms=200)) as w:
+        await wait_for(lambda: len(started) == len(quick) + 2 and w.waiting > 0)
+        unstarted = [t for t in slow if t.id not in started]
+        await asyncio.sleep(1.0)
+        assert w.waiting > 0  # not before the ten horizons
+        await wait_for(lambda: w.waiting == 0, timeout=5)
+        await asyncio.sleep(0.3)  # the hand-back's statement
+        back = [await store.get(t.id) for t in unstarted]
+        assert [(t.state, t.attempts, t.lease_owner) for t in back if t is not None] == [
+            (TaskState.QUEUED, 0, None)
+        ] * len(unstarted)
+        gate.set()
+        for t in slow:
+            assert (await wait(store, t.id)).completion_status is CompletionStatus.SUCCESS

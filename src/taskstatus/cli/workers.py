@@ -25,7 +25,13 @@ from taskstatus.cli import (
 )
 from taskstatus.redact import mask
 from taskstatus.service import TaskService
-from taskstatus.settings import CONCURRENCY, GRACE_PERIOD, LEASE_SECONDS, POLL_INTERVAL
+from taskstatus.settings import (
+    CLAIM_AHEAD_MS,
+    CONCURRENCY,
+    GRACE_PERIOD,
+    LEASE_SECONDS,
+    POLL_INTERVAL,
+)
 from taskstatus.worker import Worker, WorkerOptions
 
 log = logging.getLogger("taskstatus.cli")
@@ -56,6 +62,14 @@ RecoverGrace = Annotated[
 ]
 PollInterval = Annotated[
     float, typer.Option(min=0.01, envvar="TASKSTATUS_POLL_INTERVAL", help="Idle poll (safety net)")
+]
+ClaimAheadMs = Annotated[
+    float,
+    typer.Option(
+        min=0,
+        envvar="TASKSTATUS_CLAIM_AHEAD_MS",
+        help="Claim beyond free slots what they are expected to start within this many ms (0: off)",
+    ),
 ]
 Demo = Annotated[
     bool,
@@ -103,6 +117,7 @@ def worker(
     grace_period: GracePeriod = GRACE_PERIOD,
     recover_grace: RecoverGrace = None,
     poll_interval: PollInterval = POLL_INTERVAL,
+    claim_ahead_ms: ClaimAheadMs = CLAIM_AHEAD_MS,
     demo: Demo = True,
 ) -> None:
     """Run handlers on submitted tasks until SIGTERM or SIGINT."""
@@ -116,6 +131,7 @@ def worker(
         grace_period=grace_period,
         recover_grace=recover_grace,
         poll_interval=poll_interval,
+        claim_ahead_ms=claim_ahead_ms,
     )
 
     async def go() -> None:

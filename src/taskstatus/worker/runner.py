@@ -2,11 +2,13 @@
 
 One fetch loop plus three side tasks:
 
-- the fetch loop claims up to the free slots at once, and sleeps until a wake-up (a submit in
-  this process, or NOTIFY on PostgreSQL), a poll interval, a free slot or a stop;
+- the fetch loop claims up to the free slots at once, and ahead of them as many tasks as the
+  slots are expected to start within `claim_ahead_ms` (worker/ahead.py: the rule), and sleeps
+  until a wake-up (a submit in this process, or NOTIFY on PostgreSQL), a poll interval, a free
+  slot or a stop; a task claimed ahead waits in the worker and starts when a slot frees;
 - the writer writes outcomes as soon as they exist and coalesced progress every
   `flush_interval`, each as one batch, in order (a run's progress never lands after its end);
-- the heartbeat extends the leases of running tasks and delivers cancellation;
+- the heartbeat extends the leases of running and waiting tasks and delivers cancellation;
 - recovery requeues (or ends as dead) the tasks of workers whose lease expired.
 
 Async handlers run on the event loop and are cancelled at their next await; sync handlers run
@@ -24,6 +26,7 @@ import socket
 import time
 import traceback
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,8 +42,15 @@ from taskstatus.model import CompletionStatus, Message, MessageType, Task, TaskS
 from taskstatus.options import SubtaskOptions
 from taskstatus.scheduling import LimitService, ScheduleService
 from taskstatus.service import Submission, TaskService, utcnow
-from taskstatus.settings import CONCURRENCY, GRACE_PERIOD, LEASE_SECONDS, POLL_INTERVAL
+from taskstatus.settings import (
+    CLAIM_AHEAD_MS,
+    CONCURRENCY,
+    GRACE_PERIOD,
+    LEASE_SECONDS,
+    POLL_INTERVAL,
+)
 from taskstatus.store.base import Outcome, Progress, Store
+from taskstatus.worker.ahead import ClaimAhead
 from taskstatus.worker.context import Retry, StopReason, TaskCancelled, TaskContext
 
 __all__ = ["Worker", "WorkerOptions"]
@@ -63,6 +73,9 @@ class WorkerOptions:
     recover_grace: float | None = None
     grace_period: float = GRACE_PERIOD
     claim_batch: int = 500
+    # Claim beyond the free slots as many tasks as the slots are expected to start within
+    # this many milliseconds (0: only free slots); see worker/ahead.py.
+    claim_ahead_ms: float = CLAIM_AHEAD_MS
     retry_base: float = 1.0
     retry_max: float = 300.0
     # Whether this worker fires due schedules (every worker may: the store keeps one task
@@ -75,6 +88,8 @@ class WorkerOptions:
             raise ValueError("concurrency must be at least 1")
         if self.lease_seconds <= 0:
             raise ValueError("lease_seconds must be positive")
+        if self.claim_ahead_ms < 0:
+            raise ValueError("claim_ahead_ms must not be negative")
 
     @property
     def heartbeat_every(self) -> float:
@@ -107,6 +122,7 @@ class _Run:
     ctx: TaskContext
     handler: Handler
     future: asyncio.Task[None]
+    started: float  # monotonic
 
 
 # Who a worker acts as when its handlers submit subtasks (launched by the parent's launcher).
@@ -131,6 +147,12 @@ class Worker:
         self.service = TaskService(store, registry)
         self.schedules = ScheduleService(self.service, WORKER)
         self._running: dict[str, _Run] = {}
+        # Claimed ahead, not started, with when (monotonic) they were claimed: they start in
+        # this order as slots free.
+        self._waiting: OrderedDict[str, tuple[Task, float]] = OrderedDict()
+        self._claims = ClaimAhead(
+            self.options.concurrency, self.options.claim_ahead_ms, self.options.claim_batch
+        )
         self._outcomes: list[Outcome] = []
         self._handback: list[str] = []
         self._threads = ThreadPoolExecutor(
@@ -163,7 +185,8 @@ class Worker:
     # --- control ------------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Stop claiming; running tasks get `grace_period` to finish, the rest are handed back."""
+        """Stop claiming; running tasks get `grace_period` to finish, the rest are handed back
+        (tasks claimed ahead and not started at once)."""
         if self._stopping is not None:
             self._stopping.set()
         if self._slot_freed is not None:  # the fetch loop may be waiting for a slot
@@ -172,6 +195,11 @@ class Worker:
     @property
     def running(self) -> int:
         return len(self._running)
+
+    @property
+    def waiting(self) -> int:
+        """Tasks claimed ahead that have not started."""
+        return len(self._waiting)
 
     async def run(self) -> None:
         self._stopping = asyncio.Event()
@@ -217,8 +245,13 @@ class Worker:
         assert self._stopping is not None and self._slot_freed is not None
         errors = 0
         while not self._stopping.is_set():
-            free = self.options.concurrency - len(self._running)
-            if free <= 0:
+            size = self._claims.size(
+                len(self._running),
+                len(self._waiting),
+                time.monotonic(),
+                (run.started for run in self._running.values()),
+            )
+            if size <= 0:
                 # `stop` sets it too: one event to wait on, not two tasks racing (each cycle
                 # of a busy worker waits here once)
                 self._slot_freed.clear()
@@ -226,10 +259,7 @@ class Worker:
                 continue
             try:
                 claimed = await self.store.claim(
-                    self.id,
-                    min(free, self.options.claim_batch),
-                    self.options.lease_seconds,
-                    handlers,
+                    self.id, size, self.options.lease_seconds, handlers
                 )
                 errors = 0
                 self._reachable()
@@ -238,12 +268,19 @@ class Worker:
                 self._unreachable(exc, "claiming")
                 await _first(asyncio.sleep(min(0.1 * 2**errors, 2.0)), self._stopping.wait())
                 continue
+            now = time.monotonic()
             for task in claimed:
-                self._start(task)
+                if task.id in self._waiting:  # claimed again (see _start): the newer attempt
+                    self._waiting[task.id] = (task, now)
+                elif len(self._running) < self.options.concurrency:
+                    self._start(task)
+                else:
+                    self._waiting[task.id] = (task, now)
             if claimed:
                 # let the handlers start before the next claim is prepared and sent
                 await asyncio.sleep(0)
             else:
+                self._claims.forget()
                 await _first(
                     self.store.wait_for_work(self.options.poll_interval), self._stopping.wait()
                 )
@@ -254,14 +291,42 @@ class Worker:
             # claimed the task again: the older attempt stops (its writes are fenced anyway).
             self._deliver_stop(task.id, StopReason.LOST)
         handler = self.registry.require(task.handler)
-        ctx = TaskContext(
+        ctx = self._context(task)
+        future = asyncio.create_task(self._run(handler, task, ctx), name=f"task {task.id}")
+        now = time.monotonic()
+        self._running[task.id] = _Run(ctx, handler, future, now)
+        self._claims.started(now)
+
+    def _context(self, task: Task) -> TaskContext:
+        return TaskContext(
             task,
             loop=asyncio.get_running_loop(),
             submit=self._submit_child,
             on_report=self._reported,
         )
-        future = asyncio.create_task(self._run(handler, task, ctx), name=f"task {task.id}")
-        self._running[task.id] = _Run(ctx, handler, future)
+
+    def _stop_waiting(self, task: Task, reason: StopReason) -> None:
+        """A stop for a task claimed ahead (no longer waiting): it never runs."""
+        if reason is StopReason.SHUTDOWN:
+            self._handback.append(task.id)
+        elif reason is StopReason.CANCEL:
+            ctx = self._context(task)
+            ctx.request_stop(reason)
+            self._outcomes.append(
+                _end(
+                    ctx,
+                    TaskState.CANCELLED,
+                    CompletionStatus.TERMINATED,
+                    "the task was cancelled before it started",
+                    "taskstatus.cancelled",
+                    MessageType.INFO,
+                )
+            )
+            if self._write_now is not None:
+                self._write_now.set()
+        # LOST: another writer owns it now
+        if self._slot_freed is not None:  # fewer held: the fetch loop may claim
+            self._slot_freed.set()
 
     async def _run(self, handler: Handler, task: Task, ctx: TaskContext) -> None:
         """One run, and its bookkeeping at its end, in the run's own task (a done callback
@@ -269,6 +334,7 @@ class Worker:
         once it runs (a stop is delivered to runs a heartbeat or the wind-down saw), so this
         always ends through its `finally`."""
         assert self._slot_freed is not None and self._write_now is not None
+        assert self._stopping is not None
         try:
             outcome = await self._execute(handler, task, ctx)
         except Exception as exc:
@@ -278,6 +344,9 @@ class Worker:
             run = self._running.get(task.id)
             if run is not None and run.future is asyncio.current_task():  # not a newer attempt
                 del self._running[task.id]
+                self._claims.ran(time.monotonic() - run.started)
+            if self._waiting and not self._stopping.is_set():
+                self._start(self._waiting.popitem(last=False)[1][0])
             self._slot_freed.set()
         if outcome is not None:
             self._outcomes.append(outcome)
@@ -503,7 +572,7 @@ class Worker:
             log.error("worker %s: %s failed; retrying", self.id, what, exc_info=exc)
 
     async def _beat(self) -> None:
-        ids = list(self._running)
+        ids = [*self._running, *self._waiting]
         if not ids:
             self._beat_since_reachable = self._reachable_since is not None
             return
@@ -514,8 +583,36 @@ class Worker:
             self._deliver_stop(task_id, StopReason.LOST)
         for task_id in beat.cancel:
             self._deliver_stop(task_id, StopReason.CANCEL)
+        await self._hand_back_stale()
+
+    async def _hand_back_stale(self) -> None:
+        """Tasks claimed ahead that waited far longer than the horizon for a slot (the slots'
+        runs took longer than their estimate: say handlers that wait for their subtasks) go
+        back to the queue, for other workers."""
+        since = time.monotonic() - self._claims.stale_after
+        stale = []
+        for task_id, (task, claimed) in self._waiting.items():  # in claim order
+            if claimed >= since:
+                break
+            stale.append((task_id, (task, claimed)))
+        if not stale:
+            return
+        for task_id, _ in stale:  # out before the await: none may start meanwhile
+            del self._waiting[task_id]
+        try:
+            await self.store.release(self.id, [task_id for task_id, _ in stale])
+        except Exception:
+            self._waiting.update(stale)
+            raise
+        log.info("handed back %d tasks claimed ahead that waited for a slot", len(stale))
+        if self._slot_freed is not None:
+            self._slot_freed.set()
 
     def _deliver_stop(self, task_id: str, reason: StopReason) -> None:
+        waiting = self._waiting.pop(task_id, None)
+        if waiting is not None:
+            self._stop_waiting(waiting[0], reason)
+            return
         run = self._running.get(task_id)
         if run is None or run.ctx.stop_reason is not None:
             return
@@ -616,7 +713,17 @@ class Worker:
     # --- stopping --------------------------------------------------------------------------------
 
     async def _wind_down(self) -> None:
-        """Let running tasks finish within the grace period; hand the rest back."""
+        """Hand back the tasks claimed ahead at once; let running tasks finish within the
+        grace period; hand the rest back."""
+        waiting = list(self._waiting)
+        self._waiting.clear()
+        if waiting:
+            try:
+                await self.store.release(self.id, waiting)
+                log.info("handed %d tasks claimed ahead back to the queue", len(waiting))
+            except Exception as exc:  # with the others at the end, then
+                self._unreachable(exc, "handing back tasks claimed ahead")
+                self._handback.extend(waiting)
         if self._running:
             log.info(
                 "stopping: waiting up to %gs for %d running tasks",
