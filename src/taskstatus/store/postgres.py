@@ -62,6 +62,7 @@ from taskstatus.store.edge import guarded
 from taskstatus.store.leases import lost_lease_message, sort_heartbeat
 from taskstatus.store.postgres_schedules import UNREAD, PostgresSchedules
 from taskstatus.store.rows import (
+    TASK_COLUMNS,
     Codec,
     changed_columns,
     client_from_row,
@@ -73,6 +74,7 @@ from taskstatus.store.rows import (
     returns_to_json,
     task_from_row,
     task_to_params,
+    task_values,
 )
 from taskstatus.store.sqlfiles import load_migrations, load_queries
 from taskstatus.store.sqlfilter import COLUMNS, SqlDialect, compile_order, compile_where
@@ -116,6 +118,7 @@ def _load() -> dict[str, str]:
         name: sql.replace("{messages}", messages)
         .replace("{event_log}", event_log)
         .replace("{lax}", lax)
+        .replace("{task_columns}", ", ".join(TASK_COLUMNS))
         for name, sql in queries.items()
     }
 
@@ -332,6 +335,104 @@ def _create_params(tasks: Sequence[Task]) -> dict[str, Any]:
     """The parameters of `create_tasks` for a batch."""
     rows = [task_to_params(t, RECORD) | {"ord": i} for i, t in enumerate(tasks)]
     return {"tasks": _doc(rows), **_messages((t.id, m) for t in tasks for m in t.messages)}
+
+
+# A batch of at least this many tasks goes through binary COPY when it can (`_copy_rows`): below
+# it the single statement is cheaper, as COPY costs round trips of its own (BEGIN, each COPY,
+# the wake-up, COMMIT; libpq cannot pipeline a COPY). Measured (bench/pg_copy_cost.py): ...
+COPY_MIN_BATCH = 64
+
+
+
+def _jsonb_binary(value: Any) -> bytes:
+    """`value` in jsonb's binary format (a version byte, 1, and the JSON text), as the server's
+    jsonb_recv reads a binary COPY's field: written as bytes (a binary COPY's fields carry no
+    type; psycopg's bytea dumper, in C, copies them as they are), by orjson, as the statement's
+    document is."""
+    return b"\x01" + orjson.dumps(value)
+
+
+# A task's values as the binary COPY writes them (`_copy_rows`).
+COPY = Codec(time_in=_utc, time_out=_utc, json_in=_jsonb_binary, json_out=_same)
+# The type of each of rows.TASK_COLUMNS, as psycopg dumps it for the binary COPY (jsonb as its
+# wire bytes: COPY's codec).
+_COLUMN_TYPES = {
+    "created": "timestamptz", "modified": "timestamptz", "launched": "timestamptz",
+    "completed": "timestamptz", "run_at": "timestamptz", "lease_expires": "timestamptz",
+    "deleted_at": "timestamptz", "returns": "bytea", "attributes": "bytea", "arguments": "bytea",
+    "percent_complete": "int4", "priority": "int4", "attempts": "int4", "max_attempts": "int4",
+    "version": "int4", "timeout": "float8",
+}  # fmt: skip
+_TASK_TYPES = [_COLUMN_TYPES.get(c, "text") for c in TASK_COLUMNS]
+_QUEUE_TYPES = ["text", "text", "int4", "timestamptz"]
+# Where a row of `task_values` has what the queue row takes, and what decides it has one.
+_ID, _HANDLER, _PRIORITY, _RUN_AT, _STATE, _DELETED_AT = (
+    TASK_COLUMNS.index(c) for c in ("id", "handler", "priority", "run_at", "state", "deleted_at")
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Copy:
+    """A batch as the rows of its COPYs: the tasks' and their queue rows."""
+
+    tasks: list[tuple[Any, ...]]
+    queue: list[tuple[Any, Any, Any, Any]]
+
+
+def _copy_rows(tasks: Sequence[Task]) -> _Copy | None:
+    """The batch as COPY rows, or None when it goes by the statement `create_tasks`: when it is
+    small (`COPY_MIN_BATCH`), when a task has an idempotency key (the statement's ON CONFLICT
+    answers who holds it) or messages (rows of another table), or when the batch has more than
+    one launcher (the statement inserts in (launcher, input) order, which decides the order of
+    the event log's notifications; with one launcher that is input order, COPY's)."""
+    if len(tasks) < COPY_MIN_BATCH:
+        return None
+    launcher = tasks[0].launcher
+    for t in tasks:
+        if t.idempotency_key is not None or t.messages or t.launcher != launcher:
+            return None
+    rows = [task_values(t, COPY) for t in tasks]
+    queue = [
+        (r[_ID], r[_HANDLER], r[_PRIORITY], r[_RUN_AT])
+        for r in rows
+        if r[_STATE] == "queued" and r[_DELETED_AT] is None
+    ]
+    return _Copy(rows, queue)
+
+
+async def _copy(conn: Conn, batch: _Copy) -> None:
+    """Store `batch` (`_copy_rows`) in one transaction with the durable commit of any submit:
+    what `create_tasks` does for a batch it stores whole, wake-up included (asked first: a
+    transaction's notifications go out in the order asked, and the statement's wake-up comes
+    before the event log's, which its trigger sends at the end of the insert)."""
+    async with conn.transaction():
+        cursor = conn.cursor()
+        await cursor.execute(QUERIES["wake_workers"])
+        async with cursor.copy(QUERIES["copy_tasks"]) as copy:
+            copy.set_types(_TASK_TYPES)
+            for row in batch.tasks:
+                await copy.write_row(row)
+        if batch.queue:
+            async with cursor.copy(QUERIES["copy_queue"]) as copy:
+                copy.set_types(_QUEUE_TYPES)
+                for row in batch.queue:
+                    await copy.write_row(row)
+
+
+def _copy_blocking(conn: psycopg.Connection[TupleRow], batch: _Copy) -> None:
+    """`_copy` on a blocking connection."""
+    with conn.transaction():
+        cursor = conn.cursor()
+        cursor.execute(QUERIES["wake_workers"])
+        with cursor.copy(QUERIES["copy_tasks"]) as copy:
+            copy.set_types(_TASK_TYPES)
+            for row in batch.tasks:
+                copy.write_row(row)
+        if batch.queue:
+            with cursor.copy(QUERIES["copy_queue"]) as copy:
+                copy.set_types(_QUEUE_TYPES)
+                for row in batch.queue:
+                    copy.write_row(row)
 
 
 def _key_params(task: Task) -> dict[str, Any]:
@@ -582,7 +683,11 @@ class PostgresStore(PostgresSchedules):
     async def create_many(self, tasks: Sequence[Task]) -> list[Task]:
         if not tasks:
             return []
+        batch = _copy_rows(tasks)
         async with self._db.connection() as conn:
+            if batch is not None:
+                await _copy(conn, batch)
+                return list(tasks)
             cursor = await conn.execute(QUERIES["create_tasks"], _create_params(tasks))
             answers = await cursor.fetchall()
             out: list[Task] = []
@@ -615,6 +720,10 @@ class PostgresStore(PostgresSchedules):
                     )
                     set_json_loads(orjson.loads, conn)
                     self._blocking = conn
+                batch = _copy_rows(tasks)
+                if batch is not None:
+                    _copy_blocking(conn, batch)
+                    return list(tasks)
                 answers = conn.execute(QUERIES["create_tasks"], _create_params(tasks)).fetchall()
                 out: list[Task] = []
                 for task, (stored, _woke) in zip(tasks, answers, strict=True):

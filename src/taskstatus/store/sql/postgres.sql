@@ -99,6 +99,20 @@ FROM batch
 LEFT JOIN inserted ON inserted.id = batch.id
 ORDER BY batch.ord
 
+-- name: copy_tasks
+-- The bulk form of create_tasks (postgres.py `_Copy`): a large batch without idempotency keys
+-- or messages, of one launcher, in binary COPY rows, so the server parses no JSON document and
+-- runs no text input function; its queue rows follow in copy_queue, and wake_workers, in one
+-- transaction. {task_columns} is rows.TASK_COLUMNS. The triggers of an INSERT fire for a COPY
+-- FROM too (AFTER STATEMENT, with its transition table): the same event log and counts.
+COPY tasks ({task_columns}) FROM STDIN (FORMAT BINARY)
+
+-- name: copy_queue
+COPY task_queue (id, handler, priority, run_at) FROM STDIN (FORMAT BINARY)
+
+-- name: wake_workers
+SELECT pg_notify('taskstatus_work', '')
+
 -- name: get_task
 SELECT {columns} FROM tasks
 WHERE tasks.id = %(id)s AND (tasks.deleted_at IS NULL OR %(include_deleted)s)
