@@ -343,7 +343,6 @@ def _create_params(tasks: Sequence[Task]) -> dict[str, Any]:
 COPY_MIN_BATCH = 64
 
 
-
 def _jsonb_binary(value: Any) -> bytes:
     """`value` in jsonb's binary format (a version byte, 1, and the JSON text), as the server's
     jsonb_recv reads a binary COPY's field: written as bytes (a binary COPY's fields carry no
