@@ -76,7 +76,6 @@ from taskstatus.store.rows import (
     returns_to_json,
     task_from_row,
     task_to_params,
-    task_values,
 )
 from taskstatus.store.sqlfiles import load_migrations, load_queries
 from taskstatus.store.sqlfilter import COLUMNS, SqlDialect, compile_order, compile_where
@@ -371,10 +370,6 @@ _COLUMN_TYPES = {
 }  # fmt: skip
 _TASK_TYPES = [_COLUMN_TYPES.get(c, "text") for c in TASK_COLUMNS]
 _QUEUE_TYPES = ["text", "text", "int4", "timestamptz"]
-# Where a row of `task_values` has what the queue row takes, and what decides it has one.
-_ID, _HANDLER, _PRIORITY, _RUN_AT, _STATE, _DELETED_AT = (
-    TASK_COLUMNS.index(c) for c in ("id", "handler", "priority", "run_at", "state", "deleted_at")
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,7 +377,7 @@ class _Copy:
     """A batch as the rows of its COPYs: the tasks' and their queue rows."""
 
     tasks: list[tuple[Any, ...]]
-    queue: list[tuple[Any, Any, Any, Any]]
+    queue: list[tuple[Any, ...]]
 
 
 def _copy_rows(tasks: Sequence[Task]) -> _Copy | None:
@@ -397,12 +392,13 @@ def _copy_rows(tasks: Sequence[Task]) -> _Copy | None:
     for t in tasks:
         if t.idempotency_key is not None or t.messages or t.launcher != launcher:
             return None
-    rows = [task_values(t, COPY) for t in tasks]
-    queue = [
-        (r[_ID], r[_HANDLER], r[_PRIORITY], r[_RUN_AT])
-        for r in rows
-        if r[_STATE] == "queued" and r[_DELETED_AT] is None
-    ]
+    rows = []
+    queue = []
+    for t in tasks:
+        row = task_to_params(t, COPY)  # its keys in the order of TASK_COLUMNS, COPY's
+        rows.append(tuple(row.values()))
+        if row["state"] == "queued" and row["deleted_at"] is None:
+            queue.append((row["id"], row["handler"], row["priority"], row["run_at"]))
     return _Copy(rows, queue)
 
 

@@ -127,8 +127,8 @@ def message_params(task_id: str, m: Message, codec: Codec) -> dict[str, Any]:
     }
 
 
-# The stored columns of a task, in the order of `task_values` (messages are rows of their own:
-# see `message_params`): the statements' and PostgreSQL's COPY column list.
+# The stored columns of a task, in the order of the keys of `task_to_params` (tests/unit checks
+# it): the statements' and PostgreSQL's COPY column list.
 TASK_COLUMNS: tuple[str, ...] = (
     "id", "handler", "type", "unique_name", "description", "parent_name", "launcher",
     "target_id", "target_type", "target_name", "created", "modified", "launched", "completed",
@@ -138,49 +138,45 @@ TASK_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 
 
-def task_values(task: Task, codec: Codec) -> tuple[Any, ...]:
-    """Every column of `task`, in the order of `TASK_COLUMNS`: the one place a task becomes
-    a row (`task_to_params` names them; PostgreSQL's bulk COPY writes them as they are)."""
-    target = task.target
-    return (
-        task.id,
-        task.handler,
-        task.type.value,
-        task.unique_name,
-        task.description,
-        task.parent_name,
-        task.launcher,
-        target.id if target else None,
-        target.type.value if target and target.type else None,
-        target.name if target else None,
-        codec.time_in(task.created),
-        codec.time_in(task.modified),
-        codec.opt_time_in(task.launched),
-        codec.opt_time_in(task.completed),
-        task.completion_status.value if task.completion_status else None,
-        codec.json_in(returns_to_json(task.returns)),
-        codec.json_in(dict(task.attributes)),
-        task.progress,
-        task.percent_complete,
-        task.state.value,
-        codec.json_in(dict(task.arguments)),
-        task.parent_id,
-        task.priority,
-        codec.opt_time_in(task.run_at or task.created),
-        task.attempts,
-        task.max_attempts,
-        task.timeout,
-        task.lease_owner,
-        codec.opt_time_in(task.lease_expires),
-        task.idempotency_key,
-        codec.opt_time_in(task.deleted_at),
-        task.version,
-    )
-
-
 def task_to_params(task: Task, codec: Codec) -> dict[str, Any]:
-    """Every column of `task` by name (`task_values`)."""
-    return dict(zip(TASK_COLUMNS, task_values(task, codec), strict=True))
+    """Every column of `task`, in the order of TASK_COLUMNS (messages are rows of their own:
+    see `message_params`): the one place a task becomes a row (PostgreSQL's bulk COPY writes
+    its values as they are)."""
+    target = task.target
+    return {
+        "id": task.id,
+        "handler": task.handler,
+        "type": task.type.value,
+        "unique_name": task.unique_name,
+        "description": task.description,
+        "parent_name": task.parent_name,
+        "launcher": task.launcher,
+        "target_id": target.id if target else None,
+        "target_type": target.type.value if target and target.type else None,
+        "target_name": target.name if target else None,
+        "created": codec.time_in(task.created),
+        "modified": codec.time_in(task.modified),
+        "launched": codec.opt_time_in(task.launched),
+        "completed": codec.opt_time_in(task.completed),
+        "completion_status": task.completion_status.value if task.completion_status else None,
+        "returns": codec.json_in(returns_to_json(task.returns)),
+        "attributes": codec.json_in(dict(task.attributes)),
+        "progress": task.progress,
+        "percent_complete": task.percent_complete,
+        "state": task.state.value,
+        "arguments": codec.json_in(dict(task.arguments)),
+        "parent_id": task.parent_id,
+        "priority": task.priority,
+        "run_at": codec.opt_time_in(task.run_at or task.created),
+        "attempts": task.attempts,
+        "max_attempts": task.max_attempts,
+        "timeout": task.timeout,
+        "lease_owner": task.lease_owner,
+        "lease_expires": codec.opt_time_in(task.lease_expires),
+        "idempotency_key": task.idempotency_key,
+        "deleted_at": codec.opt_time_in(task.deleted_at),
+        "version": task.version,
+    }
 
 
 # Task's fields in order, and a setter for each: `task_from_row` fills a new Task through its

@@ -8,8 +8,9 @@
 -- jsonb_to_recordset), so a batch of any size is one statement (one round trip) and one
 -- parameter, which orjson encodes at C speed (psycopg's array dumpers encode element by
 -- element in Python: they were most of a worker's and a submitter's time); each statement
--- text is fixed. Times that decide who runs what (due, leases) come
--- from the database clock, which every node shares. `pg_notify` wakes idle workers; it takes
+-- text is fixed. (A large submit of plain tasks goes by binary COPY instead: copy_tasks.)
+-- Times that decide who runs what (due, leases) come from the database clock, which every
+-- node shares. `pg_notify` wakes idle workers; it takes
 -- effect when the statement's transaction commits, and a transaction delivers a notification
 -- once however often it asks.
 
