@@ -10,9 +10,8 @@
 -- element in Python: they were most of a worker's and a submitter's time); each statement
 -- text is fixed. (A large submit of plain tasks goes by binary COPY instead: copy_tasks.)
 -- Times that decide who runs what (due, leases) come from the database clock, which every
--- node shares. `pg_notify` wakes idle workers; it takes
--- effect when the statement's transaction commits, and a transaction delivers a notification
--- once however often it asks.
+-- node shares. `pg_notify` wakes idle workers; it takes effect when the statement's
+-- transaction commits, and a transaction delivers a notification once however often it asks.
 
 -- name: columns
 -- The definition summary as text: every task of a handler has the same one, which
