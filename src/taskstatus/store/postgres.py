@@ -342,10 +342,11 @@ def _create_params(tasks: Sequence[Task]) -> dict[str, Any]:
 # server's work is less at any size (callgrind, bench/pg_copy_cost.py: 885 k instructions for
 # a batch of 1 against 1162 k; 202 k a task against 383 k at 64, 188 k against 359 k at 500),
 # but a COPY costs round trips (BEGIN, the wake-up, two for each COPY, COMMIT: libpq cannot
-# pipeline a COPY), each a few system calls for the client and the backend. Measured (CPU a
-# task, client / backend, this 2-core machine): at 32 21 / 47 us against the statement's
-# 13 / 50, at 64 11.4 / 27 against 9.9 / 48, at 128 8.2 / 24 against 8.7 / 37: from 128 on,
-# nothing costs more.
+# pipeline a COPY), each a few system calls for the client and the backend, and psycopg's
+# write_row costs the client more than orjson's one document. Measured (CPU a task, client /
+# backend, this 2-core machine, 9 rounds): at 64 15 / 35 us against the statement's 10 / 43,
+# at 128 11.6 / 27.7 against 7.9 / 40.3, at 256 8.5 / 23.4 against 7.4 / 39.1, at 500
+# 7.0 / 20.0 against 5.7 / 40.0: from 128 the sum is a quarter less or better, wall a third.
 COPY_MIN_BATCH = 128
 
 
