@@ -1,14 +1,20 @@
 """Where PostgreSQL's bulk COPY starts to pay for a submit (issue 17): a diagnostic.
 
-    .venv/bin/python -m bench.pg_copy_cost [--sizes 1 8 32 64 128 500] [--tasks 6000]
-        [--rounds 3] [--url postgresql://postgres@127.0.0.1:5432/postgres]
+    .venv/bin/python -m bench.pg_copy_cost [--sizes 1 8 16 32 64 128 500] [--tasks 6000]
+        [--rounds 3] [--modes statement copy staging] [--callgrind]
+        [--url postgresql://postgres@127.0.0.1:5432/postgres]
 
 On a fresh database, submits batches of each size through `create_many_blocking` (the path
-`connect()`'s submit takes), once by the statement `create_tasks` and once by binary COPY
-(postgres.COPY_MIN_BATCH switched between 1 and never), alternating, `--rounds` times, about
-`--tasks` tasks a size each round. Prints per task: wall, the client's CPU and the backend's
-CPU (/proc, utime + stime of the connection's server process), medians over the rounds. The
-table keeps growing through the run, alike for both paths (they alternate).
+`connect()`'s submit takes) by each mode: the statement `create_tasks`, binary COPY
+(postgres.COPY_MIN_BATCH switched between 1 and never), or `staging` (the alternative not
+taken: COPY into a temporary table, then one INSERT ... SELECT keeping ON CONFLICT),
+alternating, `--rounds` times, about `--tasks` tasks a size each round. Prints per task:
+wall, the client's CPU and the backend's CPU (/proc, utime + stime of the connection's
+server process), medians over the rounds. With --callgrind, on a throwaway cluster under
+callgrind (bench/pg_event_log_cost.py's), the backend's instructions a task instead: a fresh
+connection per count, two counts per size and mode, their difference over the difference of
+tasks (connection start-up left out). The table keeps growing through a run, alike for every
+mode (they alternate).
 """
 
 from __future__ import annotations
