@@ -20,7 +20,15 @@ import taskstatus
 from taskstatus import TaskContext, connect
 from taskstatus.handlers import Registry
 from taskstatus.limits_policy import HandlerLimits
-from taskstatus.model import CompletionStatus, Message, MessageType, Target, TaskState
+from taskstatus.model import (
+    CompletionStatus,
+    Message,
+    MessageType,
+    ReturnDetail,
+    Target,
+    Task,
+    TaskState,
+)
 from taskstatus.query import Condition, Op, SortKey, TaskField, TaskQuery, all_of
 from taskstatus.store import Outcome, Progress, StoreUnavailable, make_store, postgres_schedules
 from taskstatus.store import postgres as postgres_store
@@ -339,6 +347,205 @@ def test_connect_submits_on_the_calling_thread(database: str) -> None:
 def _counted(runs: list[object], run: Callable[[Any], Any], coro: Any) -> Any:
     runs.append(coro)
     return run(coro)
+
+
+# --- bulk submits through COPY ------------------------------------------------------------------
+
+NEVER = 10**9  # a COPY_MIN_BATCH no batch reaches: the statement path only
+
+
+def copies(monkeypatch: pytest.MonkeyPatch, min_batch: int | None = None) -> list[int]:
+    """Count the batches the store stores through COPY (the size of each), both paths; with
+    `min_batch`, set the size from which it does."""
+    seen: list[int] = []
+    if min_batch is not None:
+        monkeypatch.setattr(postgres_store, "COPY_MIN_BATCH", min_batch)
+    for name in ("_copy", "_copy_blocking"):
+        original = getattr(postgres_store, name)
+
+        def counted(conn: Any, batch: Any, original: Any = original) -> Any:
+            seen.append(len(batch.tasks))
+            return original(conn, batch)
+
+        monkeypatch.setattr(postgres_store, name, counted)
+    return seen
+
+
+def varied_batch() -> list[Task]:
+    """Tasks with every kind of column value a create stores: queued ones with and without a
+    target, parent, timeout, priority and later run_at, one running under a lease, one
+    finished (its 'completed' event), one deleted (no queue row, not counted), JSON values."""
+    at = now()
+    plain = [make_task(arguments={"n": i, "s": "é\\'\""}) for i in range(5)]
+    rich = make_task(
+        arguments={"nested": {"list": [1, 2.5, None, True]}},
+        unique_name="rich",
+        description="with everything",
+        target=Target("t-1", None, "the target"),
+        parent_id=plain[0].id,
+        parent_name="parent",
+        priority=7,
+        run_at=at + timedelta(hours=1),
+        max_attempts=5,
+        timeout=12.5,
+    )
+    running = dataclasses.replace(
+        make_task(), state=TaskState.RUNNING, launched=at, attempts=1, lease_owner=W1,
+        lease_expires=at + timedelta(seconds=30), progress="half", percent_complete=50,
+    )  # fmt: skip
+    finished = dataclasses.replace(
+        make_task(), state=TaskState.SUCCEEDED, completion_status=CompletionStatus.SUCCESS,
+        launched=at, completed=at, percent_complete=100, attributes={"a": [1, "b"]},
+        returns=(ReturnDetail("out", "a"),),
+    )  # fmt: skip
+    deleted = dataclasses.replace(make_task(), deleted_at=at)
+    return [*plain, rich, running, finished, deleted, *(make_task() for _ in range(3))]
+
+
+STORED = {
+    "tasks": "SELECT * FROM tasks ORDER BY id",
+    "queue": "SELECT * FROM task_queue ORDER BY id",
+    "events": "SELECT * FROM task_events ORDER BY task_id, seq",
+    "messages": "SELECT task_id, seq, type, key, text, locale, parameters FROM task_messages"
+    " ORDER BY task_id, seq",
+    "counts": "SELECT status, day, sum(n) FROM task_counts GROUP BY 1, 2 ORDER BY 1, 2",
+}
+
+
+async def stored_and_heard(
+    url: str, create: Callable[[], Awaitable[list[Task] | None]]
+) -> tuple[list[Task] | None, dict[str, list[tuple[Any, ...]]], list[tuple[str, str]]]:
+    """What `create` answers, what the database holds after it (STORED), and the
+    notifications a listener heard from it, in order."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as listener:
+        await listener.execute("LISTEN taskstatus_work")
+        await listener.execute("LISTEN taskstatus_events")
+        answer = await create()
+        heard = [(n.channel, n.payload) async for n in listener.notifies(timeout=0.5)]
+    return answer, {name: await fetch(url, sql) for name, sql in STORED.items()}, heard
+
+
+@pytest.mark.parametrize("blocking", [False, True], ids=["loop", "blocking"])
+async def test_a_batch_through_copy_stores_what_the_statement_stores(
+    postgres: pg.PgServer, monkeypatch: pytest.MonkeyPatch, blocking: bool
+) -> None:
+    """The same batch, created by the statement on one database and through COPY on another
+    (create_many or create_many_blocking): the same answer (the tasks, in input order), every
+    column of every task, the queue rows, the event log, the counts, and the same
+    notifications (the wake-up and the event log's)."""
+    batch = varied_batch()
+    seen = copies(monkeypatch)
+    results = []
+    for min_batch in (NEVER, 1):
+        monkeypatch.setattr(postgres_store, "COPY_MIN_BATCH", min_batch)
+        name = postgres.create_database()
+        try:
+            s = PostgresStore(postgres.url(name))
+            await s.open()
+            try:
+                await s.save_definitions([DEFINITION])
+
+                async def create(s: PostgresStore = s) -> list[Task] | None:
+                    if blocking:
+                        return await asyncio.to_thread(s.create_many_blocking, batch)
+                    return await s.create_many(batch)
+
+                results.append(await stored_and_heard(postgres.url(name), create))
+                assert [await s.get(t.id, include_deleted=True) for t in batch] == batch
+            finally:
+                await s.close()
+        finally:
+            postgres.drop_database(name)
+    assert seen == [len(batch)]  # the second database's, alone
+    (answer, rows, heard), (copied_answer, copied_rows, copied_heard) = results
+    assert answer == copied_answer == batch
+    assert rows == copied_rows
+    assert len(rows["tasks"]) == len(batch) and len(rows["queue"]) == len(batch) - 3
+    assert len(rows["events"]) == len(batch) + 1
+    assert heard == copied_heard
+    assert ("taskstatus_work", "") in heard
+
+
+async def test_copy_is_left_to_the_statement_for_keys_messages_launchers_and_small_batches(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch with an idempotency key (taken ones answered with their holder), with
+    messages or with more than one launcher is created by the statement whatever its size, as
+    is a batch below COPY_MIN_BATCH; a batch of COPY_MIN_BATCH plain tasks goes through COPY."""
+    await store.save_definitions([DEFINITION])
+    seen = copies(monkeypatch)
+    size = postgres_store.COPY_MIN_BATCH
+    assert await store.create_many([make_task() for _ in range(size - 1)])
+    assert seen == []
+    holder = make_task(idempotency_key="k")
+    [first] = await store.create_many([holder])
+    keyed = [make_task(idempotency_key="k"), *(make_task() for _ in range(size))]
+    answered = await store.create_many(keyed)
+    assert answered == [first, *keyed[1:]]
+    assert await store.get(keyed[0].id) is None
+    note = (Message(MessageType.INFO, "note"),)
+    noted = [dataclasses.replace(make_task(), messages=note), *(make_task() for _ in range(size))]
+    assert await asyncio.to_thread(store.create_many_blocking, noted) == noted
+    assert (await store.get(noted[0].id)) == noted[0]
+    mixed = [make_task(launcher="other"), *(make_task() for _ in range(size))]
+    assert await store.create_many(mixed) == mixed
+    assert seen == []
+    plain = [make_task() for _ in range(size)]
+    assert await store.create_many(plain) == plain
+    assert seen == [size]
+    for task in plain:
+        assert await store.get(task.id) == task
+
+
+@pytest.mark.parametrize("blocking", [False, True], ids=["loop", "blocking"])
+async def test_a_batch_through_copy_wakes_an_idle_worker(
+    store: PostgresStore, other: PostgresStore, monkeypatch: pytest.MonkeyPatch, blocking: bool
+) -> None:
+    """A batch created through COPY wakes a worker waiting on another node, and commits
+    durably (synchronous_commit on), whole: a task id already stored fails the batch as the
+    statement's does (UniqueViolation) and stores none of it."""
+    await store.save_definitions([DEFINITION])
+    seen = copies(monkeypatch, min_batch=2)
+    await idle(other)
+    batch = [make_task(), make_task()]
+
+    async def create(tasks: list[Task]) -> list[Task] | None:
+        if blocking:
+            return await asyncio.to_thread(store.create_many_blocking, tasks)
+        return await store.create_many(tasks)
+
+    await wakes(other, lambda: create(batch))
+    assert seen == [2]
+    assert [await store.get(t.id) for t in batch] == batch
+    again = [make_task(), batch[0]]
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        await create(again)
+    assert await store.get(again[0].id) is None
+    assert await fetch(store.url, "SELECT count(*) FROM task_queue") == [(2,)]
+    monkeypatch.setattr(postgres_store, "COPY_MIN_BATCH", NEVER)
+    with pytest.raises(psycopg.errors.UniqueViolation):  # as the statement fails
+        await create(again)
+
+
+async def test_a_batch_through_copy_on_a_dead_connection_is_unavailable(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the blocking connection died, a COPY batch raises StoreUnavailable, as the
+    statement does, and the next batch connects again and is stored."""
+    await store.save_definitions([DEFINITION])
+    seen = copies(monkeypatch, min_batch=2)
+    assert await asyncio.to_thread(store.create_many_blocking, [make_task()]) is not None
+    await fetch(
+        store.url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND application_name = 'taskstatus submits'",
+    )
+    with pytest.raises(StoreUnavailable) as info:
+        await asyncio.to_thread(store.create_many_blocking, [make_task(), make_task()])
+    assert isinstance(info.value.cause, psycopg.OperationalError)
+    batch = [make_task(), make_task()]
+    assert await asyncio.to_thread(store.create_many_blocking, batch) == batch
+    assert seen == [2, 2]
 
 
 # --- concurrency ---------------------------------------------------------------------------------

@@ -17,7 +17,13 @@ from taskstatus.model import (
     TaskState,
     TaskType,
 )
-from taskstatus.store.rows import _RAW, task_from_row, task_to_params, unknown_summary
+from taskstatus.store.rows import (
+    _RAW,
+    TASK_COLUMNS,
+    task_from_row,
+    task_to_params,
+    unknown_summary,
+)
 from tests.conftest import SUMMARY
 
 _AT = datetime(2026, 12, 2, 14, 0, tzinfo=UTC)
@@ -55,6 +61,12 @@ def _row(task: Task, definition: Any, messages: Any) -> tuple[Any, ...]:
             "deleted_at", "version",
         )), messages,
     )  # fmt: skip
+
+
+def test_task_columns_are_the_keys_of_a_tasks_params_in_order() -> None:
+    """TASK_COLUMNS (PostgreSQL's COPY column list) names task_to_params' values in their
+    order: the bulk COPY writes those values as they come."""
+    assert tuple(task_to_params(_every_field_set(), _RAW)) == TASK_COLUMNS
 
 
 def test_task_from_row_sets_every_field() -> None:

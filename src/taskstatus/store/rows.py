@@ -127,8 +127,21 @@ def message_params(task_id: str, m: Message, codec: Codec) -> dict[str, Any]:
     }
 
 
+# The stored columns of a task, in the order of the keys of `task_to_params` (tests/unit checks
+# it): the statements' and PostgreSQL's COPY column list.
+TASK_COLUMNS: tuple[str, ...] = (
+    "id", "handler", "type", "unique_name", "description", "parent_name", "launcher",
+    "target_id", "target_type", "target_name", "created", "modified", "launched", "completed",
+    "completion_status", "returns", "attributes", "progress", "percent_complete", "state",
+    "arguments", "parent_id", "priority", "run_at", "attempts", "max_attempts", "timeout",
+    "lease_owner", "lease_expires", "idempotency_key", "deleted_at", "version",
+)  # fmt: skip
+
+
 def task_to_params(task: Task, codec: Codec) -> dict[str, Any]:
-    """Every column of `task` (messages are rows of their own: see `message_params`)."""
+    """Every column of `task`, in the order of TASK_COLUMNS (messages are rows of their own:
+    see `message_params`): the one place a task becomes a row (PostgreSQL's bulk COPY writes
+    its values as they are)."""
     target = task.target
     return {
         "id": task.id,

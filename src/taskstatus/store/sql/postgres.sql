@@ -8,10 +8,10 @@
 -- jsonb_to_recordset), so a batch of any size is one statement (one round trip) and one
 -- parameter, which orjson encodes at C speed (psycopg's array dumpers encode element by
 -- element in Python: they were most of a worker's and a submitter's time); each statement
--- text is fixed. Times that decide who runs what (due, leases) come
--- from the database clock, which every node shares. `pg_notify` wakes idle workers; it takes
--- effect when the statement's transaction commits, and a transaction delivers a notification
--- once however often it asks.
+-- text is fixed. (A large submit of plain tasks goes by binary COPY instead: copy_tasks.)
+-- Times that decide who runs what (due, leases) come from the database clock, which every
+-- node shares. `pg_notify` wakes idle workers; it takes effect when the statement's
+-- transaction commits, and a transaction delivers a notification once however often it asks.
 
 -- name: columns
 -- The definition summary as text: every task of a handler has the same one, which
@@ -98,6 +98,20 @@ SELECT inserted.id IS NOT NULL AS stored,
 FROM batch
 LEFT JOIN inserted ON inserted.id = batch.id
 ORDER BY batch.ord
+
+-- name: copy_tasks
+-- The bulk form of create_tasks (postgres.py `_Copy`): a large batch without idempotency keys
+-- or messages, of one launcher, in binary COPY rows, so the server parses no JSON document and
+-- runs no text input function; its queue rows follow in copy_queue, and wake_workers, in one
+-- transaction. {task_columns} is rows.TASK_COLUMNS. The triggers of an INSERT fire for a COPY
+-- FROM too (AFTER STATEMENT, with its transition table): the same event log and counts.
+COPY tasks ({task_columns}) FROM STDIN (FORMAT BINARY)
+
+-- name: copy_queue
+COPY task_queue (id, handler, priority, run_at) FROM STDIN (FORMAT BINARY)
+
+-- name: wake_workers
+SELECT pg_notify('taskstatus_work', '')
 
 -- name: get_task
 SELECT {columns} FROM tasks
