@@ -204,12 +204,8 @@ _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
 def new_ids(count: int) -> list[str]:
-    """`count` task ids: 32 lowercase hex digits, laid out as a UUIDv7 (RFC 9562): the
-    creation time in milliseconds (48 bits), the version, 74 random bits. Ids made together
-    sort together, so the stores' indexes keyed by task id (the tasks' key, the event log's)
-    take a batch's rows on a few pages at their end; random ids put each row on a page of its
-    own, which cost e2e 4-13 % (docs/benchmarks.md). One clock read and one os.urandom for
-    all of them: a batch's ids share their millisecond (as its tasks share `created`)."""
+    """`count` task ids (see `new_id`) from one clock read and one os.urandom: a batch's ids
+    share their millisecond (as its tasks share `created`)."""
     head = f"{time.time_ns() // 1_000_000:012x}7"  # 48 bits of ms, version 7
     rand = os.urandom(10 * count).hex()  # 20 hex digits an id, 19 of them used (74 bits)
     variant = _VARIANT
@@ -220,8 +216,13 @@ def new_ids(count: int) -> list[str]:
 
 
 def new_id() -> str:
-    """A task id (see `new_ids`)."""
-    return new_ids(1)[0]
+    """A task id: 32 lowercase hex digits, laid out as a UUIDv7 (RFC 9562): the creation time
+    in milliseconds (48 bits), the version, 74 random bits. Ids made together sort together,
+    so the stores' indexes keyed by task id (the tasks' key, the event log's) take a batch's
+    rows on a few pages at their end; random ids put each row on a page of its own, which cost
+    e2e 4-13 % (docs/benchmarks.md). The layout of `new_ids`, for one."""
+    rand = os.urandom(10).hex()
+    return f"{time.time_ns() // 1_000_000:012x}7{rand[:3]}{_VARIANT[rand[3]]}{rand[4:19]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,26 +345,36 @@ def new_task(
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     timeout: float | None = None,
     idempotency_key: str | None = None,
+    task_id: str | None = None,
 ) -> Task:
-    """A queued task, checked: the one way tasks come into being (`new_tasks` of one)."""
-    return new_tasks(
+    """A queued task, checked: the one way tasks come into being (`new_tasks` makes its
+    others from one of these). `task_id` is a `new_id()` unless given (`new_ids`)."""
+    if max_attempts < 1:
+        raise InvalidTaskChange("max_attempts", "must be at least 1")
+    if timeout is not None and timeout <= 0:
+        raise InvalidTaskChange("timeout", "must be a positive number of seconds")
+    if run_at is not None and run_at.tzinfo is None:
+        raise InvalidTaskChange("run_at", "must be timezone-aware")
+    return Task(
+        id=task_id or new_id(),
         handler=handler,
         definition=definition,
-        arguments=[arguments],
-        launcher=launcher,
-        now=now,
         type=type,
-        unique_name=unique_name,
-        description=description,
+        unique_name=unique_name or definition.unique_name,
+        description=description if description is not None else definition.description,
+        launcher=launcher,
+        created=now,
+        modified=now,
         target=target,
+        arguments=dict(arguments),
         parent_id=parent_id,
         parent_name=parent_name,
         priority=priority,
-        run_at=run_at,
+        run_at=run_at or now,
         max_attempts=max_attempts,
         timeout=timeout,
-        idempotency_keys=[idempotency_key],
-    )[0]
+        idempotency_key=idempotency_key,
+    )
 
 
 # Task's fields but those each new task gets of its own (id, arguments, idempotency key and
@@ -404,40 +415,34 @@ def new_tasks(
     timeout: float | None = None,
     idempotency_keys: Sequence[str | None] | None = None,
 ) -> list[Task]:
-    """Queued tasks, checked, one for each of `arguments` (each task gets a copy of its
-    own) and of `idempotency_keys` (none when not given), alike in everything else."""
-    if max_attempts < 1:
-        raise InvalidTaskChange("max_attempts", "must be at least 1")
-    if timeout is not None and timeout <= 0:
-        raise InvalidTaskChange("timeout", "must be a positive number of seconds")
-    if run_at is not None and run_at.tzinfo is None:
-        raise InvalidTaskChange("run_at", "must be timezone-aware")
+    """`new_task` of each of `arguments` (each task gets a copy of its own) and of
+    `idempotency_keys` (none when not given), alike in everything else: the first made and
+    checked by new_task, the others filled from it (ids from one `new_ids`)."""
+    if not arguments:
+        return []
     keys = [None] * len(arguments) if idempotency_keys is None else idempotency_keys
     if len(keys) != len(arguments):
         raise ValueError("one idempotency key (or None) for each task")
     ids = new_ids(len(arguments))
-    first = Task(
-        id=ids[0] if ids else "",
+    first = new_task(
         handler=handler,
         definition=definition,
-        type=type,
-        unique_name=unique_name or definition.unique_name,
-        description=description if description is not None else definition.description,
+        arguments=arguments[0],
         launcher=launcher,
-        created=now,
-        modified=now,
+        now=now,
+        type=type,
+        unique_name=unique_name,
+        description=description,
         target=target,
-        arguments=dict(arguments[0]) if arguments else {},
         parent_id=parent_id,
         parent_name=parent_name,
         priority=priority,
-        run_at=run_at or now,
+        run_at=run_at,
         max_attempts=max_attempts,
         timeout=timeout,
-        idempotency_key=keys[0] if keys else None,
+        idempotency_key=keys[0],
+        task_id=ids[0],
     )
-    if len(arguments) <= 1:
-        return [first] if arguments else []
     shared = [(setter, getattr(first, name)) for name, setter in _SHARED]
     tasks = [first]
     for task_id, args, key in zip(ids[1:], arguments[1:], keys[1:], strict=True):

@@ -22,7 +22,7 @@ from taskstatus.caller import Caller
 from taskstatus.errors import InvalidArguments
 from taskstatus.handlers import Registry, handler, validate_many_with_schema
 from taskstatus.limits import InputRejected, check_json, check_json_each, plain_json
-from taskstatus.model import new_ids, new_task, new_tasks
+from taskstatus.model import new_id, new_ids, new_task, new_tasks
 from taskstatus.query import TaskQuery
 from taskstatus.service import TaskService
 from taskstatus.store import make_store
@@ -88,6 +88,9 @@ def test_new_ids_are_uuid7_of_their_millisecond_and_do_not_repeat() -> None:
     assert {i[13] for i in ids} == set("0123456789abcdef")
     time.sleep(0.002)
     assert new_ids(1)[0] > max(ids)
+    one = [new_id() for _ in range(400)]
+    assert {i[16] for i in one} == set("89ab") and {len(i) for i in one} == {32}
+    assert all(uuid.UUID(hex=i).version == 7 for i in one)
 
 
 def test_new_tasks_are_the_tasks_new_task_makes() -> None:
