@@ -204,15 +204,19 @@ _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
 def new_ids(count: int) -> list[str]:
-    """`count` task ids (see `new_id`) from one clock read and one os.urandom: a batch's ids
-    share their millisecond (as its tasks share `created`)."""
+    """`count` task ids (see `new_id`) from one clock read and one os.urandom, in increasing
+    order: a batch's ids share their millisecond (as its tasks share `created`), and sorted
+    they keep the batch's rows in the order they are claimed (random within the batch, the
+    SQLite harness's e2e fell 12-48 % in 4 of 4 runs)."""
     head = f"{time.time_ns() // 1_000_000:012x}7"  # 48 bits of ms, version 7
     rand = os.urandom(10 * count).hex()  # 20 hex digits an id, 19 of them used (74 bits)
     variant = _VARIANT
-    return [
+    ids = [
         f"{head}{rand[i : i + 3]}{variant[rand[i + 3]]}{rand[i + 4 : i + 19]}"
         for i in range(0, 20 * count, 20)
     ]
+    ids.sort()
+    return ids
 
 
 def new_id() -> str:

@@ -74,11 +74,12 @@ class Shifty(Mapping[str, Any]):
 def test_new_ids_are_uuid7_of_their_millisecond_and_do_not_repeat() -> None:
     """`new_ids` gives UUIDv7 ids of the format new_id gives (32 lowercase hex digits, the
     version, the RFC's variant, the creation ms in the first 48 bits), none twice, with all
-    74 random bits random (the variant digit takes each of its four values)."""
+    74 random bits random (the variant digit takes each of its four values), increasing."""
     before = int(time.time() * 1000)
     ids = new_ids(5000)
     after = int(time.time() * 1000)
     assert len(ids) == len(set(ids)) == 5000
+    assert ids == sorted(ids)  # a batch's tasks in the order of their ids
     for task_id in ids:
         parsed = uuid.UUID(hex=task_id)
         assert len(task_id) == 32 and task_id == task_id.lower() and task_id == parsed.hex
