@@ -206,8 +206,9 @@ _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 def new_ids(count: int) -> list[str]:
     """`count` task ids (see `new_id`) from one clock read and one os.urandom, in increasing
     order: a batch's ids share their millisecond (as its tasks share `created`), and sorted
-    they keep the batch's rows in the order they are claimed (random within the batch, the
-    SQLite harness's e2e fell 12-48 % in 4 of 4 runs)."""
+    they keep the order of its rows, which is the order they are claimed in (what a clock read
+    an id mostly gave; a SQLite worker's drain of such a batch: 547 k instructions a task
+    with those ids, 540 k with these)."""
     head = f"{time.time_ns() // 1_000_000:012x}7"  # 48 bits of ms, version 7
     rand = os.urandom(10 * count).hex()  # 20 hex digits an id, 19 of them used (74 bits)
     variant = _VARIANT
