@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,7 @@ import orjson
 import pydantic
 
 from taskstatus.errors import InvalidArguments, UnknownHandler
+from taskstatus.limits import plain_json
 from taskstatus.limits_policy import HandlerLimits
 from taskstatus.model import TaskDefinition, TaskDefinitionSummary
 from taskstatus.schedules import check_cron, check_every
@@ -29,7 +30,14 @@ from taskstatus.schedules import check_cron, check_every
 if TYPE_CHECKING:
     from taskstatus.worker.context import TaskContext
 
-__all__ = ["REGISTRY", "Handler", "Registry", "handler", "validate_with_schema"]
+__all__ = [
+    "REGISTRY",
+    "Handler",
+    "Registry",
+    "handler",
+    "validate_many_with_schema",
+    "validate_with_schema",
+]
 
 # Definition ids are derived from the name, so every node agrees on them without talking.
 _DEFINITION_NS = uuid.UUID("5b7f2d0e-8c1a-4d5e-9f3b-7a6c2e1d0f49")
@@ -37,23 +45,74 @@ _DEFINITION_NS = uuid.UUID("5b7f2d0e-8c1a-4d5e-9f3b-7a6c2e1d0f49")
 HandlerFn = Callable[["TaskContext", Any], Any]
 
 
-@functools.lru_cache(maxsize=256)
-def _validator(schema_json: str) -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(orjson.loads(schema_json))
+# Keys of a schema that constrain nothing (annotations): {"type": "object"} with only these
+# beside it accepts every JSON object, the schema of a handler that declares no arguments.
+_ANNOTATIONS = frozenset({"type", "title", "description", "$comment"})
 
 
-def validate_with_schema(name: str, schema: Mapping[str, Any], arguments: Any) -> dict[str, Any]:
-    """Check `arguments` against a JSON schema; every violation is listed with its path."""
-    if not isinstance(arguments, Mapping):
-        raise InvalidArguments(name, ["arguments must be a JSON object"])
-    validator = _validator(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS).decode())
-    errors = sorted(validator.iter_errors(dict(arguments)), key=lambda e: list(e.absolute_path))
-    if errors:
+class _Schema:
+    """A JSON schema compiled once: its validator, and whether it accepts every object."""
+
+    def __init__(self, schema: Mapping[str, Any]) -> None:
+        self.validator = jsonschema.Draft202012Validator(schema)
+        self.any_object = schema.get("type", "object") == "object" and _ANNOTATIONS.issuperset(
+            schema
+        )
+
+    def check(self, name: str, arguments: Any) -> dict[str, Any]:
+        """`arguments` (a copy, as they will be stored) if they fit, else InvalidArguments
+        listing every violation with its path, sorted by path."""
+        if not isinstance(arguments, Mapping):
+            raise InvalidArguments(name, ["arguments must be a JSON object"])
+        args = dict(arguments)
+        if self.any_object or self.validator.is_valid(args):
+            return args
+        errors = sorted(self.validator.iter_errors(args), key=lambda e: list(e.absolute_path))
         raise InvalidArguments(
             name,
             [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors],
         )
-    return dict(arguments)
+
+    def check_many(self, name: str, arguments: Sequence[Any]) -> list[dict[str, Any]]:
+        """`check` of each, in order (the first that fails raises). When an object is given
+        more than once and every one given is plain JSON (`limits.plain_json`: checking it
+        runs no code of the caller's, so nothing changes it meanwhile), each is checked once
+        and its repeats get the same checked copy (the task model copies it per task)."""
+        if self.any_object or len({id(a) for a in arguments}) == len(arguments):
+            return [self.check(name, a) for a in arguments]
+        distinct = {id(a): a for a in arguments}
+        if not all(plain_json(a) for a in distinct.values()):
+            return [self.check(name, a) for a in arguments]
+        checked: dict[int, dict[str, Any]] = {}
+        out = []
+        for a in arguments:
+            args = checked.get(id(a))
+            if args is None:
+                args = checked[id(a)] = self.check(name, a)
+            out.append(args)
+        return out
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(schema_json: str) -> _Schema:
+    return _Schema(orjson.loads(schema_json))
+
+
+def _schema(schema: Mapping[str, Any]) -> _Schema:
+    return _compiled(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS).decode())
+
+
+def validate_with_schema(name: str, schema: Mapping[str, Any], arguments: Any) -> dict[str, Any]:
+    """Check `arguments` against a JSON schema; every violation is listed with its path."""
+    return _schema(schema).check(name, arguments)
+
+
+def validate_many_with_schema(
+    name: str, schema: Mapping[str, Any], arguments: Sequence[Any]
+) -> list[dict[str, Any]]:
+    """`validate_with_schema` of each of `arguments`, the schema compiled once (see
+    `_Schema.check_many`: the same plain object given again shares one checked copy)."""
+    return _schema(schema).check_many(name, arguments)
 
 
 @dataclass(frozen=True)
@@ -99,10 +158,15 @@ class Handler:
         )
         return TaskDefinition(summary, self.schema, self.max_attempts, self.timeout)
 
+    @functools.cached_property
+    def _compiled(self) -> _Schema:
+        """The schema, compiled once per handler (no key to build per submit)."""
+        return _schema(self.schema)
+
     def validate(self, arguments: Any) -> dict[str, Any]:
         """The arguments as they will be stored (JSON), or InvalidArguments."""
         if self.model is None:
-            return validate_with_schema(self.name, self.schema, arguments)
+            return self._compiled.check(self.name, arguments)
         if isinstance(arguments, Mapping) and self.schema.get("additionalProperties") is False:
             declared = {
                 alias
@@ -123,6 +187,15 @@ class Handler:
                     for err in e.errors()
                 ],
             ) from None
+
+    def validate_many(self, arguments: Sequence[Any]) -> list[dict[str, Any]]:
+        """`validate` of each, in order (the first that fails raises). Without a pydantic
+        model, an object given again is checked once (`validate_many_with_schema`); with
+        one, each is validated: the model's validators and default factories are the
+        handler's code, which may give equal inputs different outputs."""
+        if self.model is None:
+            return self._compiled.check_many(self.name, arguments)
+        return [self.validate(a) for a in arguments]
 
     def parse(self, arguments: Mapping[str, Any]) -> Any:
         """What the function receives: a model instance, or the dict."""

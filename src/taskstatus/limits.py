@@ -12,7 +12,7 @@ outside 64 bits, non-finite numbers and JSON nested deeper than `MAX_JSON_DEPTH`
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,8 +41,10 @@ __all__ = [
     "InputRejected",
     "check_int",
     "check_json",
+    "check_json_each",
     "check_text",
     "limit",
+    "plain_json",
     "to_utc",
 ]
 
@@ -137,6 +139,67 @@ def check_json(value: Any, where: str, _depth: int = 0) -> Any:
     else:
         raise InputRejected(f"{where}: {type(value).__name__} is not a JSON value")
     return value
+
+
+def _text_ok(value: str) -> bool:
+    """What `check_text` accepts, as a predicate."""
+    if "\x00" in value or len(value) > MAX_TEXT_LENGTH:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def plain_json(value: Any, _depth: int = 0) -> bool:
+    """True when `value` is built of the exact types dict, list, str, int, float, bool and
+    None alone (no subclass, no other Mapping or sequence) and `check_json` accepts it.
+
+    Walking such a value, or checking it against a JSON schema, runs the interpreter's code
+    and nothing else (no method of the caller's), so it cannot change while it is checked:
+    what lets a batch check a value given several times (the same object) once. False says
+    nothing more than "not known to be both"; `check_json` decides."""
+    t = type(value)
+    if t is str:
+        return _text_ok(value)
+    if t is int:
+        return bool(INT64_MIN <= value <= INT64_MAX)
+    if t is float:
+        return math.isfinite(value)
+    if value is None or t is bool:
+        return True
+    if t is dict:
+        if _depth >= MAX_JSON_DEPTH:
+            return False
+        for key, item in value.items():
+            if type(key) is not str or not _text_ok(key) or not plain_json(item, _depth + 1):
+                return False
+        return True
+    if t is list:
+        if _depth >= MAX_JSON_DEPTH:
+            return False
+        return all(plain_json(item, _depth + 1) for item in value)
+    return False
+
+
+def check_json_each(values: Sequence[Any], where: str) -> None:
+    """`check_json` of every value, faster: a plain value (`plain_json`) is walked without
+    building the paths of an error message (check_json builds the message when it fails), and
+    one given again (the same object) is not walked again while every value before it was
+    plain, when nothing but the interpreter ran since it was checked."""
+    checked: dict[int, Any] | None = {}  # id -> the value (held, so that no id is reused)
+    for value in values:
+        if checked is not None and id(value) in checked:
+            continue
+        if plain_json(value):
+            if checked is not None:
+                checked[id(value)] = value
+            continue
+        check_json(value, where)  # raises, or a value that is not plain but storable
+        checked = None  # checking it may have run the caller's code: no more skipping
 
 
 def to_utc(value: datetime, where: str) -> datetime:

@@ -35,12 +35,18 @@ from taskstatus.caller import Caller
 from taskstatus.credentials import Clients
 from taskstatus.errors import Forbidden, HasSubtasks, NotFound, UnknownHandler, WaitTimeout
 from taskstatus.events import EventHub
-from taskstatus.handlers import REGISTRY, Handler, Registry, validate_with_schema
+from taskstatus.handlers import (
+    REGISTRY,
+    Handler,
+    Registry,
+    validate_many_with_schema,
+    validate_with_schema,
+)
 from taskstatus.limits import (
     MAX_DELAY_SECONDS,
     InputRejected,
     check_int,
-    check_json,
+    check_json_each,
     check_text,
     limit,
     to_utc,
@@ -53,7 +59,7 @@ from taskstatus.model import (
     TaskState,
     cancel,
     clear,
-    new_task,
+    new_tasks,
 )
 from taskstatus.options import DEFAULT_MAX_ATTEMPTS, Submission
 from taskstatus.patch import apply_patch
@@ -108,8 +114,7 @@ class NotQueued(InputRejected):
 
 def _check_storable(arguments: Sequence[Mapping[str, Any]], options: Submission) -> None:
     """InputRejected unless every backend can store the submission unchanged."""
-    for args in arguments:
-        check_json(args, "arguments")
+    check_json_each(arguments, "arguments")
     for where, text in (
         ("launcher", options.launcher),
         ("idempotency_key", options.idempotency_key),
@@ -139,6 +144,15 @@ def _check(
     if local is not None:
         return local.validate(arguments)
     return validate_with_schema(definition.name, definition.schema, arguments)
+
+
+def _check_each(
+    definition: TaskDefinition, local: Handler | None, arguments: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """`_check` of each of `arguments`, in order (the first that fails raises)."""
+    if local is not None:
+        return local.validate_many(arguments)
+    return validate_many_with_schema(definition.name, definition.schema, arguments)
 
 
 class TaskService:
@@ -267,9 +281,10 @@ class TaskService:
     ) -> list[Task]:
         """Validated tasks ready to store, or Forbidden / UnknownHandler / InvalidArguments."""
         options = self._launched(caller, options)
+        arguments = list(arguments)  # the caller's sequence read once
         _check_storable(arguments, options)
         definition, local = await self.resolve(handler)
-        validated = [_check(definition, local, a) for a in arguments]
+        validated = _check_each(definition, local, arguments)
         parent = await self._parent(caller, options.parent)
         if parent is not None:
             await self._check_family(parent, len(arguments))
@@ -287,11 +302,12 @@ class TaskService:
         if options.parent is not None:
             return None
         options = self._launched(caller, options)
+        arguments = list(arguments)  # the caller's sequence read once
         _check_storable(arguments, options)
         local = self._local(handler)
         if local is None:
             return None
-        validated = [local.validate(a) for a in arguments]
+        validated = local.validate_many(arguments)
         return self._new_tasks(local.definition, validated, options, None)
 
     def _new_tasks(
@@ -308,36 +324,31 @@ class TaskService:
         if isinstance(run_at, timedelta):
             run_at = now + run_at
         base_key = options.idempotency_key
-        return [
-            new_task(
-                handler=definition.name,
-                definition=definition.summary,
-                arguments=args,
-                launcher=launcher,
-                now=now,
-                type=options.type,
-                unique_name=options.unique_name,
-                description=options.description,
-                target=options.target,
-                parent_id=parent.id if parent else None,
-                parent_name=parent.unique_name if parent else None,
-                priority=options.priority,
-                run_at=run_at,
-                max_attempts=options.max_attempts
-                or definition.max_attempts
-                or DEFAULT_MAX_ATTEMPTS,
-                timeout=options.timeout if options.timeout is not None else definition.timeout,
-                # one key for a batch: each task gets it suffixed with its index
-                idempotency_key=(
-                    None
-                    if base_key is None
-                    else base_key
-                    if len(validated) == 1
-                    else f"{base_key}:{i}"
-                ),
-            )
-            for i, args in enumerate(validated)
-        ]
+        return new_tasks(
+            handler=definition.name,
+            definition=definition.summary,
+            arguments=validated,
+            launcher=launcher,
+            now=now,
+            type=options.type,
+            unique_name=options.unique_name,
+            description=options.description,
+            target=options.target,
+            parent_id=parent.id if parent else None,
+            parent_name=parent.unique_name if parent else None,
+            priority=options.priority,
+            run_at=run_at,
+            max_attempts=options.max_attempts or definition.max_attempts or DEFAULT_MAX_ATTEMPTS,
+            timeout=options.timeout if options.timeout is not None else definition.timeout,
+            # one key for a batch: each task gets it suffixed with its index
+            idempotency_keys=(
+                None
+                if base_key is None
+                else [base_key]
+                if len(validated) == 1
+                else [f"{base_key}:{i}" for i in range(len(validated))]
+            ),
+        )
 
     async def prepare(
         self,
