@@ -25,7 +25,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench.common import percentile
+from bench.common import percentile, wait_drained
 from bench.peers import run as harness
 from taskstatus import connect
 
@@ -43,22 +43,15 @@ def one(args: argparse.Namespace) -> str:
     try:
         with harness.workers(system, setting), connect(url) as conn:
 
-            def drain(timeout: float) -> None:
-                deadline = time.monotonic() + timeout
-                while conn.count("completionStatus isnull") > 0:
-                    if time.monotonic() > deadline:
-                        raise SystemExit("timed out waiting for the workers")
-                    time.sleep(0.02)
-
             conn.submit_many("bench.noop", [{}] * 100)
-            drain(120)
+            wait_drained(conn, 120, 0.02)
             time.sleep(0.5)
             t0 = time.perf_counter()
             for _ in range(args.chunks):
                 conn.submit_many("bench.started", [{}] * args.fast)
                 if args.slow:
                     conn.submit_many("bench.sleep", [{"seconds": args.seconds}] * args.slow)
-            drain(900)
+            wait_drained(conn, 900, 0.02)
             wall = time.perf_counter() - t0
         with psycopg.connect(url) as db:
             rows = db.execute(

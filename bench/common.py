@@ -15,9 +15,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import psycopg
+
+if TYPE_CHECKING:  # (the peers' drivers run where taskstatus is not installed)
+    from taskstatus import Connection
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN = os.environ.get("TASKSTATUS_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -27,6 +31,15 @@ def cpu_seconds(pid: int) -> float:
     """utime + stime of process `pid` (all its threads, those that ended included)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # proc(5): 14, 15
+
+
+def wait_drained(conn: Connection, timeout: float, poll: float = 0.05) -> None:
+    """Until no task of `conn`'s store is unfinished; SystemExit after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while conn.count("completionStatus isnull") > 0:
+        if time.monotonic() > deadline:
+            raise SystemExit("timed out waiting for the workers")
+        time.sleep(poll)
 
 
 def median(values: list[float]) -> float:

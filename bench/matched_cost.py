@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 
-from bench.common import cpu_seconds
+from bench.common import cpu_seconds, wait_drained
 from bench.peers import run as harness
 from taskstatus import connect
 
@@ -70,22 +70,15 @@ def one(n: int, python: Path | None, extra: tuple[str, ...]) -> dict[str, float]
             psycopg.connect(harness.PG_ADMIN, autocommit=True) as admin,
         ):
 
-            def drain(timeout: float) -> None:
-                deadline = time.monotonic() + timeout
-                while conn.count("completionStatus isnull") > 0:
-                    if time.monotonic() > deadline:
-                        raise SystemExit("timed out waiting for the workers")
-                    time.sleep(0.05)
-
             conn.submit_many("bench.noop", [{}] * 100)
-            drain(120)
+            wait_drained(conn, 120)
             time.sleep(0.5)
             workers0 = sum(cpu_seconds(p.pid) for p in procs)
             backends0 = _backends(admin, db)
             commits0 = _commits(admin, db)
             t0 = time.perf_counter()
             conn.submit_many("bench.noop", [{}] * n)
-            drain(900)
+            wait_drained(conn, 900)
             wall = time.perf_counter() - t0
             workers1 = sum(cpu_seconds(p.pid) for p in procs)
             backends1 = _backends(admin, db)

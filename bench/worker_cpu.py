@@ -16,7 +16,7 @@ import os
 import time
 import uuid
 
-from bench.common import cpu_seconds
+from bench.common import cpu_seconds, wait_drained
 from bench.peers import run as harness
 from taskstatus import connect
 
@@ -32,20 +32,13 @@ def one(n: int, concurrency: int) -> tuple[float, float]:
     try:
         with harness.workers(system, setting) as procs, connect(system.taskstatus_url) as conn:
 
-            def drain(timeout: float) -> None:
-                deadline = time.monotonic() + timeout
-                while conn.count("completionStatus isnull") > 0:
-                    if time.monotonic() > deadline:
-                        raise SystemExit("timed out waiting for the workers")
-                    time.sleep(0.05)
-
             conn.submit_many("bench.noop", [{}] * 100)
-            drain(120)
+            wait_drained(conn, 120)
             time.sleep(0.5)
             before = sum(cpu_seconds(p.pid) for p in procs)
             t0 = time.perf_counter()
             conn.submit_many("bench.noop", [{}] * n)
-            drain(900)
+            wait_drained(conn, 900)
             wall = time.perf_counter() - t0
             after = sum(cpu_seconds(p.pid) for p in procs)
     finally:
