@@ -7,7 +7,7 @@ import itertools
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
@@ -647,6 +647,62 @@ async def test_a_cancelled_waiting_task_never_runs(store: Store, registry: Regis
         for t in slow[:-1]:
             assert (await wait(store, t.id)).completion_status is CompletionStatus.SUCCESS
     assert victim.id not in started
+
+
+async def test_a_waiting_task_cancelled_as_it_starts_frees_its_slot(
+    store: Store, registry: Registry
+) -> None:
+    """A task claimed ahead that a slot starts while a heartbeat is in flight, and that this
+    heartbeat's answer cancels before its run took a step, ends cancelled without running and
+    gives its slot back: a task submitted afterwards still runs (its run was once cancelled
+    before it entered, so the slot leaked)."""
+    release, first_done = asyncio.Event(), asyncio.Event()
+    started: list[str] = []
+
+    @handler("first", registry=registry)
+    async def first(ctx: TaskContext, args: dict[str, Any]) -> None:
+        await release.wait()
+        first_done.set()
+
+    @handler("later", registry=registry)
+    async def later(ctx: TaskContext, args: dict[str, Any]) -> None:
+        started.append(ctx.id)
+
+    await submit(store, registry, "first", priority=9)
+    victim = await submit(store, registry, "later")
+    w = Worker(store, registry, replace(AHEAD, concurrency=1))
+    # two at once, one of them ahead (the rule would, once it has an estimate)
+    w._claims.size = lambda running, waiting, now, started=(): max(0, 2 - running - waiting)  # type: ignore[method-assign]
+    real = store.heartbeat
+    armed = False
+
+    async def heartbeat(worker_id: str, ids: Sequence[str], lease: float) -> Any:
+        nonlocal armed
+        beat = await real(worker_id, ids, lease)
+        if armed and victim.id in beat.cancel:
+            armed = False
+            release.set()  # the head's run ends meanwhile and starts the victim from waiting
+            await first_done.wait()
+        return beat
+
+    store.heartbeat = heartbeat  # type: ignore[method-assign, assignment]
+    running = asyncio.create_task(w.run())
+    try:
+        await wait_for(lambda: w.waiting == 1 and w.running == 1)
+        await TaskService(store).cancel(LOCAL, victim.id)
+        armed = True
+        done = await wait(store, victim.id)
+        assert (done.state, done.completion_status) == (
+            TaskState.CANCELLED,
+            CompletionStatus.TERMINATED,
+        )
+        after = await submit(store, registry, "later")
+        assert (await wait(store, after.id)).completion_status is CompletionStatus.SUCCESS
+        assert started == [after.id]
+    finally:
+        release.set()
+        w.stop()
+        await asyncio.wait_for(running, 10)
 
 
 async def test_a_stop_hands_back_waiting_tasks_at_once(store: Store, registry: Registry) -> None:

@@ -123,6 +123,9 @@ class _Run:
     handler: Handler
     future: asyncio.Task[None]
     started: float  # monotonic
+    # Its asyncio task has taken its first step: only then may it be cancelled (a task
+    # cancelled before that never enters `_run`, whose `finally` frees the slot).
+    entered: bool = False
 
 
 # Who a worker acts as when its handlers submit subtasks (launched by the parent's launcher).
@@ -155,6 +158,7 @@ class Worker:
         )
         self._outcomes: list[Outcome] = []
         self._handback: list[str] = []
+        self._renewed = 0.0  # (monotonic) when the last heartbeat that renewed leases was sent
         self._threads = ThreadPoolExecutor(
             self.options.concurrency, thread_name_prefix="taskstatus-handler"
         )
@@ -272,7 +276,8 @@ class Worker:
             for task in claimed:
                 if task.id in self._waiting:  # claimed again (see _start): the newer attempt
                     self._waiting[task.id] = (task, now)
-                elif len(self._running) < self.options.concurrency:
+                elif task.id in self._running or len(self._running) < self.options.concurrency:
+                    # (claimed again while running: the newer attempt takes the older's slot)
                     self._start(task)
                 else:
                     self._waiting[task.id] = (task, now)
@@ -296,6 +301,18 @@ class Worker:
         now = time.monotonic()
         self._running[task.id] = _Run(ctx, handler, future, now)
         self._claims.started(now)
+
+    def _start_waiting(self) -> None:
+        """Start the first task claimed ahead whose lease still holds: one whose lease may have
+        run out (the heartbeats that renew it failed for `lease_seconds`: another worker may
+        have recovered it and be running it) is dropped, left to whoever holds it now."""
+        expired = time.monotonic() - self.options.lease_seconds
+        while self._waiting:
+            task_id, (task, claimed) = self._waiting.popitem(last=False)
+            if max(claimed, self._renewed) > expired:
+                self._start(task)
+                return
+            log.info("task %s: claimed ahead, its lease may have run out: not started", task_id)
 
     def _context(self, task: Task) -> TaskContext:
         return TaskContext(
@@ -331,12 +348,18 @@ class Worker:
     async def _run(self, handler: Handler, task: Task, ctx: TaskContext) -> None:
         """One run, and its bookkeeping at its end, in the run's own task (a done callback
         would cost a callback and a loop turn more a task). Its task is only ever cancelled
-        once it runs (a stop is delivered to runs a heartbeat or the wind-down saw), so this
-        always ends through its `finally`."""
+        once it has entered (`_Run.entered`; a stop before that is seen here), so this always
+        ends through its `finally`."""
         assert self._slot_freed is not None and self._write_now is not None
         assert self._stopping is not None
+        run = self._running.get(task.id)
+        if run is not None and run.future is asyncio.current_task():
+            run.entered = True
         try:
-            outcome = await self._execute(handler, task, ctx)
+            if ctx.stop_reason is not None:  # stopped before its first step: not run
+                outcome = self._stopped(ctx)
+            else:
+                outcome = await self._execute(handler, task, ctx)
         except Exception as exc:
             log.error("task %s: the worker failed to end the run", task.id, exc_info=exc)
             outcome = None
@@ -345,8 +368,8 @@ class Worker:
             if run is not None and run.future is asyncio.current_task():  # not a newer attempt
                 del self._running[task.id]
                 self._claims.ran(time.monotonic() - run.started)
-            if self._waiting and not self._stopping.is_set():
-                self._start(self._waiting.popitem(last=False)[1][0])
+            if len(self._running) < self.options.concurrency and not self._stopping.is_set():
+                self._start_waiting()
             self._slot_freed.set()
         if outcome is not None:
             self._outcomes.append(outcome)
@@ -576,7 +599,9 @@ class Worker:
         if not ids:
             self._beat_since_reachable = self._reachable_since is not None
             return
+        sent = time.monotonic()
         beat = await self.store.heartbeat(self.id, ids, self.options.lease_seconds)
+        self._renewed = sent
         self._reachable()
         self._beat_since_reachable = True
         for task_id in beat.lost:
@@ -601,8 +626,12 @@ class Worker:
             del self._waiting[task_id]
         try:
             await self.store.release(self.id, [task_id for task_id, _ in stale])
-        except Exception:
-            self._waiting.update(stale)
+        except BaseException:
+            assert self._stopping is not None
+            if self._stopping.is_set():  # the wind-down has taken the waiting ones already
+                self._handback.extend(task_id for task_id, _ in stale)
+            else:  # back at the front, in claim order
+                self._waiting = OrderedDict([*stale, *self._waiting.items()])
             raise
         log.info("handed back %d tasks claimed ahead that waited for a slot", len(stale))
         if self._slot_freed is not None:
@@ -618,7 +647,7 @@ class Worker:
             return
         log.info("task %s: stopping (%s)", task_id, reason)
         run.ctx.request_stop(reason)
-        if run.handler.is_async:
+        if run.handler.is_async and run.entered:  # (not entered: `_run` sees the stop)
             run.ctx.saw_stop = True  # it is at an await (this loop runs): it gets the error
             run.future.cancel()
 
