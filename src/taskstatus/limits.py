@@ -21,6 +21,8 @@ from taskstatus.errors import TaskStatusError
 __all__ = [
     "BODY_TIMEOUT",
     "HEADER_TIMEOUT",
+    "INT32_MAX",
+    "INT32_MIN",
     "INT64_MAX",
     "INT64_MIN",
     "MAX_BODY_BYTES",
@@ -62,6 +64,7 @@ MAX_OFFSET = 1_000_000_000  # `offset` (v2024), (page - 1) * per-page (v2)
 MAX_JSON_DEPTH = 32  # nesting of arrays and objects in arguments, attributes, patch values
 MAX_TEXT_LENGTH = 65_536  # characters in one string of a request (ids, names, descriptions)
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # every integer read, anywhere
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1  # a task's priority and max_attempts (PostgreSQL int4)
 MAX_DELAY_SECONDS = 100 * 365 * 86_400  # how far in the future a task may be scheduled
 
 # --- connections (defaults of settings of the same name) ------------------------------------
@@ -103,9 +106,11 @@ def check_text(value: str, where: str) -> str:
     return value
 
 
-def check_int(value: int, where: str) -> int:
-    if not INT64_MIN <= value <= INT64_MAX:
-        raise InputRejected(f"{where}: the integer is outside the 64-bit range")
+def check_int(value: int, where: str, *, bits: int = 64) -> int:
+    """`value` if it fits a signed integer of `bits` (64, or 32), else InputRejected."""
+    low, high = (INT64_MIN, INT64_MAX) if bits == 64 else (INT32_MIN, INT32_MAX)
+    if not low <= value <= high:
+        raise InputRejected(f"{where}: the integer is outside the {bits}-bit range")
     return value
 
 

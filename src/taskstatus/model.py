@@ -8,6 +8,7 @@ stores derive their SQL guards from `sources()`, so the rule lives in this one t
 from __future__ import annotations
 
 import enum
+import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -356,7 +357,7 @@ def new_task(
     others from one of these). `task_id` is a `new_id()` unless given (`new_ids`)."""
     if max_attempts < 1:
         raise InvalidTaskChange("max_attempts", "must be at least 1")
-    if timeout is not None and timeout <= 0:
+    if timeout is not None and not (timeout > 0 and math.isfinite(timeout)):  # (NaN, inf too)
         raise InvalidTaskChange("timeout", "must be a positive number of seconds")
     if run_at is not None and run_at.tzinfo is None:
         raise InvalidTaskChange("run_at", "must be timezone-aware")

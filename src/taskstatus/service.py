@@ -126,9 +126,10 @@ def _check_storable(arguments: Sequence[Mapping[str, Any]], options: Submission)
     ):
         if text is not None:
             check_text(text, where)
-    check_int(options.priority, "priority")
+    # stored as 32-bit integers (PostgreSQL's int4: a bulk COPY would wrap a larger one)
+    check_int(options.priority, "priority", bits=32)
     if options.max_attempts is not None:
-        check_int(options.max_attempts, "max_attempts")
+        check_int(options.max_attempts, "max_attempts", bits=32)
     if isinstance(options.run_at, datetime):
         to_utc(options.run_at, "run_at")
     elif isinstance(options.run_at, timedelta) and options.run_at > timedelta(

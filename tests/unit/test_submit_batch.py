@@ -22,7 +22,8 @@ from taskstatus.caller import Caller
 from taskstatus.errors import InvalidArguments
 from taskstatus.handlers import Registry, handler, validate_many_with_schema
 from taskstatus.limits import InputRejected, check_json, check_json_each, plain_json
-from taskstatus.model import new_id, new_ids, new_task, new_tasks
+from taskstatus.model import InvalidTaskChange, new_id, new_ids, new_task, new_tasks
+from taskstatus.options import Submission
 from taskstatus.query import TaskQuery
 from taskstatus.service import TaskService
 from taskstatus.store import make_store
@@ -244,3 +245,50 @@ async def test_a_batch_with_a_failing_item_stores_nothing(tmp_path: Path) -> Non
         assert [t.arguments for t in tasks] == [good] * 10
         page = await service.query(caller, TaskQuery(count=True))
         assert page.total == 10 and {t.id for t in page.items} == {t.id for t in tasks}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "options",
+    [{"priority": 2**31}, {"priority": -(2**31) - 1}, {"max_attempts": 2**31}],
+    ids=["priority", "negative priority", "max_attempts"],
+)
+async def test_integers_beyond_32_bits_are_refused_for_every_batch_size(
+    tmp_path: Path, options: dict[str, Any]
+) -> None:
+    """A priority or max_attempts outside the 32-bit range (PostgreSQL stores them as int4,
+    and a bulk COPY would wrap them silently) is refused for one task and for a batch large
+    enough for COPY, before anything is stored; the 32-bit bounds themselves are taken."""
+    registry = Registry()
+    handler("t.int", registry=registry)(lambda ctx, a: None)
+    service = TaskService(make_store(f"sqlite:///{tmp_path}/t.db"), registry)
+    caller = Caller(client_id="c", owner="me", scopes=frozenset())
+    async with service:
+        for n in (1, 200):
+            with pytest.raises(InputRejected, match="32-bit range"):
+                await service.submit_many(
+                    caller, "t.int", [{}] * n, dataclasses.replace(Submission(), **options)
+                )
+        edge: dict[str, Any] = {k: (2**31 - 1 if v > 0 else -(2**31)) for k, v in options.items()}
+        assert (
+            len(
+                await service.submit_many(
+                    caller, "t.int", [{}] * 3, dataclasses.replace(Submission(), **edge)
+                )
+            )
+            == 3
+        )
+        page = await service.query(caller, TaskQuery(count=True))
+        assert page.total == 3
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), 0.0, -1.0])
+def test_a_timeout_must_be_a_finite_positive_number(timeout: float) -> None:
+    """new_task refuses a timeout that is not a positive finite number of seconds: NaN and
+    infinity passed before, and were stored as no timeout by the statement and as themselves
+    by COPY."""
+    with pytest.raises(InvalidTaskChange, match="timeout"):
+        new_task(
+            handler="h", definition=SUMMARY, arguments={}, launcher="l", now=now(),
+            timeout=timeout,
+        )  # fmt: skip
