@@ -89,20 +89,26 @@ class InputRejected(TaskStatusError):
     is, not wrapped in an error that quotes the (unprintable) input."""
 
 
-def check_text(value: str, where: str) -> str:
-    """`value` if every backend can store it unchanged, else InputRejected."""
+def _text_problem(value: str) -> str | None:
+    """Why no backend could store `value` unchanged (None: every one can): the text rule of
+    `check_text` and `plain_json`."""
     if "\x00" in value:
-        raise InputRejected(f"{where}: contains a NUL character, which text cannot hold")
+        return "contains a NUL character, which text cannot hold"
     if len(value) > MAX_TEXT_LENGTH:
-        raise InputRejected(
-            f"{where}: longer than {MAX_TEXT_LENGTH} characters "
-            f"({limit('text-length', MAX_TEXT_LENGTH)})"
-        )
+        return f"longer than {MAX_TEXT_LENGTH} characters ({limit('text-length', MAX_TEXT_LENGTH)})"
     if not value.isascii():
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            raise InputRejected(f"{where}: contains a lone surrogate, which is not UTF-8") from None
+            return "contains a lone surrogate, which is not UTF-8"
+    return None
+
+
+def check_text(value: str, where: str) -> str:
+    """`value` if every backend can store it unchanged, else InputRejected."""
+    problem = _text_problem(value)
+    if problem is not None:
+        raise InputRejected(f"{where}: {problem}")
     return value
 
 
@@ -146,19 +152,6 @@ def check_json(value: Any, where: str, _depth: int = 0) -> Any:
     return value
 
 
-def _text_ok(value: str) -> bool:
-    """What `check_text` accepts, as a predicate."""
-    if "\x00" in value or len(value) > MAX_TEXT_LENGTH:
-        return False
-    if value.isascii():
-        return True
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def plain_json(value: Any, _depth: int = 0) -> bool:
     """True when `value` is built of the exact types dict, list, str, int, float, bool and
     None alone (no subclass, no other Mapping or sequence) and `check_json` accepts it.
@@ -169,7 +162,7 @@ def plain_json(value: Any, _depth: int = 0) -> bool:
     nothing more than "not known to be both"; `check_json` decides."""
     t = type(value)
     if t is str:
-        return _text_ok(value)
+        return _text_problem(value) is None
     if t is int:
         return bool(INT64_MIN <= value <= INT64_MAX)
     if t is float:
@@ -180,7 +173,11 @@ def plain_json(value: Any, _depth: int = 0) -> bool:
         if _depth >= MAX_JSON_DEPTH:
             return False
         for key, item in value.items():
-            if type(key) is not str or not _text_ok(key) or not plain_json(item, _depth + 1):
+            if (
+                type(key) is not str
+                or _text_problem(key) is not None
+                or not plain_json(item, _depth + 1)
+            ):
                 return False
         return True
     if t is list:

@@ -226,9 +226,8 @@ def new_id() -> str:
     in milliseconds (48 bits), the version, 74 random bits. Ids made together sort together,
     so the stores' indexes keyed by task id (the tasks' key, the event log's) take a batch's
     rows on a few pages at their end; random ids put each row on a page of its own, which cost
-    e2e 4-13 % (docs/benchmarks.md). The layout of `new_ids`, for one."""
-    rand = os.urandom(10).hex()
-    return f"{time.time_ns() // 1_000_000:012x}7{rand[:3]}{_VARIANT[rand[3]]}{rand[4:19]}"
+    e2e 4-13 % (docs/benchmarks.md). One of `new_ids`, the one place of the layout."""
+    return new_ids(1)[0]
 
 
 @dataclass(frozen=True, slots=True)
